@@ -1,0 +1,1 @@
+"""The study as a library: importable and testable, with no knowledge of DVC."""

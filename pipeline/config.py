@@ -1,0 +1,301 @@
+"""params.yaml -> typed, validated dataclasses, one per section.
+
+Every stage reads its own section through `load_section`. Validation is strict and happens
+before any work: an unknown key, a missing key or a value of the wrong type or outside its
+choices raises one ConfigError naming the full key (`train.recipe.lr`) and what is valid.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params.yaml key or value that the study cannot run with."""
+
+
+DATASETS = ("fashion_mnist", "cifar10", "cifar100", "npz")
+PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+STRATEGIES = ("scratch", "finetune", "feature_extractor", "lp_ft")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "npz"]
+    mirror: str = ""        # local folder searched first for the dataset's files (air-gapped machines)
+    npz_path: str = ""      # dataset "npz": your own data, x_train/y_train/x_test/y_test/classes
+    npz_sha256: str = ""    # ... pinned by its SHA-256, checked like a published checksum
+    val_size: int = 5000    # held out of the training split; He et al. 2016 Sec. 4.2 use 45k/5k
+    split_seed: int = 0     # fixes which images form the validation split
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One SGD training run. Defaults are He et al. 2016 Sec. 4.2 (CIFAR-10)."""
+    epochs: int
+    milestones: list[int]       # epochs after which lr is multiplied by lr_decay
+    batch_size: int = 128
+    lr: float = 0.1
+    lr_decay: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    train_images: int = 0       # 0 = the whole training split; >0 = a fixed random subset
+    pad: int = 4                # pixels each side before the random crop back to full size
+    flip: bool = True           # random horizontal flip
+    precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 autocast where the device has it
+    channels_last: bool = True
+    compile: bool = False       # torch.compile the model (pays a compile cost once per run)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    models: list[str]           # model ids "<family>-<depth>", one train stage item each
+    seeds: list[int]            # each model is trained once per seed
+    recipe: Recipe
+
+
+@dataclass(frozen=True)
+class TransferRecipe:
+    """Few-shot training of one strategy; in optimizer steps, as the labelled set is tiny."""
+    steps: int                  # all-layer steps (scratch, finetune, second phase of lp_ft)
+    head_steps: int             # head-only steps (feature_extractor, first phase of lp_ft)
+    lr: float                   # all-layer learning rate
+    head_lr: float              # head-only learning rate
+    batch_size: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    pad: int = 4
+    flip: bool = True
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    channels_last: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Yosinski et al. 2014: pretrain on classes A, transfer to the disjoint classes B."""
+    source_model: str
+    source_classes: list[int]
+    target_classes: list[int]
+    pretrain: Recipe
+    strategies: list[Literal["scratch", "finetune", "feature_extractor", "lp_ft"]]
+    shots: list[int]            # labelled training images per target class
+    seed: int
+    finetune: TransferRecipe
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 128])
+    warmup: int = 10            # untimed forward passes before timing
+    repeats: int = 50           # timed forward passes; the median is reported
+    threads: int = 0            # CPU threads for latency; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    title: str = "CNN architecture study"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+
+
+SECTIONS: dict[str, type] = {
+    "study": StudyConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "transfer": TransferConfig,
+    "measure": MeasureConfig,
+    "report": ReportConfig,
+}
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+        return value
+    if origin in (Union, types.UnionType):
+        for option in get_args(tp):
+            if option is type(None) and value is None:
+                return None
+        non_none = [a for a in get_args(tp) if a is not type(None)]
+        return _convert(value, non_none[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp,) = get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {key}")
+
+
+def build(cls: type, data: Any, key: str) -> Any:
+    """Build dataclass `cls` from a dict, rejecting unknown and missing keys by their full name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key}: expected a mapping with keys {', '.join(f.name for f in dataclasses.fields(cls))}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key; valid keys of {key}: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], f"{key}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}.{name}: missing (expected {_type_name(hints[name])})")
+    obj = cls(**kwargs)
+    check = getattr(_CHECKS, cls.__name__, None)
+    if check:
+        check(obj, key)
+    return obj
+
+
+class _CHECKS:
+    """Value checks beyond types, keyed by dataclass name."""
+
+    @staticmethod
+    def _positive(obj: Any, key: str, *names: str) -> None:
+        for name in names:
+            if getattr(obj, name) <= 0:
+                raise ConfigError(f"{key}.{name}: must be > 0, got {getattr(obj, name)!r}")
+
+    @staticmethod
+    def DataConfig(c: DataConfig, key: str) -> None:
+        if c.dataset == "npz" and not (c.npz_path and c.npz_sha256):
+            raise ConfigError(f"{key}.npz_path and {key}.npz_sha256: both required when {key}.dataset is 'npz'")
+        if c.val_size < 0:
+            raise ConfigError(f"{key}.val_size: must be >= 0, got {c.val_size}")
+
+    @staticmethod
+    def Recipe(c: Recipe, key: str) -> None:
+        _CHECKS._positive(c, key, "epochs", "batch_size", "lr")
+        if sorted(c.milestones) != c.milestones or any(not 0 < m < c.epochs for m in c.milestones):
+            raise ConfigError(f"{key}.milestones: must be increasing epochs inside (0, {c.epochs}), got {c.milestones}")
+        if c.train_images < 0 or c.pad < 0:
+            raise ConfigError(f"{key}.train_images and {key}.pad: must be >= 0")
+
+    @staticmethod
+    def TransferRecipe(c: TransferRecipe, key: str) -> None:
+        _CHECKS._positive(c, key, "steps", "head_steps", "lr", "head_lr", "batch_size")
+
+    @staticmethod
+    def TrainConfig(c: TrainConfig, key: str) -> None:
+        from pipeline.models import parse_model_id
+
+        if not c.models or not c.seeds:
+            raise ConfigError(f"{key}.models and {key}.seeds: must not be empty")
+        for i, model_id in enumerate(c.models):
+            try:
+                parse_model_id(model_id)
+            except ValueError as err:
+                raise ConfigError(f"{key}.models[{i}]: {err}") from None
+        if len(set(c.models)) != len(c.models):
+            raise ConfigError(f"{key}.models: lists a model twice: {c.models}")
+
+    @staticmethod
+    def TransferConfig(c: TransferConfig, key: str) -> None:
+        from pipeline.models import parse_model_id
+
+        try:
+            parse_model_id(c.source_model)
+        except ValueError as err:
+            raise ConfigError(f"{key}.source_model: {err}") from None
+        if set(c.source_classes) & set(c.target_classes):
+            raise ConfigError(f"{key}.source_classes and {key}.target_classes must be disjoint (Yosinski et al. 2014)")
+        if len(c.target_classes) < 2 or len(c.source_classes) < 2:
+            raise ConfigError(f"{key}.source_classes and {key}.target_classes: need at least 2 classes each")
+        if not c.shots or any(s <= 0 for s in c.shots):
+            raise ConfigError(f"{key}.shots: must be a non-empty list of positive integers, got {c.shots}")
+        if not c.strategies:
+            raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(STRATEGIES)}")
+
+    @staticmethod
+    def MeasureConfig(c: MeasureConfig, key: str) -> None:
+        _CHECKS._positive(c, key, "repeats")
+        if not c.batch_sizes or any(b <= 0 for b in c.batch_sizes):
+            raise ConfigError(f"{key}.batch_sizes: must be positive integers, got {c.batch_sizes}")
+
+
+def read_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found (run from the repository root, where dvc.yaml is)")
+    params = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(params) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section {unknown[0]!r}; valid sections: {', '.join(SECTIONS)}")
+    return params
+
+
+def load_section(name: str, path: str | Path = "params.yaml") -> Any:
+    params = read_params(path)
+    if name not in params:
+        raise ConfigError(f"{path}: missing section {name!r}")
+    return build(SECTIONS[name], params[name], name)
+
+
+def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Validate every section at once: used by tests and before a study starts."""
+    params = read_params(path)
+    missing = [s for s in SECTIONS if s not in params]
+    if missing:
+        raise ConfigError(f"{path}: missing section {missing[0]!r}")
+    return {name: build(cls, params[name], name) for name, cls in SECTIONS.items()}
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Dataclass -> {"recipe.lr": 0.1, ...}, the form logged to MLflow and stored in checkpoints."""
+    data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{name}."))
+        else:
+            out[name] = v
+    return out
+
+
+def fingerprint(*objs: Any) -> str:
+    """Stable hash of settings: a checkpoint is resumed only by a run with the same one."""
+    blob = json.dumps([flatten(o) if dataclasses.is_dataclass(o) else o for o in objs], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Datasets: sources (download + verify), prepared tensors, the in-memory batched loader."""

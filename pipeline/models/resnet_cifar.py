@@ -1,0 +1,102 @@
+"""He et al. 2016 Sec. 4.2: the CIFAR ResNets and their plain twins.
+
+A 3x3 conv stem with 16 filters, three stages of n basic blocks (two 3x3 convs each) on
+16/32/64 filters, the first conv of stages 2 and 3 with stride 2, global average pooling and
+one fully connected layer: depth = 6n + 2. The residual net adds identity shortcuts, with
+option A (stride-2 subsampling and zero-padded channels) where the shape changes, so it has
+exactly the parameters of the plain net.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.models.registry import register_family
+
+# 6n+2 layers; He et al. 2016 Table 6 params (10 classes, RGB): 0.27M 0.46M 0.66M 0.85M 1.7M 19.4M
+RESNET_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+PLAIN_CIFAR_DEPTHS = (20, 32, 44, 56, 110)     # Fig. 6 trains plain-20/32/44/56 (and 110)
+STAGE_WIDTHS = (16, 32, 64)
+
+
+class ShortcutA(nn.Module):
+    """Option A: subsample by taking every other pixel, zero-pad the new channels. No parameters."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.extra = planes - in_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            half = self.extra // 2
+            x = F.pad(x, (0, 0, 0, 0, half, self.extra - half))
+        return x
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int, residual: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = ShortcutA(in_planes, planes, stride) if residual else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth: int, num_classes: int, in_chans: int, residual: bool):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_chans, STAGE_WIDTHS[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
+        blocks, in_planes = [], STAGE_WIDTHS[0]
+        for stage, planes in enumerate(STAGE_WIDTHS):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(BasicBlock(in_planes, planes, stride, residual))
+                in_planes = planes
+        self.blocks = nn.Sequential(*blocks)
+        self.num_features = in_planes
+        self.fc = nn.Linear(in_planes, num_classes)
+        for m in self.modules():   # He et al. 2015 init, as Sec. 4.2 prescribes
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in",
+                                        nonlinearity="relu")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.blocks(x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))
+
+    # timm's classifier interface, which the transfer strategies rely on
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+
+@register_family("resnet", RESNET_CIFAR_DEPTHS, "6n+2")
+def resnet_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
+    return CifarResNet(depth, num_classes, in_chans, residual=True)
+
+
+@register_family("plain", PLAIN_CIFAR_DEPTHS, "6n+2")
+def plain_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
+    return CifarResNet(depth, num_classes, in_chans, residual=False)

@@ -1,0 +1,266 @@
+"""Tables and figures from the tracked results (the metrics and plots files the stages wrote).
+
+Nothing here trains or measures: `make report` rebuilds every table and figure from
+metrics/ and plots/ alone. Each table is written as CSV (for tools) and Markdown (for
+readers); reports/README.md gathers them with the figures and the provenance of the numbers.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.outputs import read_json
+from pipeline.published import published
+
+PERCENT = 100.0
+
+
+def load_metrics(folder: Path) -> pd.DataFrame:
+    rows = [read_json(p) for p in sorted(Path(folder).glob("*.json"))]
+    return pd.DataFrame(rows)
+
+
+def load_histories(folder: Path, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per-epoch CSVs keyed by model id (seed 0 of each model, or its lowest seed)."""
+    out = {}
+    if metrics.empty:
+        return out
+    for model, group in metrics.groupby("model"):
+        seed = int(group["seed"].min())
+        path = Path(folder) / f"{model}-s{seed}.csv"
+        if path.is_file():
+            out[model] = pd.read_csv(path)
+    return out
+
+
+def _mean_std(values: pd.Series) -> str:
+    vals = values.dropna() * PERCENT
+    if vals.empty:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{vals.iloc[0]:.2f}"
+    return f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f} (n={len(vals)})"
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Depth | plain train/test error | residual train/test error | He et al.'s residual error."""
+    if train.empty:
+        return pd.DataFrame()
+    rows = []
+    depths = sorted(train.loc[train["family"].isin(["plain", "resnet"]), "depth"].unique())
+    for depth in depths:
+        row = {"depth": int(depth)}
+        for family in ("plain", "resnet"):
+            sel = train[(train["family"] == family) & (train["depth"] == depth)]
+            row[f"{family} train error %"] = _mean_std(sel["train_error"]) if len(sel) else "–"
+            row[f"{family} test error %"] = _mean_std(sel["test_error"]) if len(sel) else "–"
+            if len(sel) and (sel["status"] == "diverged").any():
+                row[f"{family} test error %"] += " (diverged)"
+        pub = published(f"resnet-{depth}")
+        row["He et al. resnet test error % (CIFAR-10)"] = _fmt(pub.test_error if pub else None)
+        sel = train[(train["family"] == "resnet") & (train["depth"] == depth)]
+        if dataset == "cifar10" and pub and pub.test_error is not None and len(sel):
+            row["resnet − published (points)"] = _fmt(sel["test_error"].mean() * PERCENT - pub.test_error, "+.2f")
+        else:
+            row["resnet − published (points)"] = "– (different dataset)" if pub else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def architecture_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFrame:
+    if train.empty:
+        return pd.DataFrame()
+    rows = []
+    cost = measure.set_index("model") if not measure.empty else pd.DataFrame()
+    for model, group in train.groupby("model", sort=False):
+        pub = published(model)
+        m = cost.loc[model] if model in cost.index else None
+        row = {
+            "model": model,
+            "params": f"{int(group['params'].iloc[0]):,}",
+            "published params (M, 3x32x32, 10 classes)": _fmt(pub.params if pub else None, ".2f"),
+            "GMACs / image": _fmt(m["gmacs"] if m is not None else None, ".4f"),
+            "GFLOPs / image (2 x MACs)": _fmt(m["gflops"] if m is not None else None, ".4f"),
+        }
+        if m is not None:
+            for key in m.index:
+                if key.startswith(("cpu_latency_ms_b", "gpu_latency_ms_b")) and not key.endswith(("p10", "p90")):
+                    device, bs = key.split("_")[0], key.rsplit("_b", 1)[1]
+                    row[f"{device.upper()} latency ms (batch {bs})"] = _fmt(m[key], ".2f")
+        row["train error %"] = _mean_std(group["train_error"])
+        row["test error %"] = _mean_std(group["test_error"])
+        row["published test error %"] = (f"{pub.test_error:.2f} ({pub.dataset}, {pub.source})"
+                                          if pub and pub.test_error is not None else "–")
+        row["status"] = ",".join(sorted(set(group["status"])))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def transfer_table(finetune: pd.DataFrame) -> pd.DataFrame:
+    """Test error % on the target classes: one row per strategy, one column per shots count."""
+    if finetune.empty:
+        return pd.DataFrame()
+    pivot = finetune.pivot_table(index="strategy", columns="shots", values="test_error", aggfunc="mean") * PERCENT
+    order = [s for s in ("scratch", "finetune", "feature_extractor", "lp_ft") if s in pivot.index]
+    pivot = pivot.loc[order].round(2)
+    pivot.columns = [f"{c} shots/class: test error %" for c in pivot.columns]
+    trainable = finetune.groupby("strategy")["trainable_params"].first()
+    pivot["trained params"] = [f"{int(trainable[s]):,}" for s in pivot.index]
+    return pivot.reset_index()
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_no results yet_\n"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(str(v) for v in row.values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: str) -> None:
+    """He et al. 2016 Fig. 6: training error dashed, test error solid; plain left, residual right."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    depths = sorted({int(m.rsplit("-", 1)[1]) for m in histories if m.split("-")[0] in ("plain", "resnet")})
+    colors = dict(zip(depths, plt.cm.viridis_r([0.15 + 0.7 * i / max(len(depths) - 1, 1) for i in range(len(depths))])))
+    for ax, family, title in ((axes[0], "plain", "plain"), (axes[1], "resnet", "ResNet")):
+        for depth in depths:
+            h = histories.get(f"{family}-{depth}")
+            if h is None:
+                continue
+            ax.plot(h["epoch"], h["train_error"] * PERCENT, "--", color=colors[depth])
+            if "test_error" in h:
+                ax.plot(h["epoch"], h["test_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}")
+        ax.set_title(f"{title} networks")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(title="dashed: train, solid: test")
+    axes[0].set_ylabel("error %")
+    fig.suptitle(f"Degradation: training and test error per epoch ({dataset})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_accuracy_vs_gmacs(train: pd.DataFrame, measure: pd.DataFrame, path: Path, dataset: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errors = train.groupby("model")["test_error"].mean()
+    cost = measure.set_index("model")["gmacs"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in errors.index.intersection(cost.index):
+        ax.scatter(cost[model], (1 - errors[model]) * PERCENT)
+        ax.annotate(model, (cost[model], (1 - errors[model]) * PERCENT), fontsize=8,
+                    xytext=(4, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("GMACs per image (log scale)")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title(f"Accuracy against compute ({dataset})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_transfer(finetune: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy, group in finetune.groupby("strategy"):
+        group = group.sort_values("shots")
+        ax.plot(group["shots"], (1 - group["test_error"]) * PERCENT, "o-", label=strategy)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled images per target class (log scale)")
+    ax.set_ylabel("test accuracy % on target classes")
+    ax.set_title("Transfer strategies with few labels")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_report(*, title: str, study: str, metrics_dir: Path, plots_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
+    """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train = load_metrics(Path(metrics_dir) / "train")
+    measure = load_metrics(Path(metrics_dir) / "measure")
+    finetune = load_metrics(Path(metrics_dir) / "finetune")
+    pretrain_path = Path(metrics_dir) / "pretrain.json"
+    pretrain = read_json(pretrain_path) if pretrain_path.is_file() else None
+    dataset = str(train["dataset"].iloc[0]) if not train.empty else "?"
+    tables = {
+        "degradation": degradation_table(train, dataset),
+        "architectures": architecture_table(train, measure),
+        "transfer": transfer_table(finetune),
+    }
+    for name, table in tables.items():
+        table.to_csv(out_dir / f"{name}.csv", index=False)
+        (out_dir / f"{name}.md").write_text(to_markdown(table))
+    figures = []
+    histories = load_histories(Path(plots_dir) / "train", train)
+    if histories:
+        plot_degradation(histories, out_dir / "degradation.png", dataset)
+        figures.append("degradation.png")
+    if not train.empty and not measure.empty:
+        plot_accuracy_vs_gmacs(train, measure, out_dir / "accuracy_vs_gmacs.png", dataset)
+        figures.append("accuracy_vs_gmacs.png")
+    if not finetune.empty:
+        plot_transfer(finetune, out_dir / "transfer.png")
+        figures.append("transfer.png")
+    (out_dir / "README.md").write_text(_readme(title, study, dataset, tables, train, measure, finetune, pretrain))
+    return tables
+
+
+def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -> str:
+    first = train.iloc[0] if not train.empty else {}
+    cpu = measure["cpu_device"].iloc[0] if "cpu_device" in measure else "?"
+    gpu = measure["gpu_device"].dropna().iloc[0] if "gpu_device" in measure and measure["gpu_device"].notna().any() else None
+    commits = sorted(set(train.get("git_commit", pd.Series(dtype=str))) | set(finetune.get("git_commit", pd.Series(dtype=str))))
+    parts = [
+        f"# {title}\n",
+        f"Study **{study}** on **{dataset}**. Training ran on {first.get('device_name', '?')} "
+        f"({first.get('precision', '?')}); every number below was measured by this pipeline "
+        f"(`dvc repro`) unless its column says *published*. Code version(s): {', '.join(commits) or '?'}.\n",
+        "## Degradation: plain vs residual networks (He et al. 2016, Fig. 6)\n",
+        f"Recipe: {first.get('recipe.epochs', '?')} epochs on {first.get('train_images', '?')} training images, "
+        f"SGD lr {first.get('recipe.lr', '?')}, batch {first.get('recipe.batch_size', '?')}. "
+        "Training error is measured on the augmented batches during each epoch; test error on the full test set. "
+        "Published errors are for CIFAR-10 and are not comparable when the study's dataset differs.\n",
+        to_markdown(tables["degradation"]),
+        "![degradation](degradation.png)\n",
+        "## Architectures: parameters, compute, latency, error\n",
+        f"GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs, convolutions and "
+        f"matmuls only, torch.utils.flop_counter). CPU latency: median of timed forward passes in eval mode "
+        f"on {cpu}" + (f"; GPU latency with CUDA events on {gpu}" if gpu else "; no GPU was present") + ".\n",
+        to_markdown(tables["architectures"]),
+        "![accuracy vs GMACs](accuracy_vs_gmacs.png)\n",
+        "## Transfer with few labels\n",
+    ]
+    if pretrain:
+        parts.append(
+            f"Source model {pretrain['model']} trained on classes {pretrain.get('classes')} "
+            f"(test error {pretrain['test_error'] * PERCENT:.2f} % on them), transferred to the other classes "
+            "(Yosinski et al. 2014). scratch = random init; finetune = all layers from the source weights; "
+            "feature_extractor = frozen backbone, new linear head (Kornblith et al. 2019); "
+            "lp_ft = head first, then all layers (Kumar et al. 2022).\n")
+    parts += [to_markdown(tables["transfer"]), "![transfer](transfer.png)\n"]
+    return "\n".join(parts)

@@ -1,0 +1,90 @@
+"""One tracked, resumable training run: the glue the train and pretrain stages share.
+
+It builds the model, picks the training images, resumes from a checkpoint when one with the
+same settings exists, logs params, tags and per-epoch metrics to MLflow, and writes the
+stage's outputs: model weights, a metrics JSON (DVC metrics) and a per-epoch CSV (DVC plots).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline import tracking
+from pipeline.config import Recipe, fingerprint, flatten
+from pipeline.data.loader import Normalize, PreparedData, Split
+from pipeline.models import create_model_from_id, parse_model_id
+from pipeline.outputs import save_model, write_json, write_rows
+from pipeline.provenance import environment
+from pipeline.train import Checkpoint, Runtime, fit
+
+SUBSET_SEED = 0   # every model and seed of a study sees the same training subset
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    model: Path        # weights + the settings that made them
+    metrics: Path      # final metrics, JSON
+    history: Path      # one row per epoch, CSV
+    checkpoint: Path   # last.pt while the run is unfinished
+
+
+def training_subset(train: Split, images: int) -> Split:
+    if not images or images >= len(train):
+        return train
+    gen = torch.Generator().manual_seed(SUBSET_SEED)
+    return train.subset(torch.sort(torch.randperm(len(train), generator=gen)[:images]).values)
+
+
+def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int, recipe: Recipe,
+                  data: PreparedData, outputs: RunOutputs, classes: list[int] | None = None,
+                  extra_tags: dict | None = None) -> dict:
+    """Train `model_id` on `data` (restricted to `classes` if given); return the final metrics."""
+    family, depth = parse_model_id(model_id)
+    rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
+    splits = data.splits
+    if classes is not None:
+        splits = {k: s.select_classes(classes) for k, s in splits.items()}
+    train = training_subset(splits["train"], recipe.train_images).to(rt.device)
+    evals = {k: splits[k].to(rt.device) for k in ("val", "test") if len(splits[k])}
+    num_classes = len(classes) if classes is not None else data.num_classes
+    normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
+
+    params = {"model": model_id, "family": family, "depth": depth, "seed": seed, "stage": stage,
+              "dataset": data.manifest["dataset"], "train_images": len(train), "num_classes": num_classes,
+              **{f"recipe.{k}": v for k, v in flatten(recipe).items()}, **rt.describe()}
+    if classes is not None:
+        params["classes"] = classes
+    checkpoint = Checkpoint(outputs.checkpoint, fingerprint(params, data.manifest["sha256"]))
+    resume = checkpoint.load()
+    env = environment(rt.device)
+    tags = {"study": study, "stage": stage, "model": model_id, "family": family, "depth": depth, "seed": seed,
+            "dataset_sha256": data.manifest["raw_sha256"], **env, **(extra_tags or {})}
+
+    torch.manual_seed(seed)   # He init drawn from the seed: same weights for every resume
+    model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans))
+    print(f"[{name}] {model_id} on {len(train)} images, {env['device_name']}, {rt.describe()['precision']}",
+          flush=True)
+    with tracking.start_run(study, name, params, tags,
+                            resume_run_id=resume["meta"]["run_id"] if resume else None) as run:
+        result = fit(model, train, evals, normalize, recipe, rt, seed, checkpoint, resume,
+                     meta={"run_id": run.run_id}, on_epoch=lambda row: run.log_metrics(row, step=row["epoch"]),
+                     label=name)
+        last = result.history[-1]
+        final = {"status": result.status, "epochs": last["epoch"], "train_error": last["train_error"],
+                 "train_loss": last["train_loss"], "images_per_s": sum(r["images_per_s"] for r in result.history)
+                 / len(result.history), "train_seconds": sum(r["epoch_seconds"] for r in result.history)}
+        for split in evals:
+            final[f"{split}_error"] = last[f"{split}_error"]
+            final[f"{split}_loss"] = last[f"{split}_loss"]
+        run.log_metrics({f"final_{k}": v for k, v in final.items() if k != "status"})
+        run.set_tags({"status": result.status})
+        save_model(outputs.model, model, model_id=model_id, num_classes=num_classes, in_chans=data.in_chans,
+                   classes=classes, params=params)
+        write_rows(outputs.history, result.history)
+        write_json(outputs.metrics, {**final, "model": model_id, "family": family, "depth": depth, "seed": seed,
+                                     "params": sum(p.numel() for p in model.parameters()),
+                                     "mlflow_run_id": run.run_id, **params, **env})
+    checkpoint.remove()
+    return final

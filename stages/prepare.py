@@ -1,0 +1,21 @@
+"""prepare stage: raw files -> uint8 train/val/test tensors + manifest.json."""
+import argparse
+from pathlib import Path
+
+from pipeline.cli import run_stage
+from pipeline.config import load_section
+from pipeline.data.prepare import prepare
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--raw", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    manifest = prepare(load_section("data"), args.raw, args.out)
+    print(f"prepared {manifest['dataset']}: {manifest['counts']} images of shape {manifest['shape']}, "
+          f"{len(manifest['classes'])} classes", flush=True)
+
+
+if __name__ == "__main__":
+    run_stage(main)

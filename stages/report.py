@@ -1,0 +1,23 @@
+"""report stage: tables and figures in reports/ from the metrics and plots the other stages wrote."""
+import argparse
+from pathlib import Path
+
+from pipeline.cli import run_stage
+from pipeline.config import load_section
+from pipeline.report import build_report
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--plots", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    study, cfg = load_section("study"), load_section("report")
+    tables = build_report(title=cfg.title, study=study.name, metrics_dir=args.metrics, plots_dir=args.plots,
+                          out_dir=args.out)
+    print(f"wrote {args.out}/README.md with tables: {', '.join(tables)}", flush=True)
+
+
+if __name__ == "__main__":
+    run_stage(main)

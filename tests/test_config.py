@@ -1,0 +1,113 @@
+import copy
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, build, load_all, load_section, TrainConfig
+from pipeline.studies import compose, list_studies
+
+
+@pytest.fixture
+def params(repo):
+    return yaml.safe_load((repo / "params.yaml").read_text())
+
+
+def write(tmp_path, params):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_committed_params_are_valid(repo):
+    cfg = load_all(repo / "params.yaml")
+    assert cfg["study"].name == "quick"
+    assert {"plain-20", "plain-56", "resnet-20", "resnet-56"} <= set(cfg["train"].models)
+
+
+def test_params_yaml_is_the_composed_quick_study(repo, tmp_path):
+    """params.yaml must be exactly what `dvc exp run` composes from conf/, or the two drift."""
+    compose("quick", tmp_path / "quick.yaml")
+    assert yaml.safe_load((tmp_path / "quick.yaml").read_text()) == yaml.safe_load((repo / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("study", list_studies())
+def test_every_study_composes_to_valid_params(study, tmp_path):
+    compose(study, tmp_path / "params.yaml")
+    cfg = load_all(tmp_path / "params.yaml")
+    assert cfg["study"].name == study
+
+
+def test_cifar10_study_is_the_he_et_al_recipe(tmp_path):
+    compose("cifar10", tmp_path / "params.yaml")
+    cfg = load_all(tmp_path / "params.yaml")
+    r = cfg["train"].recipe
+    assert cfg["data"].dataset == "cifar10" and cfg["data"].val_size == 5000
+    assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.pad, r.flip) == (0.1, 0.9, 1e-4, 128, 4, True)
+    iters_per_epoch = (50_000 - 5_000) // r.batch_size
+    assert abs(r.epochs * iters_per_epoch - 64_000) < iters_per_epoch
+    assert [abs(m * iters_per_epoch - k) < iters_per_epoch for m, k in zip(r.milestones, (32_000, 48_000))] == [True] * 2
+
+
+def test_unknown_study_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="unknown study 'imagenet'; valid studies: cifar10, quick"):
+        compose("imagenet", tmp_path / "p.yaml")
+
+
+def test_unknown_key_is_named_with_valid_keys(params, tmp_path):
+    params["train"]["recipe"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"train\.recipe\.learning_rate: unknown key; valid keys of train\.recipe: epochs, milestones"):
+        load_section("train", write(tmp_path, params))
+
+
+def test_bad_choice_lists_the_choices(params, tmp_path):
+    params["data"]["dataset"] = "mnist"
+    with pytest.raises(ConfigError, match=r"data\.dataset: 'mnist' is not valid; choose one of: fashion_mnist, cifar10, cifar100, npz"):
+        load_section("data", write(tmp_path, params))
+
+
+def test_wrong_type(params, tmp_path):
+    params["train"]["recipe"]["epochs"] = "ten"
+    with pytest.raises(ConfigError, match=r"train\.recipe\.epochs: expected an integer, got 'ten'"):
+        load_section("train", write(tmp_path, params))
+
+
+def test_missing_key(params, tmp_path):
+    del params["train"]["recipe"]["epochs"]
+    with pytest.raises(ConfigError, match=r"train\.recipe\.epochs: missing"):
+        load_section("train", write(tmp_path, params))
+
+
+def test_unknown_model_in_list(params, tmp_path):
+    params["train"]["models"] = ["resnet-20", "resnet-21"]
+    with pytest.raises(ConfigError, match=r"train\.models\[1\]: resnet depth must be 6n\+2: 20, 32"):
+        load_section("train", write(tmp_path, params))
+
+
+def test_milestones_must_lie_inside_the_run(params, tmp_path):
+    params["train"]["recipe"]["milestones"] = [2, 99]
+    with pytest.raises(ConfigError, match=r"train\.recipe\.milestones: must be increasing epochs inside"):
+        load_section("train", write(tmp_path, params))
+
+
+def test_transfer_classes_must_be_disjoint(params, tmp_path):
+    params["transfer"]["target_classes"] = [4, 5, 6]
+    with pytest.raises(ConfigError, match="must be disjoint"):
+        load_section("transfer", write(tmp_path, params))
+
+
+def test_unknown_strategy(params, tmp_path):
+    params["transfer"]["strategies"] = ["finetune", "distill"]
+    with pytest.raises(ConfigError, match=r"transfer\.strategies\[1\]: 'distill' is not valid; choose one of: scratch"):
+        load_section("transfer", write(tmp_path, params))
+
+
+def test_unknown_section(params, tmp_path):
+    params["trian"] = {}
+    with pytest.raises(ConfigError, match="unknown section 'trian'; valid sections: study, data, train"):
+        load_section("train", write(tmp_path, params))
+
+
+def test_build_does_not_mutate_input(params):
+    raw = copy.deepcopy(params["train"])
+    build(TrainConfig, params["train"], "train")
+    assert params["train"] == raw

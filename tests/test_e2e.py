@@ -1,0 +1,104 @@
+"""The real `dvc repro` on a tiny study, in a temporary copy of the repository."""
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import write_npz
+
+pytestmark = pytest.mark.e2e
+
+
+def run(cmd, cwd, env, check=True):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def study(repo, tmp_path):
+    """A copy of the working tree (tracked and new files, none of the ignored) with a tiny study."""
+    work = tmp_path / "repo"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = repo / rel
+        if src.is_file() and not rel.startswith(("data/", "runs/", "metrics/", "plots/", "reports/")) and rel != "dvc.lock":
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        run(cmd, work, env)
+    sha = write_npz(tmp_path / "tiny.npz")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["study"]["name"] = "tiny"
+    params["data"].update(dataset="npz", npz_path=str(tmp_path / "tiny.npz"), npz_sha256=sha, val_size=30)
+    params["train"]["models"] = ["plain-20", "resnet-20"]
+    params["train"]["recipe"].update(epochs=2, milestones=[1], train_images=0, batch_size=32)
+    params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
+    params["transfer"].update(source_classes=[0, 1, 2], target_classes=[3, 4, 5], shots=[5])
+    params["transfer"]["finetune"].update(steps=3, head_steps=3, batch_size=8)
+    params["measure"].update(repeats=2, warmup=1)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return work, env
+
+
+def test_dvc_repro_runs_the_whole_tiny_study(study):
+    work, env = study
+    out = run(["dvc", "repro"], work, env)
+    assert "epoch 2/2" in out.stdout
+
+    degradation = pd.read_csv(work / "reports/degradation.csv")
+    assert degradation["depth"].tolist() == [20]
+    assert {"plain train error %", "resnet test error %"} <= set(degradation.columns)
+    arch = pd.read_csv(work / "reports/architectures.csv")
+    assert set(arch["model"]) == {"plain-20", "resnet-20"}
+    assert arch["GMACs / image"].astype(float).gt(0).all()
+    transfer = pd.read_csv(work / "reports/transfer.csv")
+    assert set(transfer["strategy"]) == {"scratch", "finetune", "feature_extractor", "lp_ft"}
+    for fig in ("degradation.png", "accuracy_vs_gmacs.png", "transfer.png"):
+        assert (work / "reports" / fig).stat().st_size > 1000
+    assert "Degradation" in (work / "reports/README.md").read_text()
+
+    # one MLflow run per train, pretrain, finetune and measure item, in the default SQLite store
+    with sqlite3.connect(work / "mlflow.db") as db:
+        runs = db.execute("SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
+                          "ON r.experiment_id = e.experiment_id WHERE e.name = 'tiny'").fetchall()
+        tags = dict(((run_id, key), value) for run_id, key, value in db.execute("SELECT run_uuid, key, value FROM tags"))
+        steps = db.execute("SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'train_error' AND run_uuid IN "
+                           "(SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train')").fetchone()[0]
+    assert len(runs) == 2 + 1 + 4 + 2 and {s for _, s in runs} == {"FINISHED"}
+    stages = sorted(tags[(run_id, "stage")] for run_id, _ in runs)
+    assert stages == ["finetune"] * 4 + ["measure"] * 2 + ["pretrain"] + ["train"] * 2
+    assert all(tags[(run_id, "git_commit")] not in ("", "unknown") for run_id, _ in runs)
+    assert steps == 2
+
+    status = run(["dvc", "status"], work, env)
+    assert "up to date" in status.stdout
+
+    # changing one matrix item's list leaves the others cached: adding a seed trains only new items
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["train"]["seeds"] = [0, 1]
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    status = run(["dvc", "status"], work, env).stdout
+    assert "train@resnet-20-1" in status and "train@resnet-20-0" not in status
+
+
+def test_bad_params_fail_before_any_work(study):
+    work, env = study
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["data"]["npz_sha256"] = "0" * 64
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run(["dvc", "repro", "download"], work, env, check=False)
+    assert proc.returncode != 0
+    assert "tiny.npz: sha256 is" in proc.stderr + proc.stdout and "expected " + "0" * 64 in proc.stderr + proc.stdout
+    assert not (work / "data/raw").exists()
