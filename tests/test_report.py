@@ -1,0 +1,48 @@
+import json
+
+import pandas as pd
+
+from pipeline.report import build_report
+
+
+def _write(folder, name, data):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_report_tables_come_from_the_metrics_files(tmp_path):
+    metrics, plots = tmp_path / "metrics", tmp_path / "plots"
+    for family, depth, seed, train_err, test_err in [("plain", 20, 0, 0.10, 0.12), ("plain", 56, 0, 0.30, 0.31),
+                                                     ("resnet", 20, 0, 0.09, 0.11), ("resnet", 20, 1, 0.11, 0.13),
+                                                     ("resnet", 56, 0, 0.07, 0.10)]:
+        model = f"{family}-{depth}"
+        _write(metrics / "train", f"{model}-s{seed}", {
+            "model": model, "family": family, "depth": depth, "seed": seed, "train_error": train_err,
+            "test_error": test_err, "status": "finished", "params": 1000 + depth, "dataset": "fashion_mnist"})
+        (plots / "train").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"epoch": [1, 2], "train_error": [0.5, train_err], "test_error": [0.5, test_err]}).to_csv(
+            plots / "train" / f"{model}-s{seed}.csv", index=False)
+        _write(metrics / "measure", model, {"model": model, "gmacs": depth / 1000, "gflops": depth / 500,
+                                             "cpu_latency_ms_b1": 1.5, "cpu_device": "test cpu"})
+    for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
+        for shots, err in ((10, 0.4), (100, 0.2)):
+            _write(metrics / "finetune", f"{strategy}-{shots}", {"strategy": strategy, "shots": shots,
+                                                                  "test_error": err, "trainable_params": 99})
+    tables = build_report(title="t", study="s", metrics_dir=metrics, plots_dir=plots, out_dir=tmp_path / "reports")
+
+    deg = tables["degradation"].set_index("depth")
+    assert deg.loc[56, "plain train error %"] == "30.00"
+    assert deg.loc[20, "resnet train error %"] == "10.00 ± 1.41 (n=2)"
+    assert deg.loc[56, "He et al. resnet test error % (CIFAR-10)"] == "6.97"
+    assert deg.loc[56, "resnet − published (points)"] == "– (different dataset)"
+    arch = tables["architectures"].set_index("model")
+    assert arch.loc["resnet-56", "GMACs / image"] == "0.0560"
+    assert arch.loc["resnet-56", "published params (M, 3x32x32, 10 classes)"] == "0.85"
+    assert arch.loc["resnet-56", "CPU latency ms (batch 1)"] == "1.50"
+    assert arch.loc["resnet-56", "published test error %"].startswith("6.97 (cifar10")
+    transfer = tables["transfer"].set_index("strategy")
+    assert transfer.loc["lp_ft", "100 shots/class: test error %"] == 20.0
+    for name in ("degradation", "architectures", "transfer"):
+        assert (tmp_path / "reports" / f"{name}.csv").is_file() and (tmp_path / "reports" / f"{name}.md").is_file()
+    assert (tmp_path / "reports" / "degradation.png").stat().st_size > 1000
+    assert "test cpu" in (tmp_path / "reports" / "README.md").read_text()

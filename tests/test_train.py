@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from pipeline.config import Recipe
+from pipeline.data.loader import Normalize, Split
+from pipeline.models import create_model
+from pipeline.train import Checkpoint, Runtime, fit
+from conftest import make_images
+
+
+@pytest.fixture
+def data():
+    x, y = make_images(24, 4, 12, seed=0)
+    xt, yt = make_images(8, 4, 12, seed=1)
+    to_split = lambda x, y: Split(torch.from_numpy(x)[:, None].contiguous(), torch.from_numpy(y).long())
+    return to_split(x, y), to_split(xt, yt)
+
+
+def recipe(**kw):
+    base = dict(epochs=3, milestones=[2], batch_size=16, lr=0.05, precision="fp32", device="cpu")
+    return Recipe(**{**base, **kw})
+
+
+def train(data, r, checkpoint=None, resume=None, on_epoch=None):
+    train_split, test_split = data
+    rt = Runtime.resolve(r.device, r.precision, r.channels_last)
+    torch.manual_seed(0)
+    model = rt.prepare_model(create_model("resnet", depth=20, num_classes=4, in_chans=1))
+    norm = Normalize([0.3], [0.3], rt.device)
+    result = fit(model, train_split, {"test": test_split}, norm, r, rt, seed=0, checkpoint=checkpoint,
+                 resume=resume, on_epoch=on_epoch)
+    return model, result
+
+
+def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
+    r = recipe()
+    model_a, result_a = train(data, r)
+
+    checkpoint = Checkpoint(tmp_path / "last.pt", fingerprint="same")
+
+    def die_in_epoch_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt   # killed before epoch 2 was checkpointed
+    with pytest.raises(KeyboardInterrupt):
+        train(data, r, checkpoint, on_epoch=die_in_epoch_2)
+    state = checkpoint.load()
+    assert state["epoch"] == 1
+
+    model_b, result_b = train(data, r, checkpoint, resume=state)
+    strip = lambda h: [{k: v for k, v in row.items() if k not in ("images_per_s", "epoch_seconds")} for row in h]
+    assert strip(result_b.history) == strip(result_a.history)
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    Checkpoint(tmp_path / "last.pt", "old").save({"epoch": 1})
+    assert Checkpoint(tmp_path / "last.pt", "new").load() is None
+    assert Checkpoint(tmp_path / "last.pt", "old").load()["epoch"] == 1
+    assert not (tmp_path / "last.tmp").exists()
+
+
+def test_divergence_stops_the_run(data):
+    _, result = train(data, recipe(lr=1e30, epochs=3))
+    assert result.status == "diverged"
+    assert len(result.history) < 3
+
+
+def test_learning_lowers_the_error(data):
+    _, result = train(data, recipe(epochs=3))
+    assert result.status == "finished"
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert [row["lr"] for row in result.history] == pytest.approx([0.05, 0.05, 0.005])
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        Runtime.resolve("cuda", "auto", True)
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    import pipeline.train as t
+    monkeypatch.setattr(t, "cpu_has_bf16", lambda: False)
+    assert Runtime.resolve("cpu", "auto", True).autocast_dtype is None
+    monkeypatch.setattr(t, "cpu_has_bf16", lambda: True)
+    assert Runtime.resolve("cpu", "auto", True).autocast_dtype == torch.bfloat16
+    assert Runtime.resolve("cpu", "fp32", True).autocast_dtype is None
