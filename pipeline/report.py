@@ -75,6 +75,25 @@ def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def degradation_summary(train: pd.DataFrame) -> str:
+    """One sentence: does the deepest plain net train worse than the shallowest, and the ResNet not?"""
+    grid = train[train["family"].isin(["plain", "resnet"])]
+    if grid.empty:
+        return ""
+    err = grid.groupby(["family", "depth"])["train_error"].mean() * PERCENT
+    depths = sorted(set(d for f, d in err.index if f == "plain") & set(d for f, d in err.index if f == "resnet"))
+    if len(depths) < 2:
+        return ""
+    lo, hi = depths[0], depths[-1]
+    plain_gap, res_gap = err["plain", hi] - err["plain", lo], err["resnet", hi] - err["resnet", lo]
+    verdict = ("the deeper plain net trains worse while the deeper ResNet does not: the degradation result"
+               if plain_gap > 0 and res_gap < plain_gap else "the degradation result is not visible in this run")
+    return (f"Final training error: plain-{lo} {err['plain', lo]:.2f} %, plain-{hi} {err['plain', hi]:.2f} % "
+            f"({plain_gap:+.2f} points); resnet-{lo} {err['resnet', lo]:.2f} %, resnet-{hi} {err['resnet', hi]:.2f} % "
+            f"({res_gap:+.2f} points); resnet-{hi} vs plain-{hi}: {err['resnet', hi] - err['plain', hi]:+.2f} points. "
+            f"So {verdict}.\n")
+
+
 def architecture_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFrame:
     if train.empty:
         return pd.DataFrame()
@@ -246,6 +265,7 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
         "Training error is measured on the augmented batches during each epoch; test error on the full test set. "
         "Published errors are for CIFAR-10 and are not comparable when the study's dataset differs.\n",
         to_markdown(tables["degradation"]),
+        degradation_summary(train) if not train.empty else "",
         "![degradation](degradation.png)\n",
         "## Architectures: parameters, compute, latency, error\n",
         f"GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs, convolutions and "

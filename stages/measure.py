@@ -41,8 +41,9 @@ def main(argv: list[str]) -> None:
     with tracking.start_run(study.name, f"measure-{args.model}", {"model": args.model, **flatten(cfg)}, tags) as run:
         run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "depth"})
         write_json(args.metrics, {**result, "mlflow_run_id": run.run_id, **env})
+    bs = cfg.batch_sizes[0]
     print(f"[measure {args.model}] {result['params']:,} params, {result['gmacs']:.4f} GMACs/image, CPU latency "
-          f"{result['cpu_latency_ms_b1']:.2f} ms at batch 1", flush=True)
+          f"{result[f'cpu_latency_ms_b{bs}']:.2f} ms at batch {bs}", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,4 +45,8 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     for name in ("degradation", "architectures", "transfer"):
         assert (tmp_path / "reports" / f"{name}.csv").is_file() and (tmp_path / "reports" / f"{name}.md").is_file()
     assert (tmp_path / "reports" / "degradation.png").stat().st_size > 1000
-    assert "test cpu" in (tmp_path / "reports" / "README.md").read_text()
+    readme = (tmp_path / "reports" / "README.md").read_text()
+    assert "test cpu" in readme
+    assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points)" in readme
+    assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points)" in readme
+    assert "the deeper plain net trains worse while the deeper ResNet does not" in readme
