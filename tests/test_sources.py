@@ -152,3 +152,11 @@ def test_cifar10_download_with_wrong_md5_leaves_nothing(tmp_path, served_cifar10
 def test_debian_copy_matches_debians_published_md5s():
     for name, expected in sources.DEBIAN_FASHION_MNIST_MD5.items():
         assert md5(sources.DEBIAN_FASHION_MNIST / name) == expected
+
+
+def test_unreachable_download_says_where_it_looked(tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR10
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")   # port 9: nothing listens
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-python\.tar\.gz: no local copy .*set data\.mirror"):
+        download(DataConfig(dataset="cifar10"), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()

@@ -108,8 +108,9 @@ def _fetch(file: RemoteFile, folders: list[tuple[Path, dict[str, str]]], dest: P
             return url, file
         except Exception as err:   # noqa: BLE001 -- try the next official mirror, report all at the end
             errors.append(f"{url}: {err}")
-    looked = ", ".join(str(f) for f, _ in folders) or "no local folder"
-    raise FileNotFoundError(f"{file.name}: not in {looked}, and every download failed: " + "; ".join(errors))
+    looked = ", ".join(str(f) for f, _ in folders) or "none; set data.mirror to a folder holding it"
+    raise FileNotFoundError(f"{file.name}: no local copy (folders searched: {looked}) and every download "
+                            "failed: " + "; ".join(errors))
 
 
 def download(cfg: DataConfig, out_dir: Path) -> dict[str, str]:
