@@ -46,6 +46,7 @@ class Recipe:
     batch_size: int = 128
     lr: float = 0.1
     lr_decay: float = 0.1
+    warmup_epochs: int = 0      # linear per-iteration ramp from 0 to lr (Goyal et al. 2017); He et al.: none
     momentum: float = 0.9
     weight_decay: float = 1e-4
     train_images: int = 0       # 0 = the whole training split; >0 = a fixed random subset
@@ -210,6 +211,8 @@ class _CHECKS:
         _CHECKS._positive(c, key, "epochs", "batch_size", "lr")
         if sorted(c.milestones) != c.milestones or any(not 0 < m < c.epochs for m in c.milestones):
             raise ConfigError(f"{key}.milestones: must be increasing epochs inside (0, {c.epochs}), got {c.milestones}")
+        if not 0 <= c.warmup_epochs < c.epochs:
+            raise ConfigError(f"{key}.warmup_epochs: must lie in [0, {c.epochs}), got {c.warmup_epochs}")
         if c.train_images < 0 or c.pad < 0:
             raise ConfigError(f"{key}.train_images and {key}.pad: must be >= 0")
 

@@ -151,6 +151,7 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     depths = sorted({int(m.rsplit("-", 1)[1]) for m in histories if m.split("-")[0] in ("plain", "resnet")})
@@ -165,6 +166,7 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
                 ax.plot(h["epoch"], h["test_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}")
         ax.set_title(f"{title} networks")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(title="dashed: train, solid: test")
     axes[0].set_ylabel("error %")

@@ -141,6 +141,7 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
         result.history, start_epoch = resume["history"], resume["epoch"]
         print(f"[{label}] resuming after epoch {start_epoch} from {checkpoint.path}", flush=True)
     batch_size = min(recipe.batch_size, len(train))
+    iters_per_epoch = len(train) // batch_size
     for epoch in range(start_epoch + 1, recipe.epochs + 1):
         torch.manual_seed(seed * 1_000_003 + epoch)    # dropout etc.: same stream on resume
         gen = epoch_generator(seed, epoch, rt.device)
@@ -149,8 +150,13 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
         wrong = torch.zeros((), device=rt.device, dtype=torch.long)
         seen = 0
         lr = optimizer.param_groups[0]["lr"]
+        warming = epoch <= recipe.warmup_epochs
         t0 = time.perf_counter()
-        for x, y in train_batches(train, batch_size, recipe.pad, recipe.flip, gen):
+        for i, (x, y) in enumerate(train_batches(train, batch_size, recipe.pad, recipe.flip, gen)):
+            if warming:   # linear ramp per iteration up to the scheduled lr (Goyal et al. 2017)
+                done = ((epoch - 1) * iters_per_epoch + i + 1) / (recipe.warmup_epochs * iters_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * done
             x = normalize(x)
             if rt.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -166,6 +172,8 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
+        for group in optimizer.param_groups:
+            group["lr"] = lr   # the schedule continues from the scheduled value, not the ramp's
         schedule.step()
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_error": wrong.item() / seen,
                "images_per_s": seen / seconds, "epoch_seconds": seconds}

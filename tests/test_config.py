@@ -111,3 +111,9 @@ def test_build_does_not_mutate_input(params):
     raw = copy.deepcopy(params["train"])
     build(TrainConfig, params["train"], "train")
     assert params["train"] == raw
+
+
+def test_warmup_must_end_before_the_run(params, tmp_path):
+    params["train"]["recipe"]["warmup_epochs"] = params["train"]["recipe"]["epochs"]
+    with pytest.raises(ConfigError, match=r"train\.recipe\.warmup_epochs: must lie in \[0, "):
+        load_section("train", write(tmp_path, params))

@@ -33,7 +33,7 @@ def train(data, r, checkpoint=None, resume=None, on_epoch=None):
 
 
 def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
-    r = recipe()
+    r = recipe(warmup_epochs=1)
     model_a, result_a = train(data, r)
 
     checkpoint = Checkpoint(tmp_path / "last.pt", fingerprint="same")
@@ -51,6 +51,20 @@ def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
     assert strip(result_b.history) == strip(result_a.history)
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_warmup_ramps_the_lr_within_the_first_epoch(data, monkeypatch):
+    seen = []
+    real_step = torch.optim.SGD.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    train(data, recipe(epochs=2, milestones=[], warmup_epochs=1))
+    per_epoch = len(seen) // 2
+    assert seen[:per_epoch] == pytest.approx([0.05 * (i + 1) / per_epoch for i in range(per_epoch)])
+    assert seen[per_epoch:] == pytest.approx([0.05] * per_epoch)
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
