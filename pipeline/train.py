@@ -88,6 +88,20 @@ def sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim.
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+             rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward/backward/update on a normalised batch; returns the (detached) loss and logits."""
+    if rt.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with rt.autocast():
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
 class Checkpoint:
     """last.pt of one run, written atomically; resumed only by a run with the same fingerprint."""
 
@@ -157,17 +171,9 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
                 done = ((epoch - 1) * iters_per_epoch + i + 1) / (recipe.warmup_epochs * iters_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * done
-            x = normalize(x)
-            if rt.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with rt.autocast():
-                logits = step_fn(x)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            wrong += (logits.detach().argmax(1) != y).sum()
+            loss, logits = sgd_step(step_fn, optimizer, normalize(x), y, rt)
+            loss_sum += loss * len(y)
+            wrong += (logits.argmax(1) != y).sum()
             seen += len(y)
         if rt.device.type == "cuda":
             torch.cuda.synchronize()

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import STRATEGIES, TransferRecipe
 from pipeline.data.loader import Normalize, Split, epoch_generator, train_batches
-from pipeline.train import Runtime, evaluate, sgd
+from pipeline.train import Runtime, evaluate, sgd, sgd_step
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,7 @@ def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize
         for x, y in train_batches(train, batch_size, recipe.pad, recipe.flip, gen):
             # a frozen backbone keeps its BN statistics: eval mode (Kornblith et al. fixed features)
             model.train(phase.trainable == "all")
-            x = normalize(x)
-            if rt.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with rt.autocast():
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits = sgd_step(model, optimizer, normalize(x), y, rt)
             schedule.step()
             step += 1
             loss_sum += loss.item() * len(y)
