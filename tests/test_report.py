@@ -49,4 +49,4 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert "test cpu" in readme
     assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points)" in readme
     assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points)" in readme
-    assert "the deeper plain net trains worse while the deeper ResNet does not" in readme
+    assert "depth hurts the plain net (+20.0 points) far more than the ResNet (-3.0)" in readme
