@@ -5,10 +5,11 @@ import sys
 from typing import Callable
 
 from pipeline.config import ConfigError
-from pipeline.data.sources import ChecksumError
+from pipeline.data.sources import DataError
 
 # Errors caused by the user's params, files or data: reported in one line, exit status 2.
-USER_ERRORS = (ConfigError, ChecksumError, FileNotFoundError, ValueError)
+# Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
 
 
 def run_stage(main: Callable[[list[str]], None]) -> None:

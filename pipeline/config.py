@@ -9,11 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
@@ -22,9 +21,6 @@ class ConfigError(ValueError):
     """A params.yaml key or value that the study cannot run with."""
 
 
-DATASETS = ("fashion_mnist", "cifar10", "cifar100", "npz")
-PRECISIONS = ("auto", "bf16", "fp32")
-DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("scratch", "finetune", "feature_extractor", "lp_ft")
 
 
@@ -70,8 +66,9 @@ class TransferRecipe:
     """Few-shot training of one strategy; in optimizer steps, as the labelled set is tiny."""
     steps: int                  # all-layer steps (scratch, finetune, second phase of lp_ft)
     head_steps: int             # head-only steps (feature_extractor, first phase of lp_ft)
-    lr: float                   # all-layer learning rate
+    lr: float                   # all-layer learning rate from the source weights
     head_lr: float              # head-only learning rate
+    scratch_lr: float           # all-layer learning rate from random init: the baseline gets its own
     batch_size: int = 64
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -136,12 +133,6 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
         return value
-    if origin in (Union, types.UnionType):
-        for option in get_args(tp):
-            if option is type(None) and value is None:
-                return None
-        non_none = [a for a in get_args(tp) if a is not type(None)]
-        return _convert(value, non_none[0], key)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -203,22 +194,37 @@ class _CHECKS:
     def DataConfig(c: DataConfig, key: str) -> None:
         if c.dataset == "npz" and not (c.npz_path and c.npz_sha256):
             raise ConfigError(f"{key}.npz_path and {key}.npz_sha256: both required when {key}.dataset is 'npz'")
-        if c.val_size < 0:
-            raise ConfigError(f"{key}.val_size: must be >= 0, got {c.val_size}")
+        if c.val_size < 0 or c.split_seed < 0:
+            raise ConfigError(f"{key}.val_size and {key}.split_seed: must be >= 0, got {c.val_size}, {c.split_seed}")
 
     @staticmethod
     def Recipe(c: Recipe, key: str) -> None:
         _CHECKS._positive(c, key, "epochs", "batch_size", "lr")
         if sorted(c.milestones) != c.milestones or any(not 0 < m < c.epochs for m in c.milestones):
             raise ConfigError(f"{key}.milestones: must be increasing epochs inside (0, {c.epochs}), got {c.milestones}")
-        if not 0 <= c.warmup_epochs < c.epochs:
-            raise ConfigError(f"{key}.warmup_epochs: must lie in [0, {c.epochs}), got {c.warmup_epochs}")
+        first_drop = c.milestones[0] if c.milestones else c.epochs
+        if not 0 <= c.warmup_epochs < first_drop:
+            raise ConfigError(f"{key}.warmup_epochs: must lie in [0, {first_drop}) (before the first milestone), "
+                              f"got {c.warmup_epochs}")
         if c.train_images < 0 or c.pad < 0:
             raise ConfigError(f"{key}.train_images and {key}.pad: must be >= 0")
+        _CHECKS._sgd(c, key)
+        if not 0 < c.lr_decay <= 1:
+            raise ConfigError(f"{key}.lr_decay: must lie in (0, 1], got {c.lr_decay}")
+
+    @staticmethod
+    def _sgd(c: Any, key: str) -> None:
+        if not 0 <= c.momentum < 1:
+            raise ConfigError(f"{key}.momentum: must lie in [0, 1), got {c.momentum}")
+        if c.weight_decay < 0:
+            raise ConfigError(f"{key}.weight_decay: must be >= 0, got {c.weight_decay}")
 
     @staticmethod
     def TransferRecipe(c: TransferRecipe, key: str) -> None:
-        _CHECKS._positive(c, key, "steps", "head_steps", "lr", "head_lr", "batch_size")
+        _CHECKS._positive(c, key, "steps", "head_steps", "lr", "head_lr", "scratch_lr", "batch_size")
+        if c.pad < 0:
+            raise ConfigError(f"{key}.pad: must be >= 0, got {c.pad}")
+        _CHECKS._sgd(c, key)
 
     @staticmethod
     def TrainConfig(c: TrainConfig, key: str) -> None:
@@ -242,6 +248,10 @@ class _CHECKS:
             parse_model_id(c.source_model)
         except ValueError as err:
             raise ConfigError(f"{key}.source_model: {err}") from None
+        for name in ("source_classes", "target_classes"):
+            ids = getattr(c, name)
+            if len(set(ids)) != len(ids) or any(i < 0 for i in ids):
+                raise ConfigError(f"{key}.{name}: class ids must be distinct and >= 0, got {ids}")
         if set(c.source_classes) & set(c.target_classes):
             raise ConfigError(f"{key}.source_classes and {key}.target_classes must be disjoint (Yosinski et al. 2014)")
         if len(c.target_classes) < 2 or len(c.source_classes) < 2:
@@ -254,6 +264,8 @@ class _CHECKS:
     @staticmethod
     def MeasureConfig(c: MeasureConfig, key: str) -> None:
         _CHECKS._positive(c, key, "repeats")
+        if c.threads < 0 or c.warmup < 0:
+            raise ConfigError(f"{key}.threads and {key}.warmup: must be >= 0")
         if not c.batch_sizes or any(b <= 0 for b in c.batch_sizes):
             raise ConfigError(f"{key}.batch_sizes: must be positive integers, got {c.batch_sizes}")
 
@@ -262,7 +274,10 @@ def read_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: not found (run from the repository root, where dvc.yaml is)")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
     unknown = sorted(set(params) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r}; valid sections: {', '.join(SECTIONS)}")

@@ -1,6 +1,6 @@
 """Cost of a model: parameters, MACs/FLOPs, latency and throughput.
 
-Conventions (shared/ANCHORS.md): torch.utils.flop_counter counts FLOPs = 2 x MACs for
+Conventions: torch.utils.flop_counter counts FLOPs = 2 x MACs for
 convolutions and matmuls only (no BN, ReLU, pooling). We report both GMACs (the unit of
 torchvision's `_ops`, fvcore, thop, ptflops) and GFLOPs, per image. Latency is the median
 wall time of a forward pass in eval mode; on a GPU it is timed with CUDA events after a

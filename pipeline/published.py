@@ -1,4 +1,4 @@
-"""Published numbers the reports print beside measured ones (see shared/ANCHORS.md).
+"""Published numbers the reports print beside measured ones, each with its source.
 
 Each entry names its source. Test errors are in percent, on the dataset named.
 """

@@ -70,7 +70,8 @@ def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
         if dataset == "cifar10" and pub and pub.test_error is not None and len(sel):
             row["resnet − published (points)"] = _fmt(sel["test_error"].mean() * PERCENT - pub.test_error, "+.2f")
         else:
-            row["resnet − published (points)"] = "– (different dataset)" if pub else "–"
+            row["resnet − published (points)"] = ("– (no run)" if not len(sel) else
+                                                   "– (different dataset)" if pub else "–")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -6,6 +6,7 @@ stage's outputs: model weights, a metrics JSON (DVC metrics) and a per-epoch CSV
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,15 @@ from pipeline.provenance import environment
 from pipeline.train import Checkpoint, Runtime, fit
 
 SUBSET_SEED = 0   # every model and seed of a study sees the same training subset
+# the code whose change makes an old checkpoint unusable (the train stage's deps in dvc.yaml)
+TRAINING_CODE = ("runner.py", "train.py", "data/loader.py", "models")
+
+
+def code_digest() -> str:
+    root = Path(__file__).resolve().parent
+    files = sorted(p for name in TRAINING_CODE for p in ([root / name] if name.endswith(".py")
+                                                          else (root / name).rglob("*.py")))
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,7 @@ def training_subset(train: Split, images: int) -> Split:
 
 
 def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int, recipe: Recipe,
-                  data: PreparedData, outputs: RunOutputs, classes: list[int] | None = None,
-                  extra_tags: dict | None = None) -> dict:
+                  data: PreparedData, outputs: RunOutputs, classes: list[int] | None = None) -> dict:
     """Train `model_id` on `data` (restricted to `classes` if given); return the final metrics."""
     family, depth = parse_model_id(model_id)
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
@@ -56,11 +65,11 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
               **{f"recipe.{k}": v for k, v in flatten(recipe).items()}, **rt.describe()}
     if classes is not None:
         params["classes"] = classes
-    checkpoint = Checkpoint(outputs.checkpoint, fingerprint(params, data.manifest["sha256"]))
+    checkpoint = Checkpoint(outputs.checkpoint, fingerprint(params, data.manifest["sha256"], code_digest()))
     resume = checkpoint.load()
     env = environment(rt.device)
     tags = {"study": study, "stage": stage, "model": model_id, "family": family, "depth": depth, "seed": seed,
-            "dataset_sha256": data.manifest["raw_sha256"], **env, **(extra_tags or {})}
+            "dataset_sha256": data.manifest["raw_sha256"], **env}
 
     torch.manual_seed(seed)   # He init drawn from the seed: same weights for every resume
     model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans))

@@ -5,7 +5,8 @@ every epoch, hands the epoch's metrics to a callback (the stage logs them to MLf
 plots file), and writes a checkpoint atomically after every epoch. A run restarted with the
 same settings resumes from that checkpoint and ends with the same metrics as an uninterrupted
 one: the model, optimizer and schedule are restored and every epoch's random stream is a
-function of (seed, epoch) alone. A non-finite loss stops the run as "diverged".
+function of (seed, epoch) alone (identical numbers on the CPU; cuDNN may pick
+non-deterministic kernels on a GPU). A non-finite loss stops the run as "diverged".
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import Recipe
+from pipeline.config import ConfigError, Recipe
 from pipeline.data.loader import Normalize, Split, epoch_generator, eval_batches, train_batches
 
 
@@ -46,12 +47,12 @@ class Runtime:
     @classmethod
     def resolve(cls, device: str, precision: str, channels_last: bool) -> "Runtime":
         if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but no CUDA device is available; use 'auto' or 'cpu'")
+            raise ConfigError("device: 'cuda' requested but no CUDA device is available; choose auto or cpu")
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            device if device != "auto" else "cpu")
         if dev.type == "cpu":
             torch.set_flush_denormal(True)   # denormal floats slow x86 float32 math many times over
-        native_bf16 = dev.type == "cuda" or cpu_has_bf16()
+        native_bf16 = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_has_bf16()
         use_bf16 = precision == "bf16" or (precision == "auto" and native_bf16)
         return cls(dev, torch.bfloat16 if use_bf16 else None, channels_last)
 
@@ -111,7 +112,11 @@ class Checkpoint:
     def load(self) -> dict | None:
         if not self.path.is_file():
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as err:   # noqa: BLE001 -- a truncated file from a crash: train afresh
+            print(f"{self.path}: unreadable ({err}); starting afresh", flush=True)
+            return None
         if state.get("fingerprint") != self.fingerprint:
             print(f"{self.path}: settings changed since this checkpoint was written; starting afresh", flush=True)
             return None
@@ -120,7 +125,10 @@ class Checkpoint:
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        torch.save({**state, "fingerprint": self.fingerprint}, tmp)
+        with open(tmp, "wb") as f:
+            torch.save({**state, "fingerprint": self.fingerprint}, f)
+            f.flush()
+            os.fsync(f.fileno())   # on disk before it replaces the previous checkpoint
         os.replace(tmp, self.path)
 
     def remove(self) -> None:

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.config import STRATEGIES, TransferRecipe
+from pipeline.config import STRATEGIES, ConfigError, TransferConfig, TransferRecipe
 from pipeline.data.loader import Normalize, Split, epoch_generator, train_batches
 from pipeline.train import Runtime, evaluate, sgd, sgd_step
 
@@ -33,7 +33,7 @@ class Phase:
 def phases(strategy: str, recipe: TransferRecipe) -> list[Phase]:
     head = Phase("head", recipe.head_steps, recipe.head_lr)
     full = Phase("all", recipe.steps, recipe.lr)
-    table = {"scratch": [full], "finetune": [full], "feature_extractor": [head], "lp_ft": [head, full]}
+    table = {"scratch": [Phase("all", recipe.steps, recipe.scratch_lr)], "finetune": [full], "feature_extractor": [head], "lp_ft": [head, full]}
     if strategy not in table:
         raise ValueError(f"unknown transfer strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
     return table[strategy]
@@ -41,6 +41,14 @@ def phases(strategy: str, recipe: TransferRecipe) -> list[Phase]:
 
 def uses_source_weights(strategy: str) -> bool:
     return strategy != "scratch"
+
+
+def check_classes(cfg: TransferConfig, num_classes: int) -> None:
+    """The class ids of `transfer` must exist in the prepared dataset."""
+    for name in ("source_classes", "target_classes"):
+        bad = [c for c in getattr(cfg, name) if c >= num_classes]
+        if bad:
+            raise ConfigError(f"transfer.{name}: {bad} not in the dataset's classes 0..{num_classes - 1}")
 
 
 def few_shot_indices(y: torch.Tensor, num_classes: int, shots: int, seed: int) -> torch.Tensor:
@@ -51,7 +59,7 @@ def few_shot_indices(y: torch.Tensor, num_classes: int, shots: int, seed: int) -
     for c in range(num_classes):
         members = torch.nonzero(y == c).flatten()
         if len(members) < shots:
-            raise ValueError(f"transfer.shots: {shots} per class, but class {c} has only {len(members)} images")
+            raise ConfigError(f"transfer.shots: {shots} per class, but class {c} has only {len(members)} images")
         picked.append(members[torch.randperm(len(members), generator=gen)[:shots]])
     return torch.sort(torch.cat(picked)).values
 

@@ -12,7 +12,7 @@ from pipeline.models import create_model_from_id, parse_model_id
 from pipeline.outputs import write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.train import Runtime
-from pipeline.transfer import few_shot_indices, transfer, uses_source_weights
+from pipeline.transfer import check_classes, few_shot_indices, transfer, uses_source_weights
 
 
 def main(argv: list[str]) -> None:
@@ -31,6 +31,7 @@ def main(argv: list[str]) -> None:
     recipe = cfg.finetune
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
     data = load_prepared(args.data)
+    check_classes(cfg, data.num_classes)
     train_all = data.splits["train"].select_classes(cfg.target_classes)
     train = train_all.subset(few_shot_indices(train_all.y, len(cfg.target_classes), args.shots, cfg.seed))
     test = data.splits["test"].select_classes(cfg.target_classes)

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     family, depth = parse_model_id(args.model)
     result: dict = {"model": args.model, "family": family, "depth": depth, "input_shape": list(shape),
-                    "num_classes": len(manifest["classes"])}
+                    "num_classes": len(manifest["classes"]), "precision": "fp32", "mode": "eval, eager"}
     for device in devices:
         model = create_model_from_id(args.model, num_classes=len(manifest["classes"]), in_chans=shape[0])
         result.update(measure_model(model, shape, cfg.batch_sizes, cfg.warmup, cfg.repeats, device,

@@ -117,3 +117,31 @@ def test_warmup_must_end_before_the_run(params, tmp_path):
     params["train"]["recipe"]["warmup_epochs"] = params["train"]["recipe"]["epochs"]
     with pytest.raises(ConfigError, match=r"train\.recipe\.warmup_epochs: must lie in \[0, "):
         load_section("train", write(tmp_path, params))
+
+
+def test_transfer_class_ids_must_be_distinct(params, tmp_path):
+    params["transfer"]["source_classes"] = [0, 0, 1]
+    with pytest.raises(ConfigError, match=r"transfer\.source_classes: class ids must be distinct and >= 0"):
+        load_section("transfer", write(tmp_path, params))
+
+
+def test_yaml_syntax_error_is_one_config_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="params.yaml: not valid YAML"):
+        load_section("train", path)
+
+
+def test_stage_reports_bad_input_in_one_line_with_status_2(repo, tmp_path):
+    import subprocess
+    import sys
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["dataset"] = "mnist"
+    write(tmp_path, params)
+    proc = subprocess.run([sys.executable, str(repo / "stages/download.py"), "--out", str(tmp_path / "raw")],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: data.dataset: 'mnist' is not valid; "
+                                   "choose one of: fashion_mnist, cifar10, cifar100, npz")
+    assert not (tmp_path / "raw").exists()

@@ -43,7 +43,7 @@ def study(repo, tmp_path):
     params["study"]["name"] = "tiny"
     params["data"].update(dataset="npz", npz_path=str(tmp_path / "tiny.npz"), npz_sha256=sha, val_size=30)
     params["train"]["models"] = ["plain-20", "resnet-20"]
-    params["train"]["recipe"].update(epochs=2, milestones=[1], train_images=0, batch_size=32)
+    params["train"]["recipe"].update(epochs=2, milestones=[1], warmup_epochs=0, train_images=0, batch_size=32)
     params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
     params["transfer"].update(source_classes=[0, 1, 2], target_classes=[3, 4, 5], shots=[5])
     params["transfer"]["finetune"].update(steps=3, head_steps=3, batch_size=8)
@@ -91,6 +91,17 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     status = run(["dvc", "status"], work, env).stdout
     assert "train@resnet-20-1" in status and "train@resnet-20-0" not in status
+
+
+def test_a_bad_key_anywhere_fails_at_the_first_stage(study):
+    work, env = study
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["transfer"]["finetune"]["head_lr"] = "fast"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run(["dvc", "repro"], work, env, check=False)
+    assert proc.returncode != 0
+    assert "error: transfer.finetune.head_lr: expected a number, got 'fast'" in proc.stderr
+    assert not (work / "data/raw").exists()
 
 
 def test_bad_params_fail_before_any_work(study):

@@ -47,3 +47,10 @@ def test_select_classes_relabels_in_order():
     split = Split(torch.zeros(6, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 5, 6, 5, 9, 1]))
     sub = split.select_classes([9, 5])
     assert sub.y.tolist() == [1, 1, 0]
+
+
+def test_select_classes_on_an_empty_split_and_absent_classes():
+    empty = Split(torch.zeros(0, 1, 2, 2, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    assert len(empty.select_classes([3, 4])) == 0
+    split = Split(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 2]))
+    assert split.select_classes([7, 1]).y.tolist() == [1]

@@ -12,7 +12,7 @@ from pipeline.config import DataConfig
 from pipeline.data import sources
 from pipeline.data.loader import load_prepared
 from pipeline.data.prepare import prepare
-from pipeline.data.sources import ChecksumError, download
+from pipeline.data.sources import ChecksumError, DataError, download
 from conftest import write_npz
 
 
@@ -48,7 +48,7 @@ def test_corrupt_prepared_file_is_refused(tmp_path):
     prepare(cfg, tmp_path / "raw", tmp_path / "prepared")
     with open(tmp_path / "prepared" / "test.pt", "ab") as f:
         f.write(b"x")
-    with pytest.raises(ValueError, match=r"test\.pt: sha256 differs"):
+    with pytest.raises(DataError, match=r"test\.pt: sha256 differs"):
         load_prepared(tmp_path / "prepared")
 
 

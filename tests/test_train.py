@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.config import Recipe
+from pipeline.config import ConfigError, Recipe
 from pipeline.data.loader import Normalize, Split
 from pipeline.models import create_model
 from pipeline.train import Checkpoint, Runtime, fit
@@ -89,7 +89,7 @@ def test_learning_lowers_the_error(data):
 
 def test_cuda_request_without_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="no CUDA device"):
+    with pytest.raises(ConfigError, match="no CUDA device is available; choose auto or cpu"):
         Runtime.resolve("cuda", "auto", True)
 
 

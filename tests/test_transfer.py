@@ -1,18 +1,19 @@
 import pytest
 import torch
 
-from pipeline.config import TransferRecipe
+from pipeline.config import ConfigError, TransferRecipe
 from pipeline.data.loader import Normalize, Split
 from pipeline.models import create_model
 from pipeline.train import Runtime
 from pipeline.transfer import few_shot_indices, phases, transfer
 from conftest import make_images
 
-RECIPE = TransferRecipe(steps=4, head_steps=4, lr=0.01, head_lr=0.1, batch_size=8, precision="fp32", device="cpu")
+RECIPE = TransferRecipe(steps=4, head_steps=4, lr=0.01, head_lr=0.1, scratch_lr=0.05, batch_size=8, precision="fp32",
+                        device="cpu")
 
 
 def test_phase_table():
-    assert [p.trainable for p in phases("scratch", RECIPE)] == ["all"]
+    assert [(p.trainable, p.lr) for p in phases("scratch", RECIPE)] == [("all", 0.05)]
     assert [p.trainable for p in phases("finetune", RECIPE)] == ["all"]
     assert [p.trainable for p in phases("feature_extractor", RECIPE)] == ["head"]
     assert [(p.trainable, p.lr) for p in phases("lp_ft", RECIPE)] == [("head", 0.1), ("all", 0.01)]
@@ -25,7 +26,7 @@ def test_few_shot_sets_are_nested_and_balanced():
     ten, three = few_shot_indices(y, 5, 10, seed=0), few_shot_indices(y, 5, 3, seed=0)
     assert torch.bincount(y[ten]).tolist() == [10] * 5
     assert set(three.tolist()) <= set(ten.tolist())
-    with pytest.raises(ValueError, match="class 0 has only 20 images"):
+    with pytest.raises(ConfigError, match="class 0 has only 20 images"):
         few_shot_indices(y, 5, 21, seed=0)
 
 

@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.sources import file_digest
+from pipeline.data.sources import DataError, file_digest
 
 
 @dataclass
@@ -33,8 +33,9 @@ class Split:
         return Split(self.x[idx], self.y[idx])
 
     def select_classes(self, classes: list[int]) -> "Split":
-        """Keep images of `classes`, relabelled 0..len(classes)-1 in the given order."""
-        remap = torch.full((int(self.y.max()) + 1,), -1, dtype=torch.long)
+        """Keep images of `classes` (distinct, non-negative), relabelled 0..len(classes)-1 in that order."""
+        size = max([int(self.y.max()) + 1 if len(self.y) else 0, *(c + 1 for c in classes)])
+        remap = torch.full((size,), -1, dtype=torch.long)
         remap[torch.tensor(classes)] = torch.arange(len(classes))
         keep = remap[self.y] >= 0
         return Split(self.x[keep], remap[self.y[keep]])
@@ -65,7 +66,7 @@ def load_prepared(folder: Path) -> PreparedData:
     for name, digest in manifest["sha256"].items():
         path = folder / name
         if file_digest(path, "sha256") != digest:
-            raise ValueError(f"{path}: sha256 differs from {manifest_path}; re-run the prepare stage")
+            raise DataError(f"{path}: sha256 differs from {manifest_path}; re-run the prepare stage")
         blob = torch.load(path, weights_only=True)
         splits[path.stem] = Split(blob["x"], blob["y"])
     return PreparedData(manifest, splits)

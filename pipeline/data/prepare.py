@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from pipeline.config import DataConfig
-from pipeline.data.sources import dataset_files, file_digest
+from pipeline.config import ConfigError
+from pipeline.data.sources import DataError, dataset_files, file_digest
 
 SPLITS = ("train", "val", "test")
 
@@ -71,12 +72,12 @@ def _load_npz(raw: Path, cfg: DataConfig):
     with np.load(raw / Path(cfg.npz_path).name, allow_pickle=False) as z:
         missing = {"x_train", "y_train", "x_test", "y_test", "classes"} - set(z.files)
         if missing:
-            raise ValueError(f"{cfg.npz_path}: missing arrays {sorted(missing)}")
+            raise DataError(f"{cfg.npz_path}: missing arrays {sorted(missing)}")
         arrays = {k: z[k] for k in z.files}
 
     def nchw(x: np.ndarray, name: str) -> np.ndarray:
         if x.dtype != np.uint8 or x.ndim not in (3, 4):
-            raise ValueError(f"{cfg.npz_path}: {name} must be uint8 (N, H, W) or (N, H, W, C), got {x.dtype} {x.shape}")
+            raise DataError(f"{cfg.npz_path}: {name} must be uint8 (N, H, W) or (N, H, W, C), got {x.dtype} {x.shape}")
         return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
 
     return (nchw(arrays["x_train"], "x_train"), arrays["y_train"], nchw(arrays["x_test"], "x_test"),
@@ -95,9 +96,9 @@ def prepare(cfg: DataConfig, raw: Path, out_dir: Path) -> dict:
     x_train, y_train, x_test, y_test, classes = load_raw(cfg, Path(raw))
     for name, y in (("train", y_train), ("test", y_test)):
         if y.min() < 0 or y.max() >= len(classes):
-            raise ValueError(f"{raw}: {name} labels must lie in [0, {len(classes)}), got [{y.min()}, {y.max()}]")
+            raise DataError(f"{raw}: {name} labels must lie in [0, {len(classes)}), got [{y.min()}, {y.max()}]")
     if cfg.val_size >= len(x_train):
-        raise ValueError(f"data.val_size: {cfg.val_size} leaves no training images out of {len(x_train)}")
+        raise ConfigError(f"data.val_size: {cfg.val_size} leaves no training images out of {len(x_train)}")
     order = np.random.default_rng(cfg.split_seed).permutation(len(x_train))
     val_idx, train_idx = np.sort(order[: cfg.val_size]), np.sort(order[cfg.val_size:])
     splits = {

@@ -30,7 +30,11 @@ DEBIAN_FASHION_MNIST_MD5 = {
 }
 
 
-class ChecksumError(RuntimeError):
+class DataError(ValueError):
+    """A dataset file that is missing, corrupt or not in the expected format."""
+
+
+class ChecksumError(DataError):
     """A file whose checksum differs from the published one."""
 
 
