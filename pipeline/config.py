@@ -56,9 +56,16 @@ class Recipe:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    models: list[str]           # model ids "<family>-<depth>", one train stage item each
+    models: list[str]           # model ids "<family>-<depth>[-<width>][-<head>]", one train stage item each
     seeds: list[int]            # each model is trained once per seed
     recipe: Recipe
+    # model id -> the recipe fields in which that model departs from `recipe`, e.g. the lr 0.01
+    # of the nets without batch norm (Krizhevsky et al. 2012)
+    overrides: dict[str, dict] = field(default_factory=dict)
+
+    def recipe_for(self, model_id: str) -> Recipe:
+        return build(Recipe, {**dataclasses.asdict(self.recipe), **self.overrides.get(model_id, {})},
+                     f"train.overrides.{model_id}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class TransferConfig:
     shots: list[int]            # labelled training images per target class
     seed: int
     finetune: TransferRecipe
+    source_weights: str = ""    # "", or for a timm:<name> source: "pretrained" or a local weights file
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,13 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
         return value
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        if tp is dict:
+            return value
+        _, value_tp = get_args(tp)
+        return {k: _convert(v, value_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -239,15 +254,28 @@ class _CHECKS:
                 raise ConfigError(f"{key}.models[{i}]: {err}") from None
         if len(set(c.models)) != len(c.models):
             raise ConfigError(f"{key}.models: lists a model twice: {c.models}")
+        for model_id in c.overrides:
+            # a model the study does not train may keep its override: trimming train.models stays one edit
+            try:
+                parse_model_id(model_id)
+            except ValueError as err:
+                raise ConfigError(f"{key}.overrides.{model_id}: {err}") from None
+            c.recipe_for(model_id)   # the merged recipe gets every check of `recipe`, named by the override's key
 
     @staticmethod
     def TransferConfig(c: TransferConfig, key: str) -> None:
         from pipeline.models import parse_model_id
 
         try:
-            parse_model_id(c.source_model)
+            spec = parse_model_id(c.source_model)
         except ValueError as err:
             raise ConfigError(f"{key}.source_model: {err}") from None
+        if c.source_weights and spec.timm_name is None:
+            raise ConfigError(f"{key}.source_weights: only a timm:<name> source_model loads weights "
+                              f"(got source_model {c.source_model}); leave it empty to train the source")
+        if c.source_weights not in ("", "pretrained") and not Path(c.source_weights).is_file():
+            raise ConfigError(f"{key}.source_weights: {c.source_weights}: no such file "
+                              "(a local .pth/.safetensors file, \"pretrained\" to download, or \"\")")
         for name in ("source_classes", "target_classes"):
             ids = getattr(c, name)
             if len(set(ids)) != len(ids) or any(i < 0 for i in ids):

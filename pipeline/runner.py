@@ -50,7 +50,7 @@ def training_subset(train: Split, images: int) -> Split:
 def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int, recipe: Recipe,
                   data: PreparedData, outputs: RunOutputs, classes: list[int] | None = None) -> dict:
     """Train `model_id` on `data` (restricted to `classes` if given); return the final metrics."""
-    family, depth = parse_model_id(model_id)
+    spec = parse_model_id(model_id)
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
     splits = data.splits
     if classes is not None:
@@ -60,7 +60,8 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     num_classes = len(classes) if classes is not None else data.num_classes
     normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
 
-    params = {"model": model_id, "family": family, "depth": depth, "seed": seed, "stage": stage,
+    params = {"model": model_id, "family": spec.family, "depth": spec.depth, "width": spec.width,
+              "head": spec.head, "seed": seed, "stage": stage,
               "dataset": data.manifest["dataset"], "train_images": len(train), "num_classes": num_classes,
               **{f"recipe.{k}": v for k, v in flatten(recipe).items()}, **rt.describe()}
     if classes is not None:
@@ -68,11 +69,12 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     checkpoint = Checkpoint(outputs.checkpoint, fingerprint(params, data.manifest["sha256"], code_digest()))
     resume = checkpoint.load()
     env = environment(rt.device)
-    tags = {"study": study, "stage": stage, "model": model_id, "family": family, "depth": depth, "seed": seed,
+    tags = {"study": study, "stage": stage, "model": model_id, "family": spec.family, "depth": spec.depth, "seed": seed,
             "dataset_sha256": data.manifest["raw_sha256"], **env}
 
     torch.manual_seed(seed)   # He init drawn from the seed: same weights for every resume
-    model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans))
+    model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans,
+                                                  input_size=data.image_size))
     print(f"[{name}] {model_id} on {len(train)} images, {env['device_name']}, {rt.describe()['precision']}",
           flush=True)
     with tracking.start_run(study, name, params, tags,
@@ -92,7 +94,8 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
         save_model(outputs.model, model, model_id=model_id, num_classes=num_classes, in_chans=data.in_chans,
                    classes=classes, params=params)
         write_rows(outputs.history, result.history)
-        write_json(outputs.metrics, {**final, "model": model_id, "family": family, "depth": depth, "seed": seed,
+        write_json(outputs.metrics, {**final, "model": model_id, "family": spec.family, "depth": spec.depth,
+                                     "seed": seed,
                                      "params": sum(p.numel() for p in model.parameters()),
                                      "mlflow_run_id": run.run_id, **params, **env})
     checkpoint.remove()

@@ -11,7 +11,6 @@ non-deterministic kernels on a GPU). A non-finite loss stops the run as "diverge
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import nn
 
 from pipeline.config import ConfigError, Recipe
 from pipeline.data.loader import Normalize, Split, epoch_generator, eval_batches, train_batches
+from pipeline.outputs import write_atomically
 
 
 def cpu_has_bf16() -> bool:
@@ -123,13 +123,7 @@ class Checkpoint:
         return state
 
     def save(self, state: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            torch.save({**state, "fingerprint": self.fingerprint}, f)
-            f.flush()
-            os.fsync(f.fileno())   # on disk before it replaces the previous checkpoint
-        os.replace(tmp, self.path)
+        write_atomically(self.path, lambda tmp: torch.save({**state, "fingerprint": self.fingerprint}, tmp))
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -173,12 +167,14 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
         seen = 0
         lr = optimizer.param_groups[0]["lr"]
         warming = epoch <= recipe.warmup_epochs
+        lr_sum = 0.0   # the epoch's mean lr is logged: during warm-up it is below the scheduled one
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(train_batches(train, batch_size, recipe.pad, recipe.flip, gen)):
             if warming:   # linear ramp per iteration up to the scheduled lr (Goyal et al. 2017)
                 done = ((epoch - 1) * iters_per_epoch + i + 1) / (recipe.warmup_epochs * iters_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * done
+            lr_sum += optimizer.param_groups[0]["lr"]
             loss, logits = sgd_step(step_fn, optimizer, normalize(x), y, rt)
             loss_sum += loss * len(y)
             wrong += (logits.argmax(1) != y).sum()
@@ -189,13 +185,13 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
         for group in optimizer.param_groups:
             group["lr"] = lr   # the schedule continues from the scheduled value, not the ramp's
         schedule.step()
-        row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_error": wrong.item() / seen,
+        row = {"epoch": epoch, "lr": lr_sum / iters_per_epoch, "train_loss": loss_sum.item() / seen, "train_error": wrong.item() / seen,
                "images_per_s": seen / seconds, "epoch_seconds": seconds}
         for name, split in evals.items():
             scores = evaluate(model, split, normalize, rt)
             row[f"{name}_loss"], row[f"{name}_error"] = scores["loss"], scores["error"]
         result.history.append(row)
-        print(f"[{label}] epoch {epoch}/{recipe.epochs} lr {lr:.4g} loss {row['train_loss']:.4f} "
+        print(f"[{label}] epoch {epoch}/{recipe.epochs} lr {row['lr']:.4g} loss {row['train_loss']:.4f} "
               f"train err {row['train_error']:.4f} "
               + " ".join(f"{n} err {row[f'{n}_error']:.4f}" for n in evals)
               + f" {row['images_per_s']:.0f} img/s {seconds:.1f}s", flush=True)

@@ -38,7 +38,8 @@ def main(argv: list[str]) -> None:
     normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
 
     torch.manual_seed(cfg.seed)
-    model = create_model_from_id(cfg.source_model, num_classes=len(cfg.source_classes), in_chans=data.in_chans)
+    model = create_model_from_id(cfg.source_model, num_classes=len(cfg.source_classes), in_chans=data.in_chans,
+                                 input_size=data.image_size)
     if uses_source_weights(args.strategy):
         source = torch.load(args.source, map_location="cpu", weights_only=False)
         model.load_state_dict(source["state_dict"])
@@ -46,12 +47,12 @@ def main(argv: list[str]) -> None:
     model = rt.prepare_model(model)
 
     name = f"{args.strategy}-{args.shots}"
-    family, depth = parse_model_id(cfg.source_model)
+    spec = parse_model_id(cfg.source_model)
     params = {"strategy": args.strategy, "shots": args.shots, "model": cfg.source_model, "seed": cfg.seed,
               "source_classes": cfg.source_classes, "target_classes": cfg.target_classes,
               "train_images": len(train), **{f"recipe.{k}": v for k, v in flatten(recipe).items()}, **rt.describe()}
     env = environment(rt.device)
-    tags = {"study": study.name, "stage": "finetune", "model": cfg.source_model, "family": family, "depth": depth,
+    tags = {"study": study.name, "stage": "finetune", "model": cfg.source_model, "family": spec.family, "depth": spec.depth,
             "seed": cfg.seed, "strategy": args.strategy, "shots": args.shots,
             "dataset_sha256": data.manifest["raw_sha256"], **env}
     history: list[dict] = []

@@ -27,19 +27,21 @@ def main(argv: list[str]) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    family, depth = parse_model_id(args.model)
-    result: dict = {"model": args.model, "family": family, "depth": depth, "input_shape": list(shape),
+    spec = parse_model_id(args.model)
+    result: dict = {"model": args.model, "family": spec.family, "depth": spec.depth, "width": spec.width,
+                    "head": spec.head, "input_shape": list(shape),
                     "num_classes": len(manifest["classes"]), "precision": "fp32", "mode": "eval, eager"}
     for device in devices:
-        model = create_model_from_id(args.model, num_classes=len(manifest["classes"]), in_chans=shape[0])
+        model = create_model_from_id(args.model, num_classes=len(manifest["classes"]), in_chans=shape[0],
+                                     input_size=shape[1:])
         result.update(measure_model(model, shape, cfg.batch_sizes, cfg.warmup, cfg.repeats, device,
                                     channels_last=True))
         result[f"{'gpu' if device.type == 'cuda' else 'cpu'}_device"] = environment(device)["device_name"]
     env = environment(torch.device("cpu"))
-    tags = {"study": study.name, "stage": "measure", "model": args.model, "family": family, "depth": depth,
+    tags = {"study": study.name, "stage": "measure", "model": args.model, "family": spec.family, "depth": spec.depth,
             "seed": "none", **env}
     with tracking.start_run(study.name, f"measure-{args.model}", {"model": args.model, **flatten(cfg)}, tags) as run:
-        run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "depth"})
+        run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("depth", "width")})
         write_json(args.metrics, {**result, "mlflow_run_id": run.run_id, **env})
     bs = cfg.batch_sizes[0]
     print(f"[measure {args.model}] {result['params']:,} params, {result['gmacs']:.4f} GMACs/image, CPU latency "

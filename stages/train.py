@@ -22,7 +22,7 @@ def main(argv: list[str]) -> None:
     if args.model not in cfg.models:
         raise ConfigError(f"--model {args.model}: not in train.models ({', '.join(cfg.models)})")
     train_tracked(study=study.name, stage="train", name=f"{args.model}-s{args.seed}", model_id=args.model,
-                  seed=args.seed, recipe=cfg.recipe, data=load_prepared(args.data),
+                  seed=args.seed, recipe=cfg.recipe_for(args.model), data=load_prepared(args.data),
                   outputs=RunOutputs(args.weights, args.metrics, args.history, args.checkpoint))
 
 

@@ -1,13 +1,25 @@
 import pytest
 import torch
+from torch import nn
 
 from pipeline.measure import count_params
-from pipeline.models import create_model, create_model_from_id, list_models, parse_model_id
+from pipeline.models import create_model, create_model_from_id, list_families, list_models, parse_model_id
 
-# He et al. 2016 Table 6 (10 classes, 3x32x32), pinned to the exact integer this code builds;
-# the paper rounds them to 0.27M / 0.46M / 0.66M / 0.85M / 1.7M / 19.4M.
+# Published parameter counts (10 classes, 3x32x32), pinned to the exact integer this code builds;
+# the papers round them. He et al. 2016 Table 6:
 RESNET_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 PAPER_MILLIONS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
+# Huang et al. 2017 Table 2 and Zagoruyko & Komodakis 2016 Table 4: id -> (exact, published millions)
+OTHER_PARAMS = {
+    "densenet-40-12": (1_019_722, 1.0),
+    "densenet-100-12": (6_979_642, 7.0),
+    "densenet_bc-100-12": (769_162, 0.8),
+    "densenet_bc-250-24": (15_324_406, 15.3),
+    "densenet_bc-190-40": (25_624_430, 25.6),
+    "wrn-28-10": (36_479_194, 36.5),
+    "wrn-16-4": (2_748_890, 2.7),
+    "wrn-40-4": (8_949_210, 8.9),
+}
 
 
 @pytest.mark.parametrize("depth", sorted(RESNET_PARAMS))
@@ -17,6 +29,14 @@ def test_resnet_params_match_he_et_al(depth):
     assert round(n / 1e6, 2 if depth < 110 else 1) == PAPER_MILLIONS[depth]
 
 
+@pytest.mark.parametrize("model_id", sorted(OTHER_PARAMS))
+def test_params_match_the_papers(model_id):
+    n = count_params(create_model_from_id(model_id, num_classes=10, in_chans=3))
+    exact, millions = OTHER_PARAMS[model_id]
+    assert n == exact
+    assert round(n / 1e6, 1) == millions
+
+
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 def test_plain_net_has_the_params_of_its_residual_twin(depth):
     plain = create_model("plain", depth=depth, num_classes=10, in_chans=3)
@@ -24,20 +44,81 @@ def test_plain_net_has_the_params_of_its_residual_twin(depth):
     assert count_params(plain) == count_params(resnet)
 
 
-SMALL = [m for m in list_models() if int(m.rsplit("-", 1)[1]) <= 56]
+def test_lenet5_on_28px_digits_is_the_original():
+    # LeCun et al. 1998: 28x28 digits in a 32x32 field; 61,706 weights with a linear output
+    assert count_params(create_model("lenet", depth=5, head="fc", num_classes=10, in_chans=1, input_size=28)) == 61_706
 
 
-@pytest.mark.parametrize("model_id", SMALL)
+@pytest.mark.parametrize("depth", [20, 56, 110])
+def test_se_resnet_adds_two_small_fc_layers_per_block(depth):
+    n = (depth - 2) // 6
+    # per block: fc1 C -> C/16 and fc2 C/16 -> C, with biases (Hu et al. 2018, reduction 16)
+    extra = sum(n * (c * max(c // 16, 1) + max(c // 16, 1) + max(c // 16, 1) * c + c) for c in (16, 32, 64))
+    se = count_params(create_model("se_resnet", depth=depth, num_classes=10, in_chans=3))
+    assert se == RESNET_PARAMS[depth] + extra
+
+
+def test_every_family_of_the_course_is_registered():
+    assert set(list_families()) == {"lenet", "alexnet", "zfnet", "vgg", "plain", "resnet", "densenet",
+                                    "densenet_bc", "se_resnet", "wrn"}
+    ids = set(list_models())
+    for required in ["vgg-11-gap", "vgg-13-fc", "vgg-16-gap", "vgg-19-fc", "resnet-1202", "plain-110",
+                     "densenet-40-12", "densenet-100-12", "densenet_bc-100-12", "se_resnet-20", "se_resnet-56",
+                     "se_resnet-110", "wrn-16-4", "wrn-28-10", "lenet-5-fc", "alexnet-8-gap", "zfnet-8-fc"]:
+        assert required in ids
+
+
+@pytest.mark.parametrize("model_id", list_models())
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_forward_backward(model_id, shape):
     torch.manual_seed(0)
-    model = create_model_from_id(model_id, num_classes=7, in_chans=shape[0])
-    x = torch.randn(4, *shape)
-    out = model(x)
-    assert out.shape == (4, 7)
+    model = create_model_from_id(model_id, num_classes=7, in_chans=shape[0], input_size=shape[1:])
+    out = model(torch.randn(2, *shape))
+    assert out.shape == (2, 7)
     out.sum().backward()
     assert torch.isfinite(out).all()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_gap_head_takes_any_input_size_and_fc_head_one():
+    gap = create_model("vgg", depth=11, head="gap", num_classes=10, in_chans=3, input_size=32)
+    fc = create_model("vgg", depth=11, head="fc", num_classes=10, in_chans=3, input_size=32)
+    assert gap(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+    with pytest.raises(RuntimeError):   # the flatten-MLP's first layer is sized for 32x32
+        fc(torch.randn(2, 3, 64, 64))
+
+
+def test_fc_head_holds_most_of_alexnets_parameters():
+    fc = create_model("alexnet", depth=8, head="fc", num_classes=10, in_chans=3)
+    gap = create_model("alexnet", depth=8, head="gap", num_classes=10, in_chans=3)
+    features = count_params(fc.features)
+    assert features == count_params(gap.features)
+    assert count_params(fc.head) > 5 * features > 5 * count_params(gap.head)
+    assert sum(isinstance(m, nn.Dropout) and m.p == 0.5 for m in fc.head) == 2   # Krizhevsky et al.: dropout 0.5
+
+
+def test_zfnet_differs_from_alexnet_by_its_smaller_first_kernel():
+    alex = create_model("alexnet", depth=8, head="fc", num_classes=10, in_chans=3)
+    zf = create_model("zfnet", depth=8, head="fc", num_classes=10, in_chans=3)
+    assert alex.features[0].kernel_size == (11, 11) and zf.features[0].kernel_size == (7, 7)
+    assert zf.features[0].stride == (2, 2)
+    pools = [m for m in zf.features if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 3 and all(p.kernel_size > p.stride for p in pools)   # overlapping pooling
+
+
+@pytest.mark.parametrize("depth,convs", [(11, 8), (13, 10), (16, 13), (19, 16)])
+def test_vgg_has_the_depth_of_its_name_in_3x3_convs(depth, convs):
+    model = create_model("vgg", depth=depth, head="fc", num_classes=10, in_chans=3)
+    kernels = [m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(kernels) == convs and set(kernels) == {(3, 3)}
+    assert sum(isinstance(m, nn.Linear) for m in model.head) == depth - convs
+
+
+def test_densenet_bc_compresses_at_transitions():
+    plain = create_model_from_id("densenet-40-12", num_classes=10, in_chans=3)
+    bc = create_model_from_id("densenet_bc-100-12", num_classes=10, in_chans=3)
+    assert plain.num_features == 16 + 3 * 12 * 12                   # 12 layers per block, no compression
+    assert bc.num_features == ((24 + 16 * 12) // 2 + 16 * 12) // 2 + 16 * 12   # theta = 0.5 twice
 
 
 def test_residual_and_plain_differ_only_by_shortcuts():
@@ -50,23 +131,35 @@ def test_residual_and_plain_differ_only_by_shortcuts():
     assert not torch.allclose(plain.eval()(x), resnet.eval()(x))
 
 
-def test_invalid_depth_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"resnet depth must be 6n\+2: 20, 32, 44, 56, 110, 1202; got 21"):
-        create_model("resnet", depth=21, num_classes=10, in_chans=3)
+@pytest.mark.parametrize("bad,message", [
+    ("resnet-21", r"resnet depth must be 6n\+2: 20, 32, 44, 56, 110, 1202; got 21"),
+    ("vgg-12-gap", r"vgg depth must be configuration A, B, D or E of Table 1: 11, 13, 16, 19; got 12"),
+    ("vgg-11", r"vgg takes a head, one of fc, gap \(e.g. vgg-11-gap\)"),
+    ("resnet-20-gap", r"resnet has no choice of head"),
+    ("wrn-28-9", r"wrn depth-width must be d-k with d = 6n\+4 .*: 40-1, .*28-10.*; got 28-9"),
+    ("densenet-40", r"densenet depth-width must be .*40-12.*; got 40"),
+    ("resnot-20", r"unknown model family 'resnot'; valid families: alexnet, densenet, .*, zfnet, or timm:<"),
+    ("resnet56", r"must read <family>-<depth>\[-<width>\]\[-<head>\]; valid ids: alexnet-8-fc"),
+    ("timm:resnet19", r"unknown timm model 'resnet19'"),
+])
+def test_invalid_ids_name_the_valid_choices(bad, message):
+    with pytest.raises(ValueError, match=message):
+        parse_model_id(bad)
 
 
-def test_unknown_family_lists_families():
-    with pytest.raises(ValueError, match=r"unknown model family 'resnot'; valid families: plain, resnet"):
-        parse_model_id("resnot-20")
+def test_create_model_checks_depth():
+    with pytest.raises(ValueError, match=r"se_resnet depth must be 6n\+2: 20, 56, 110; got 32"):
+        create_model("se_resnet", depth=32, num_classes=10, in_chans=3)
 
 
-def test_malformed_id():
-    with pytest.raises(ValueError, match="must read <family>-<depth>"):
-        parse_model_id("resnet56")
+def test_ids_round_trip():
+    for model_id in list_models() + ["timm:resnet18"]:
+        assert parse_model_id(model_id).id == model_id
 
 
-def test_reset_classifier():
-    model = create_model("resnet", depth=20, num_classes=10, in_chans=1)
+@pytest.mark.parametrize("model_id", ["resnet-20", "vgg-11-fc", "densenet_bc-40-12", "wrn-40-1", "lenet-5-gap"])
+def test_reset_classifier(model_id):
+    model = create_model_from_id(model_id, num_classes=10, in_chans=1, input_size=28)
     model.reset_classifier(5)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 5)
     assert model.get_classifier().out_features == 5

@@ -61,17 +61,19 @@ def test_warmup_ramps_the_lr_within_the_first_epoch(data, monkeypatch):
         seen.append(self.param_groups[0]["lr"])
         return real_step(self, *a, **k)
     monkeypatch.setattr(torch.optim.SGD, "step", spy)
-    train(data, recipe(epochs=2, milestones=[], warmup_epochs=1))
+    _, result = train(data, recipe(epochs=2, milestones=[], warmup_epochs=1))
     per_epoch = len(seen) // 2
     assert seen[:per_epoch] == pytest.approx([0.05 * (i + 1) / per_epoch for i in range(per_epoch)])
     assert seen[per_epoch:] == pytest.approx([0.05] * per_epoch)
+    # the logged lr is the mean of each epoch's steps
+    assert [row["lr"] for row in result.history] == pytest.approx([sum(seen[:per_epoch]) / per_epoch, 0.05])
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     Checkpoint(tmp_path / "last.pt", "old").save({"epoch": 1})
     assert Checkpoint(tmp_path / "last.pt", "new").load() is None
     assert Checkpoint(tmp_path / "last.pt", "old").load()["epoch"] == 1
-    assert not (tmp_path / "last.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]   # no temporary file left behind
 
 
 def test_divergence_stops_the_run(data):

@@ -54,6 +54,10 @@ class PreparedData:
     def in_chans(self) -> int:
         return self.manifest["shape"][0]
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.manifest["shape"][1:])
+
 
 def load_prepared(folder: Path) -> PreparedData:
     """Load the prepare stage's output, checking each file against the manifest's SHA-256."""
@@ -93,17 +97,15 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator
         x = F.pad(x, (pad, pad, pad, pad))
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]     # (n, h, 1)
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]     # (n, 1, w)
-        if flip:
-            flipped = torch.rand(n, generator=gen, device=gen.device).to(x.device) < 0.5
-            cols = torch.where(flipped[:, None, None], cols.flip(-1), cols)
-        # advanced indexing puts the batch and pixel dims first: (n, h, w, c)
-        return x[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-    if flip:
-        flipped = torch.rand(n, generator=gen, device=gen.device).to(x.device) < 0.5
-        x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
-    return x
+    flipped = (torch.rand(n, generator=gen, device=gen.device).to(x.device) < 0.5) if flip else None
+    if not pad:
+        return x if flipped is None else torch.where(flipped[:, None, None, None], x.flip(-1), x)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]     # (n, h, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]     # (n, 1, w)
+    if flipped is not None:
+        cols = torch.where(flipped[:, None, None], cols.flip(-1), cols)
+    # advanced indexing puts the batch and pixel dims first: (n, h, w, c)
+    return x[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:

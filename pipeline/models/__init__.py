@@ -1,6 +1,8 @@
 """The model zoo. Importing this package registers every family."""
-from pipeline.models import resnet_cifar  # noqa: F401  (registers "plain" and "resnet")
+from pipeline.models import alexnet, densenet, lenet, resnet_cifar, vgg, wide_resnet  # noqa: F401  (registration)
 from pipeline.models.registry import (
+    HEADS,
+    ModelSpec,
     create_model,
     create_model_from_id,
     get_family,
@@ -9,4 +11,5 @@ from pipeline.models.registry import (
     parse_model_id,
 )
 
-__all__ = ["create_model", "create_model_from_id", "get_family", "list_families", "list_models", "parse_model_id"]
+__all__ = ["HEADS", "ModelSpec", "create_model", "create_model_from_id", "get_family", "list_families",
+           "list_models", "parse_model_id"]

@@ -1,10 +1,12 @@
-"""He et al. 2016 Sec. 4.2: the CIFAR ResNets and their plain twins.
+"""He et al. 2016 Sec. 4.2: the CIFAR ResNets, their plain twins and SE-ResNets.
 
 A 3x3 conv stem with 16 filters, three stages of n basic blocks (two 3x3 convs each) on
 16/32/64 filters, the first conv of stages 2 and 3 with stride 2, global average pooling and
 one fully connected layer: depth = 6n + 2. The residual net adds identity shortcuts, with
 option A (stride-2 subsampling and zero-padded channels) where the shape changes, so it has
-exactly the parameters of the plain net.
+exactly the parameters of the plain net. SE-ResNet (Hu et al. 2018) rescales each block's
+residual branch, channel by channel, before the addition: squeeze (global average pool) ->
+FC -> ReLU -> FC -> sigmoid, reduction 16.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from pipeline.models.registry import register_family
 # 6n+2 layers; He et al. 2016 Table 6 params (10 classes, RGB): 0.27M 0.46M 0.66M 0.85M 1.7M 19.4M
 RESNET_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 PLAIN_CIFAR_DEPTHS = (20, 32, 44, 56, 110)     # Fig. 6 trains plain-20/32/44/56 (and 110)
+SE_RESNET_DEPTHS = (20, 56, 110)               # Hu et al. 2018 Table 5 reports SE-ResNet-110 on CIFAR-10
+SE_REDUCTION = 16
 STAGE_WIDTHS = (16, 32, 64)
 
 
@@ -37,25 +41,42 @@ class ShortcutA(nn.Module):
         return x
 
 
+class SqueezeExcite(nn.Module):
+    """Hu et al. 2018: channel weights from the globally pooled map, FC -> ReLU -> FC -> sigmoid."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        hidden = max(channels // reduction, 1)   # 16 channels / 16 = 1 unit in the first stage
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return x * w[:, :, None, None]
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, residual: bool):
+    def __init__(self, in_planes: int, planes: int, stride: int, residual: bool, se_reduction: int = 0):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.se = SqueezeExcite(planes, se_reduction) if se_reduction else None
         self.shortcut = ShortcutA(in_planes, planes, stride) if residual else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.se is not None:
+            out = self.se(out)
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         return F.relu(out)
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, num_classes: int, in_chans: int, residual: bool):
+    def __init__(self, depth: int, num_classes: int, in_chans: int, residual: bool, se_reduction: int = 0):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"depth must be 6n+2, got {depth}")
@@ -66,7 +87,7 @@ class CifarResNet(nn.Module):
         for stage, planes in enumerate(STAGE_WIDTHS):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, residual))
+                blocks.append(BasicBlock(in_planes, planes, stride, residual, se_reduction))
                 in_planes = planes
         self.blocks = nn.Sequential(*blocks)
         self.num_features = in_planes
@@ -100,3 +121,8 @@ def resnet_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
 @register_family("plain", PLAIN_CIFAR_DEPTHS, "6n+2")
 def plain_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
     return CifarResNet(depth, num_classes, in_chans, residual=False)
+
+
+@register_family("se_resnet", SE_RESNET_DEPTHS, "6n+2")
+def se_resnet_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
+    return CifarResNet(depth, num_classes, in_chans, residual=True, se_reduction=SE_REDUCTION)

@@ -1,0 +1,63 @@
+"""Classifier heads, and the base class of the nets that offer a choice of head.
+
+- fc: the flatten-MLP of the original papers (LeNet-5, AlexNet, ZF-Net, VGG). Its first
+  layer sees the flattened feature map, so it is built for one input size and holds most of
+  the parameters (AlexNet: 58.6M of 61M at 224 px).
+- gap: global average pooling and one linear layer (Lin et al. 2014, "Network in Network"):
+  no spatial weights, any input size.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class MlpHead(nn.Sequential):
+    """flatten -> [dropout] -> linear -> activation, per hidden width -> linear classifier."""
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...], num_classes: int,
+                 activation: Callable[[], nn.Module] = nn.ReLU, dropout: float = 0.0):
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width in hidden:
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            layers += [nn.Linear(in_features, width), activation()]
+            in_features = width
+        layers.append(nn.Linear(in_features, num_classes))
+        super().__init__(*layers)
+
+
+class GapHead(nn.Sequential):
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+class HeadChoiceNet(nn.Module):
+    """A feature extractor and a head, "fc" or "gap"; timm's classifier interface.
+
+    `make_fc(in_features, num_classes)` builds the family's flatten-MLP for the flattened map
+    the features produce on an `input_size` image.
+    """
+
+    def __init__(self, features: nn.Module, head: str, num_classes: int, in_chans: int,
+                 input_size: int | tuple[int, int], make_fc: Callable[[int, int], MlpHead]):
+        super().__init__()
+        self.features = features
+        height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+        with torch.no_grad():
+            fmap = features(torch.zeros(1, in_chans, height, width))
+        self.num_features = fmap.shape[1]
+        self.head = make_fc(fmap[0].numel(), num_classes) if head == "fc" else GapHead(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head[-1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new last layer; the fc head's hidden layers (and their weights) stay."""
+        last = self.head[-1]
+        self.head[-1] = nn.Linear(last.in_features, num_classes)
