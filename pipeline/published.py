@@ -16,6 +16,7 @@ class Published:
 
 
 HE_2016 = "He et al. 2016, Table 6"
+HUANG_2017 = "Huang et al. 2017, Table 2"
 PUBLISHED: dict[str, Published] = {
     "resnet-20": Published(0.27, 8.75, "cifar10", HE_2016),
     "resnet-32": Published(0.46, 7.51, "cifar10", HE_2016),
@@ -30,6 +31,15 @@ PUBLISHED: dict[str, Published] = {
     "plain-44": Published(0.66, None, "cifar10", HE_2016 + " (params of the residual twin)"),
     "plain-56": Published(0.85, None, "cifar10", HE_2016 + " (params of the residual twin)"),
     "plain-110": Published(1.7, None, "cifar10", HE_2016 + " (params of the residual twin)"),
+    # Huang et al. 2017 Table 2, C10+ (standard augmentation)
+    "densenet-40-12": Published(1.0, 5.24, "cifar10", HUANG_2017),
+    "densenet-100-12": Published(7.0, 4.10, "cifar10", HUANG_2017),
+    "densenet_bc-100-12": Published(0.8, 4.51, "cifar10", HUANG_2017),
+    "densenet_bc-250-24": Published(15.3, 3.62, "cifar10", HUANG_2017),
+    "se_resnet-110": Published(None, 5.21, "cifar10", "Hu et al. 2018, Table 5 (their ResNet-110: 6.37)"),
+    "wrn-28-10": Published(36.5, 4.00, "cifar10", "Zagoruyko & Komodakis 2016"),
+    # kuangliu/pytorch-cifar's VGG16: BN, one linear layer on the 1x1 map = our GAP head
+    "vgg-16-gap": Published(None, 7.36, "cifar10", "kuangliu/pytorch-cifar"),
 }
 
 

@@ -15,6 +15,7 @@ from pipeline.outputs import read_json
 from pipeline.published import published
 
 PERCENT = 100.0
+HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
 
 
 def load_metrics(folder: Path) -> pd.DataFrame:
@@ -126,6 +127,39 @@ def architecture_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def heads_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFrame:
+    """Each net trained with both heads, fc (flatten-MLP) and gap, side by side (Lin et al. 2014)."""
+    if train.empty or "head" not in train:
+        return pd.DataFrame()
+    headed = train[train["head"].isin(["fc", "gap"])]
+    gmacs = measure.set_index("model")["gmacs"] if not measure.empty else pd.Series(dtype=float)
+    rows = []
+    for (family, depth), group in headed.groupby(["family", "depth"], sort=True):
+        if set(group["head"]) != {"fc", "gap"}:
+            continue
+        for head in ("fc", "gap"):
+            runs = group[group["head"] == head]
+            model = runs["model"].iloc[0]
+            train_err, test_err = runs["train_error"].mean() * PERCENT, runs["test_error"].mean() * PERCENT
+            rows.append({"model": model, "head": HEAD_NAMES[head], "params": f"{int(runs['params'].iloc[0]):,}",
+                         "GMACs / image": _fmt(gmacs.get(model), ".4f"),
+                         "train error %": _mean_std(runs["train_error"]), "test error %": _mean_std(runs["test_error"]),
+                         "test − train error (points)": _fmt(test_err - train_err, "+.2f")})
+    return pd.DataFrame(rows)
+
+
+def heads_summary(table: pd.DataFrame) -> str:
+    """One sentence per fc/gap pair: how many parameters GAP saves and what it does to the error."""
+    lines = []
+    for i in range(0, len(table), 2):
+        fc, gap = table.iloc[i], table.iloc[i + 1]
+        n_fc, n_gap = (int(r["params"].replace(",", "")) for r in (fc, gap))
+        lines.append(f"{fc['model']} vs {gap['model']}: the GAP head has {n_fc / n_gap:.1f}x fewer parameters "
+                     f"({n_gap:,} vs {n_fc:,}); test error {gap['test error %']} % vs {fc['test error %']} %, "
+                     f"test − train {gap['test − train error (points)']} vs {fc['test − train error (points)']} points.")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def transfer_table(finetune: pd.DataFrame) -> pd.DataFrame:
     """Test error % on the target classes: one row per strategy, one column per shots count."""
     if finetune.empty:
@@ -179,23 +213,31 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
     plt.close(fig)
 
 
-def plot_accuracy_vs_gmacs(train: pd.DataFrame, measure: pd.DataFrame, path: Path, dataset: str) -> None:
+def plot_accuracy_vs_cost(train: pd.DataFrame, measure: pd.DataFrame, path: Path, dataset: str) -> None:
+    """Test accuracy against GMACs and against parameters (log scales), one colour per family."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    errors = train.groupby("model")["test_error"].mean()
-    cost = measure.set_index("model")["gmacs"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for model in errors.index.intersection(cost.index):
-        ax.scatter(cost[model], (1 - errors[model]) * PERCENT)
-        ax.annotate(model, (cost[model], (1 - errors[model]) * PERCENT), fontsize=8,
-                    xytext=(4, 2), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("GMACs per image (log scale)")
-    ax.set_ylabel("test accuracy %")
-    ax.set_title(f"Accuracy against compute ({dataset})")
-    ax.grid(alpha=0.3)
+    runs = train.groupby("model").agg(test_error=("test_error", "mean"), family=("family", "first"),
+                                      params=("params", "first"))
+    runs = runs.join(measure.set_index("model")["gmacs"], how="inner")
+    families = sorted(runs["family"].unique())
+    colors = dict(zip(families, plt.cm.tab10.colors * 2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for ax, column, label in ((axes[0], "gmacs", "GMACs per image"), (axes[1], "params", "parameters")):
+        for family in families:
+            sel = runs[runs["family"] == family]
+            ax.scatter(sel[column], (1 - sel["test_error"]) * PERCENT, color=colors[family], label=family)
+        for model, row in runs.iterrows():
+            ax.annotate(model, (row[column], (1 - row["test_error"]) * PERCENT), fontsize=7,
+                        xytext=(4, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{label} (log scale)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy %")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Accuracy against compute and size ({dataset})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -234,22 +276,19 @@ def build_report(*, title: str, study: str, metrics_dir: Path, plots_dir: Path, 
     tables = {
         "degradation": degradation_table(train, dataset),
         "architectures": architecture_table(train, measure),
+        "heads": heads_table(train, measure),
         "transfer": transfer_table(finetune),
     }
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
         (out_dir / f"{name}.md").write_text(to_markdown(table))
-    figures = []
     histories = load_histories(Path(plots_dir) / "train", train)
     if histories:
         plot_degradation(histories, out_dir / "degradation.png", dataset)
-        figures.append("degradation.png")
     if not train.empty and not measure.empty:
-        plot_accuracy_vs_gmacs(train, measure, out_dir / "accuracy_vs_gmacs.png", dataset)
-        figures.append("accuracy_vs_gmacs.png")
+        plot_accuracy_vs_cost(train, measure, out_dir / "accuracy_vs_cost.png", dataset)
     if not finetune.empty:
         plot_transfer(finetune, out_dir / "transfer.png")
-        figures.append("transfer.png")
     (out_dir / "README.md").write_text(_readme(title, study, dataset, tables, train, measure, finetune, pretrain))
     return tables
 
@@ -277,10 +316,23 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
         f"matmuls only, torch.utils.flop_counter). CPU latency: median of timed forward passes in eval mode "
         f"on {cpu}" + (f"; GPU latency with CUDA events on {gpu}" if gpu else "; no GPU was present") + ".\n",
         to_markdown(tables["architectures"]),
-        "![accuracy vs GMACs](accuracy_vs_gmacs.png)\n",
+        "![accuracy vs GMACs and parameters](accuracy_vs_cost.png)\n",
+        "## Heads: flatten-MLP vs global average pooling\n",
+        "The same feature extractor with the flatten-MLP head of the original paper and with global average "
+        "pooling and one linear layer (Lin et al. 2014). Training error is measured on augmented batches "
+        "with dropout active, so test − train is only a rough gauge of overfitting.\n",
+        to_markdown(tables["heads"]),
+        heads_summary(tables["heads"]),
         "## Transfer with few labels\n",
     ]
-    if pretrain:
+    if pretrain and pretrain.get("status") == "imported":
+        parts.append(
+            f"Source model {pretrain['model']} with pretrained weights {pretrain['weights']} (sha256 "
+            f"{pretrain['weights_sha256'][:12]}), not trained here; a new head for the target classes. "
+            "scratch = random init; finetune = all layers from the source weights; feature_extractor = frozen "
+            "backbone, new linear head (Kornblith et al. 2019); lp_ft = head first, then all layers "
+            "(Kumar et al. 2022).\n")
+    elif pretrain:
         parts.append(
             f"Source model {pretrain['model']} trained on classes {pretrain.get('classes')} "
             f"(test error {pretrain['test_error'] * PERCENT:.2f} % on them), transferred to the other classes "

@@ -145,3 +145,34 @@ def test_stage_reports_bad_input_in_one_line_with_status_2(repo, tmp_path):
     assert proc.stderr.strip() == ("error: data.dataset: 'mnist' is not valid; "
                                    "choose one of: fashion_mnist, cifar10, cifar100, npz")
     assert not (tmp_path / "raw").exists()
+
+
+def test_overrides_change_one_models_recipe(params, tmp_path):
+    params["train"]["overrides"] = {"resnet-20": {"lr": 0.01, "warmup_epochs": 0}}
+    cfg = load_section("train", write(tmp_path, params))
+    assert cfg.recipe_for("resnet-20").lr == 0.01
+    assert cfg.recipe_for("plain-20") == cfg.recipe
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"resnet-20": {"lrr": 0.01}}, r"train.overrides.resnet-20.lrr: unknown key; valid keys of train.overrides.resnet-20: epochs"),
+    ({"resnet-20": {"lr": "slow"}}, r"train.overrides.resnet-20.lr: expected a number, got 'slow'"),
+    ({"resnet-20": {"lr": -1.0}}, r"train.overrides.resnet-20.lr: must be > 0"),
+    ({"resnet-21": {"lr": 0.01}}, r"train.overrides.resnet-21: resnet depth must be 6n\+2"),
+    ({"resnet-20": 0.01}, r"train.overrides.resnet-20: expected a mapping"),
+])
+def test_bad_overrides_are_named(params, tmp_path, override, message):
+    params["train"]["overrides"] = override
+    with pytest.raises(ConfigError, match=message):
+        load_section("train", write(tmp_path, params))
+
+
+def test_source_weights_need_a_timm_source_and_an_existing_file(params, tmp_path):
+    params["transfer"]["source_weights"] = "pretrained"
+    with pytest.raises(ConfigError, match="transfer.source_weights: only a timm:<name> source_model loads weights"):
+        load_section("transfer", write(tmp_path, params))
+    params["transfer"].update(source_model="timm:resnet18", source_weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(ConfigError, match="transfer.source_weights: .*missing.pth: no such file"):
+        load_section("transfer", write(tmp_path, params))
+    params["transfer"]["source_weights"] = "pretrained"
+    assert load_section("transfer", write(tmp_path, params)).source_weights == "pretrained"

@@ -42,7 +42,8 @@ def study(repo, tmp_path):
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["study"]["name"] = "tiny"
     params["data"].update(dataset="npz", npz_path=str(tmp_path / "tiny.npz"), npz_sha256=sha, val_size=30)
-    params["train"]["models"] = ["plain-20", "resnet-20"]
+    params["train"]["models"] = ["plain-20", "resnet-20", "lenet-5-fc", "lenet-5-gap"]
+    params["train"]["overrides"] = {"lenet-5-fc": {"lr": 0.05}}
     params["train"]["recipe"].update(epochs=2, milestones=[1], warmup_epochs=0, train_images=0, batch_size=32)
     params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
     params["transfer"].update(source_classes=[0, 1, 2], target_classes=[3, 4, 5], shots=[5])
@@ -61,11 +62,15 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert degradation["depth"].tolist() == [20]
     assert {"plain train error %", "resnet test error %"} <= set(degradation.columns)
     arch = pd.read_csv(work / "reports/architectures.csv")
-    assert set(arch["model"]) == {"plain-20", "resnet-20"}
+    assert set(arch["model"]) == {"plain-20", "resnet-20", "lenet-5-fc", "lenet-5-gap"}
     assert arch["GMACs / image"].astype(float).gt(0).all()
+    heads = pd.read_csv(work / "reports/heads.csv")
+    assert heads["model"].tolist() == ["lenet-5-fc", "lenet-5-gap"]
+    lenet_fc = yaml.safe_load((work / "metrics/train/lenet-5-fc-s0.json").read_text())
+    assert lenet_fc["recipe.lr"] == 0.05 and lenet_fc["head"] == "fc"   # the per-model override was applied
     transfer = pd.read_csv(work / "reports/transfer.csv")
     assert set(transfer["strategy"]) == {"scratch", "finetune", "feature_extractor", "lp_ft"}
-    for fig in ("degradation.png", "accuracy_vs_gmacs.png", "transfer.png"):
+    for fig in ("degradation.png", "accuracy_vs_cost.png", "transfer.png"):
         assert (work / "reports" / fig).stat().st_size > 1000
     assert "Degradation" in (work / "reports/README.md").read_text()
 
@@ -76,9 +81,9 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
         tags = dict(((run_id, key), value) for run_id, key, value in db.execute("SELECT run_uuid, key, value FROM tags"))
         steps = db.execute("SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'train_error' AND run_uuid IN "
                            "(SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train')").fetchone()[0]
-    assert len(runs) == 2 + 1 + 4 + 2 and {s for _, s in runs} == {"FINISHED"}
+    assert len(runs) == 4 + 1 + 4 + 4 and {s for _, s in runs} == {"FINISHED"}
     stages = sorted(tags[(run_id, "stage")] for run_id, _ in runs)
-    assert stages == ["finetune"] * 4 + ["measure"] * 2 + ["pretrain"] + ["train"] * 2
+    assert stages == ["finetune"] * 4 + ["measure"] * 4 + ["pretrain"] + ["train"] * 4
     assert all(tags[(run_id, "git_commit")] not in ("", "unknown") for run_id, _ in runs)
     assert steps == 2
 
@@ -91,6 +96,29 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     status = run(["dvc", "status"], work, env).stdout
     assert "train@resnet-20-1" in status and "train@resnet-20-0" not in status
+
+
+def test_timm_source_with_local_weights(study, tmp_path):
+    """The transfer stages with a timm model and a weights file instead of the pretrain stage's training."""
+    import hashlib
+
+    import timm
+    import torch
+
+    work, env = study
+    weights = tmp_path / "resnet18-imagenet.pth"
+    torch.save(timm.create_model("resnet18", num_classes=1000).state_dict(), weights)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["transfer"].update(source_model="timm:resnet18", source_weights=str(weights))
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["dvc", "repro", "finetune"], work, env)
+    source = yaml.safe_load((work / "metrics/pretrain.json").read_text())
+    assert source["status"] == "imported"
+    assert source["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
+        result = yaml.safe_load((work / f"metrics/finetune/{strategy}-5.json").read_text())
+        assert result["model"] == "timm:resnet18" and 0 <= result["test_error"] <= 1
+    assert not (work / "metrics/train").exists()   # no train item was needed for the transfer study
 
 
 def test_a_bad_key_anywhere_fails_at_the_first_stage(study):

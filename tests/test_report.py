@@ -24,6 +24,13 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
             plots / "train" / f"{model}-s{seed}.csv", index=False)
         _write(metrics / "measure", model, {"model": model, "gmacs": depth / 1000, "gflops": depth / 500,
                                              "cpu_latency_ms_b1": 1.5, "cpu_device": "test cpu"})
+    for head, params, train_err, test_err in (("fc", 25_000_000, 0.05, 0.20), ("gap", 3_000_000, 0.10, 0.15)):
+        model = f"alexnet-8-{head}"
+        _write(metrics / "train", f"{model}-s0", {
+            "model": model, "family": "alexnet", "depth": 8, "head": head, "seed": 0, "train_error": train_err,
+            "test_error": test_err, "status": "finished", "params": params, "dataset": "fashion_mnist"})
+        _write(metrics / "measure", model, {"model": model, "gmacs": 0.1, "gflops": 0.2, "cpu_latency_ms_b1": 2.0,
+                                             "cpu_device": "test cpu"})
     for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
         for shots, err in ((10, 0.4), (100, 0.2)):
             _write(metrics / "finetune", f"{strategy}-{shots}", {"strategy": strategy, "shots": shots,
@@ -40,13 +47,20 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert arch.loc["resnet-56", "published params (M, 3x32x32, 10 classes)"] == "0.85"
     assert arch.loc["resnet-56", "CPU latency ms (batch 1)"] == "1.50"
     assert arch.loc["resnet-56", "published test error %"].startswith("6.97 (cifar10")
+    heads = tables["heads"].set_index("model")
+    assert list(heads.index) == ["alexnet-8-fc", "alexnet-8-gap"]
+    assert heads.loc["alexnet-8-fc", "test − train error (points)"] == "+15.00"
+    assert heads.loc["alexnet-8-gap", "params"] == "3,000,000"
     transfer = tables["transfer"].set_index("strategy")
     assert transfer.loc["lp_ft", "100 shots/class: test error %"] == 20.0
-    for name in ("degradation", "architectures", "transfer"):
+    for name in ("degradation", "architectures", "heads", "transfer"):
         assert (tmp_path / "reports" / f"{name}.csv").is_file() and (tmp_path / "reports" / f"{name}.md").is_file()
-    assert (tmp_path / "reports" / "degradation.png").stat().st_size > 1000
+    for figure in ("degradation.png", "accuracy_vs_cost.png", "transfer.png"):
+        assert (tmp_path / "reports" / figure).stat().st_size > 1000
     readme = (tmp_path / "reports" / "README.md").read_text()
     assert "test cpu" in readme
     assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points)" in readme
     assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points)" in readme
     assert "depth hurts the plain net (+20.0 points) far more than the ResNet (-3.0)" in readme
+    assert ("alexnet-8-fc vs alexnet-8-gap: the GAP head has 8.3x fewer parameters (3,000,000 vs 25,000,000); "
+            "test error 15.00 % vs 20.00 %") in readme
