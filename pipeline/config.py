@@ -37,12 +37,15 @@ class DataConfig:
 @dataclass(frozen=True)
 class Recipe:
     """One SGD training run. Defaults are He et al. 2016 Sec. 4.2 (CIFAR-10)."""
-    epochs: int
-    milestones: list[int]       # epochs after which lr is multiplied by lr_decay
+    epochs: int                 # training length in epochs; 0 when `iterations` sets it
+    milestones: list[int]       # epochs (or iterations, with `iterations`) after which lr is multiplied by lr_decay
+    iterations: int = 0         # training length in SGD iterations (He et al.: 64000); 0 = use `epochs`
     batch_size: int = 128
     lr: float = 0.1
     lr_decay: float = 0.1
     warmup_epochs: int = 0      # linear per-iteration ramp from 0 to lr (Goyal et al. 2017); He et al.: none
+    warmup_lr: float = 0.0      # > 0: this lr from the start until the training error falls below ...
+    warmup_until_error: float = 0.8   # ... this (He et al. 2016: ResNet-110 at 0.01 until below 80 %)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     train_images: int = 0       # 0 = the whole training split; >0 = a fixed random subset
@@ -214,13 +217,19 @@ class _CHECKS:
 
     @staticmethod
     def Recipe(c: Recipe, key: str) -> None:
-        _CHECKS._positive(c, key, "epochs", "batch_size", "lr")
-        if sorted(c.milestones) != c.milestones or any(not 0 < m < c.epochs for m in c.milestones):
-            raise ConfigError(f"{key}.milestones: must be increasing epochs inside (0, {c.epochs}), got {c.milestones}")
-        first_drop = c.milestones[0] if c.milestones else c.epochs
-        if not 0 <= c.warmup_epochs < first_drop:
-            raise ConfigError(f"{key}.warmup_epochs: must lie in [0, {first_drop}) (before the first milestone), "
+        _CHECKS._positive(c, key, "batch_size", "lr")
+        if (c.epochs > 0) == (c.iterations > 0) or c.epochs < 0 or c.iterations < 0:
+            raise ConfigError(f"{key}.epochs and {key}.iterations: set exactly one of them > 0 (the other 0), "
+                              f"got {c.epochs} and {c.iterations}")
+        unit, length = ("iterations", c.iterations) if c.iterations else ("epochs", c.epochs)
+        if sorted(c.milestones) != c.milestones or any(not 0 < m < length for m in c.milestones):
+            raise ConfigError(f"{key}.milestones: must be increasing {unit} inside (0, {length}), got {c.milestones}")
+        if c.warmup_epochs < 0 or (not c.iterations and c.warmup_epochs >= (c.milestones or [c.epochs])[0]):
+            raise ConfigError(f"{key}.warmup_epochs: must be >= 0 and end before the first milestone, "
                               f"got {c.warmup_epochs}")
+        if c.warmup_lr < 0 or not 0 < c.warmup_until_error <= 1:
+            raise ConfigError(f"{key}.warmup_lr and {key}.warmup_until_error: need warmup_lr >= 0 and "
+                              f"warmup_until_error in (0, 1], got {c.warmup_lr} and {c.warmup_until_error}")
         if c.train_images < 0 or c.pad < 0:
             raise ConfigError(f"{key}.train_images and {key}.pad: must be >= 0")
         _CHECKS._sgd(c, key)

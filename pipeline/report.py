@@ -293,6 +293,12 @@ def build_report(*, title: str, study: str, metrics_dir: Path, plots_dir: Path, 
     return tables
 
 
+def _length(run) -> str:
+    """"3 epochs" or "64000 iterations", as the recipe set the training length."""
+    iterations = run.get("recipe.iterations", 0)
+    return f"{iterations} iterations" if iterations else f"{run.get('recipe.epochs', '?')} epochs"
+
+
 def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -> str:
     first = train.iloc[0] if not train.empty else {}
     cpu = measure["cpu_device"].iloc[0] if "cpu_device" in measure else "?"
@@ -304,7 +310,7 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
         f"({first.get('precision', '?')}); every number below was measured by this pipeline "
         f"(`dvc repro`) unless its column says *published*. Code version(s): {', '.join(commits) or '?'}.\n",
         "## Degradation: plain vs residual networks (He et al. 2016, Fig. 6)\n",
-        f"Recipe: {first.get('recipe.epochs', '?')} epochs on {first.get('train_images', '?')} training images, "
+        f"Recipe: {_length(first)} on {first.get('train_images', '?')} training images, "
         f"SGD lr {first.get('recipe.lr', '?')}, batch {first.get('recipe.batch_size', '?')}. "
         "Training error is measured on the augmented batches during each epoch; test error on the full test set. "
         "Published errors are for CIFAR-10 and are not comparable when the study's dataset differs.\n",

@@ -4,14 +4,15 @@
 every epoch, hands the epoch's metrics to a callback (the stage logs them to MLflow and its
 plots file), and writes a checkpoint atomically after every epoch. A run restarted with the
 same settings resumes from that checkpoint and ends with the same metrics as an uninterrupted
-one: the model, optimizer and schedule are restored and every epoch's random stream is a
-function of (seed, epoch) alone (identical numbers on the CPU; cuDNN may pick
+one: the model, optimizer and iteration count are restored, the lr is a function of the
+iteration, and every epoch's random stream is a function of (seed, epoch) alone (identical numbers on the CPU; cuDNN may pick
 non-deterministic kernels on a GPU). A non-finite loss stops the run as "diverged".
 """
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -129,6 +130,34 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class LrSchedule:
+    """The lr of each SGD iteration: multiplied by `decay` at each milestone (He et al. 2016 divide
+    by 10 at 32k and 48k iterations), after an optional linear ramp (Goyal et al. 2017)."""
+    lr: float
+    decay: float
+    milestones: tuple[int, ...]    # in iterations
+    warmup_iterations: int
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, iters_per_epoch: int) -> "LrSchedule":
+        per_milestone = 1 if recipe.iterations else iters_per_epoch
+        return cls(recipe.lr, recipe.lr_decay, tuple(m * per_milestone for m in recipe.milestones),
+                   recipe.warmup_epochs * iters_per_epoch)
+
+    def lr_at(self, iteration: int) -> float:
+        """lr of the 0-based `iteration`."""
+        lr = self.lr * self.decay ** sum(iteration >= m for m in self.milestones)
+        if iteration < self.warmup_iterations:
+            lr *= (iteration + 1) / self.warmup_iterations
+        return lr
+
+
+# He et al. 2016 Sec. 4.2 train ResNet-110 at lr 0.01 "until the training error is below 80%";
+# the error is judged over this many recent iterations
+LOW_LR_WINDOW = 20
+
+
 @dataclass
 class FitResult:
     status: str                            # "finished" or "diverged"
@@ -140,58 +169,67 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
         rt: Runtime, seed: int, checkpoint: Checkpoint | None = None, resume: dict | None = None,
         meta: dict | None = None, on_epoch: Callable[[dict], None] | None = None,
         label: str = "train") -> FitResult:
-    """Train `model` (already on rt.device) for recipe.epochs; evaluate on each split of `evals`.
+    """Train `model` (already on rt.device) for recipe.epochs or recipe.iterations; evaluate on each
+    split of `evals` after every epoch (and after the last, partial one).
 
     `resume` is a state returned by `checkpoint.load()`; `meta` is stored in every checkpoint
     (the stage keeps its MLflow run id there).
     """
+    batch_size = min(recipe.batch_size, len(train))
+    iters_per_epoch = len(train) // batch_size
+    total = recipe.iterations or recipe.epochs * iters_per_epoch
+    schedule = LrSchedule.from_recipe(recipe, iters_per_epoch)
     optimizer = sgd(model.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, gamma=recipe.lr_decay)
     step_fn = torch.compile(model) if recipe.compile else model
     result = FitResult("finished", meta=dict(meta or {}))
-    start_epoch = 0
+    epoch, iteration = 0, 0
+    low_lr, recent_errors = recipe.warmup_lr > 0, deque(maxlen=LOW_LR_WINDOW)
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["schedule"])
-        result.history, start_epoch = resume["history"], resume["epoch"]
-        print(f"[{label}] resuming after epoch {start_epoch} from {checkpoint.path}", flush=True)
-    batch_size = min(recipe.batch_size, len(train))
-    iters_per_epoch = len(train) // batch_size
-    for epoch in range(start_epoch + 1, recipe.epochs + 1):
+        result.history, epoch, iteration = resume["history"], resume["epoch"], resume["iteration"]
+        low_lr, recent_errors = resume["low_lr"], deque(resume["recent_errors"], maxlen=LOW_LR_WINDOW)
+        print(f"[{label}] resuming after epoch {epoch} from {checkpoint.path}", flush=True)
+    epochs = math.ceil(total / iters_per_epoch)
+    while iteration < total:
+        epoch += 1
         torch.manual_seed(seed * 1_000_003 + epoch)    # dropout etc.: same stream on resume
         gen = epoch_generator(seed, epoch, rt.device)
         model.train()
         loss_sum = torch.zeros((), device=rt.device)
         wrong = torch.zeros((), device=rt.device, dtype=torch.long)
-        seen = 0
-        lr = optimizer.param_groups[0]["lr"]
-        warming = epoch <= recipe.warmup_epochs
-        lr_sum = 0.0   # the epoch's mean lr is logged: during warm-up it is below the scheduled one
+        seen, lr_sum, steps = 0, 0.0, 0
         t0 = time.perf_counter()
-        for i, (x, y) in enumerate(train_batches(train, batch_size, recipe.pad, recipe.flip, gen)):
-            if warming:   # linear ramp per iteration up to the scheduled lr (Goyal et al. 2017)
-                done = ((epoch - 1) * iters_per_epoch + i + 1) / (recipe.warmup_epochs * iters_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * done
-            lr_sum += optimizer.param_groups[0]["lr"]
+        for x, y in train_batches(train, batch_size, recipe.pad, recipe.flip, gen):
+            lr = recipe.warmup_lr if low_lr else schedule.lr_at(iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             loss, logits = sgd_step(step_fn, optimizer, normalize(x), y, rt)
+            batch_wrong = (logits.argmax(1) != y).sum()
             loss_sum += loss * len(y)
-            wrong += (logits.argmax(1) != y).sum()
-            seen += len(y)
+            wrong += batch_wrong
+            seen, lr_sum, steps, iteration = seen + len(y), lr_sum + lr, steps + 1, iteration + 1
+            if low_lr:   # a sync per iteration, only for the few hundred of this phase
+                recent_errors.append(batch_wrong.item() / len(y))
+                if (len(recent_errors) == LOW_LR_WINDOW
+                        and sum(recent_errors) / LOW_LR_WINDOW < recipe.warmup_until_error):
+                    low_lr = False
+                    print(f"[{label}] training error below {recipe.warmup_until_error:.0%} after {iteration} "
+                          f"iterations: lr {recipe.warmup_lr} -> the schedule's {schedule.lr_at(iteration)}",
+                          flush=True)
+            if iteration >= total:
+                break
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        for group in optimizer.param_groups:
-            group["lr"] = lr   # the schedule continues from the scheduled value, not the ramp's
-        schedule.step()
-        row = {"epoch": epoch, "lr": lr_sum / iters_per_epoch, "train_loss": loss_sum.item() / seen, "train_error": wrong.item() / seen,
-               "images_per_s": seen / seconds, "epoch_seconds": seconds}
+        # the epoch's mean lr: below the scheduled one during a warm-up
+        row = {"epoch": epoch, "iteration": iteration, "lr": lr_sum / steps, "train_loss": loss_sum.item() / seen,
+               "train_error": wrong.item() / seen, "images_per_s": seen / seconds, "epoch_seconds": seconds}
         for name, split in evals.items():
             scores = evaluate(model, split, normalize, rt)
             row[f"{name}_loss"], row[f"{name}_error"] = scores["loss"], scores["error"]
         result.history.append(row)
-        print(f"[{label}] epoch {epoch}/{recipe.epochs} lr {row['lr']:.4g} loss {row['train_loss']:.4f} "
+        print(f"[{label}] epoch {epoch}/{epochs} lr {row['lr']:.4g} loss {row['train_loss']:.4f} "
               f"train err {row['train_error']:.4f} "
               + " ".join(f"{n} err {row[f'{n}_error']:.4f}" for n in evals)
               + f" {row['images_per_s']:.0f} img/s {seconds:.1f}s", flush=True)
@@ -203,6 +241,6 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
             break
         if checkpoint:
             checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "schedule": schedule.state_dict(), "history": result.history, "epoch": epoch,
-                             "meta": result.meta})
+                             "history": result.history, "epoch": epoch, "iteration": iteration,
+                             "low_lr": low_lr, "recent_errors": list(recent_errors), "meta": result.meta})
     return result

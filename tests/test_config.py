@@ -43,9 +43,12 @@ def test_cifar10_study_is_the_he_et_al_recipe(tmp_path):
     r = cfg["train"].recipe
     assert cfg["data"].dataset == "cifar10" and cfg["data"].val_size == 5000
     assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.pad, r.flip) == (0.1, 0.9, 1e-4, 128, 4, True)
-    iters_per_epoch = (50_000 - 5_000) // r.batch_size
-    assert abs(r.epochs * iters_per_epoch - 64_000) < iters_per_epoch
-    assert [abs(m * iters_per_epoch - k) < iters_per_epoch for m, k in zip(r.milestones, (32_000, 48_000))] == [True] * 2
+    assert (r.epochs, r.iterations, r.milestones, r.lr_decay) == (0, 64_000, [32_000, 48_000], 0.1)
+    assert (r.warmup_epochs, r.warmup_lr, r.precision) == (0, 0.0, "auto")
+    # ResNet-110 alone starts at 0.01 until its training error is below 80 %
+    r110 = cfg["train"].recipe_for("resnet-110")
+    assert (r110.warmup_lr, r110.warmup_until_error, r110.lr) == (0.01, 0.8, 0.1)
+    assert cfg["train"].recipe_for("resnet-56").warmup_lr == 0.0
 
 
 def test_unknown_study_lists_the_valid_ones(tmp_path):
@@ -115,7 +118,7 @@ def test_build_does_not_mutate_input(params):
 
 def test_warmup_must_end_before_the_run(params, tmp_path):
     params["train"]["recipe"]["warmup_epochs"] = params["train"]["recipe"]["epochs"]
-    with pytest.raises(ConfigError, match=r"train\.recipe\.warmup_epochs: must lie in \[0, "):
+    with pytest.raises(ConfigError, match=r"train\.recipe\.warmup_epochs: must be >= 0 and end before the first milestone"):
         load_section("train", write(tmp_path, params))
 
 
@@ -176,3 +179,16 @@ def test_source_weights_need_a_timm_source_and_an_existing_file(params, tmp_path
         load_section("transfer", write(tmp_path, params))
     params["transfer"]["source_weights"] = "pretrained"
     assert load_section("transfer", write(tmp_path, params)).source_weights == "pretrained"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"epochs": 3, "iterations": 500}, r"train.recipe.epochs and train.recipe.iterations: set exactly one"),
+    ({"epochs": 0, "iterations": 0}, r"set exactly one of them > 0"),
+    ({"epochs": 0, "iterations": 500, "milestones": [600]}, r"milestones: must be increasing iterations inside \(0, 500\)"),
+    ({"warmup_lr": -0.1}, r"train.recipe.warmup_lr and train.recipe.warmup_until_error"),
+    ({"warmup_until_error": 0.0}, r"warmup_until_error in \(0, 1\]"),
+])
+def test_bad_schedule_is_named(params, tmp_path, change, message):
+    params["train"]["recipe"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        load_section("train", write(tmp_path, params))

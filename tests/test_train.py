@@ -32,8 +32,13 @@ def train(data, r, checkpoint=None, resume=None, on_epoch=None):
     return model, result
 
 
-def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
-    r = recipe(warmup_epochs=1)
+@pytest.mark.parametrize("r", [
+    recipe(warmup_epochs=1),
+    # iteration-based, 6 per epoch: the low-lr start spans the checkpoint, the last epoch is partial
+    recipe(epochs=0, iterations=16, milestones=[12], warmup_lr=0.01, warmup_until_error=0.7),
+], ids=["epochs", "iterations"])
+def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path, monkeypatch, r):
+    monkeypatch.setattr("pipeline.train.LOW_LR_WINDOW", 8)
     model_a, result_a = train(data, r)
 
     checkpoint = Checkpoint(tmp_path / "last.pt", fingerprint="same")
@@ -54,6 +59,17 @@ def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
 
 
 def test_warmup_ramps_the_lr_within_the_first_epoch(data, monkeypatch):
+    seen = spy_lrs(monkeypatch)
+    _, result = train(data, recipe(epochs=2, milestones=[], warmup_epochs=1))
+    per_epoch = len(seen) // 2
+    assert seen[:per_epoch] == pytest.approx([0.05 * (i + 1) / per_epoch for i in range(per_epoch)])
+    assert seen[per_epoch:] == pytest.approx([0.05] * per_epoch)
+    # the logged lr is the mean of each epoch's steps
+    assert [row["lr"] for row in result.history] == pytest.approx([sum(seen[:per_epoch]) / per_epoch, 0.05])
+
+
+def spy_lrs(monkeypatch) -> list[float]:
+    """The lr of every SGD step the test then runs."""
     seen = []
     real_step = torch.optim.SGD.step
 
@@ -61,12 +77,27 @@ def test_warmup_ramps_the_lr_within_the_first_epoch(data, monkeypatch):
         seen.append(self.param_groups[0]["lr"])
         return real_step(self, *a, **k)
     monkeypatch.setattr(torch.optim.SGD, "step", spy)
-    _, result = train(data, recipe(epochs=2, milestones=[], warmup_epochs=1))
-    per_epoch = len(seen) // 2
-    assert seen[:per_epoch] == pytest.approx([0.05 * (i + 1) / per_epoch for i in range(per_epoch)])
-    assert seen[per_epoch:] == pytest.approx([0.05] * per_epoch)
-    # the logged lr is the mean of each epoch's steps
-    assert [row["lr"] for row in result.history] == pytest.approx([sum(seen[:per_epoch]) / per_epoch, 0.05])
+    return seen
+
+
+def test_iteration_based_schedule(data, monkeypatch):
+    seen = spy_lrs(monkeypatch)
+    # 96 images in batches of 16: 6 iterations an epoch; 10 iterations = one epoch and 4 more
+    _, result = train(data, recipe(epochs=0, iterations=10, milestones=[7]))
+    assert seen == pytest.approx([0.05] * 7 + [0.005] * 3)
+    assert [(row["epoch"], row["iteration"]) for row in result.history] == [(1, 6), (2, 10)]
+    assert "test_error" in result.history[-1]   # the last, partial epoch is evaluated too
+
+
+def test_low_lr_start_until_the_training_error_drops(data, monkeypatch):
+    monkeypatch.setattr("pipeline.train.LOW_LR_WINDOW", 3)
+    seen = spy_lrs(monkeypatch)
+    train(data, recipe(epochs=2, milestones=[], warmup_lr=0.01, warmup_until_error=1.0))
+    # any error below 100 % over the first 3 iterations ends the low-lr phase
+    assert seen == pytest.approx([0.01] * 3 + [0.05] * 9)
+    seen.clear()
+    train(data, recipe(epochs=2, milestones=[], warmup_lr=0.01, warmup_until_error=1e-9))
+    assert seen == pytest.approx([0.01] * 12)   # never below the threshold: never switches
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):

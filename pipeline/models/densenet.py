@@ -12,9 +12,9 @@ No dropout: the paper uses it only without data augmentation. He init, as fb.res
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from pipeline.models.heads import GapLinearNet, he_init_
 from pipeline.models.registry import register_family
 
 COMPRESSION = 0.5   # theta of DenseNet-BC
@@ -35,7 +35,7 @@ class DenseLayer(nn.Module):
         return torch.cat([x, self.body(x)], 1)
 
 
-class DenseNet(nn.Module):
+class DenseNet(GapLinearNet):
     def __init__(self, depth: int, growth: int, bottleneck: bool, num_classes: int, in_chans: int):
         super().__init__()
         layers_per_block = (depth - 4) // (6 if bottleneck else 3)
@@ -53,20 +53,10 @@ class DenseNet(nn.Module):
         self.features = nn.Sequential(*body)
         self.num_features = channels
         self.fc = nn.Linear(channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
 # Huang et al. 2017 Table 2, CIFAR: (L, k)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -61,3 +62,33 @@ class HeadChoiceNet(nn.Module):
         """A new last layer; the fc head's hidden layers (and their weights) stay."""
         last = self.head[-1]
         self.head[-1] = nn.Linear(last.in_features, num_classes)
+
+
+class GapLinearNet(nn.Module):
+    """Base of the nets that end in global average pooling and one linear layer `fc` over
+    `num_features` channels (ResNet, SE-ResNet, WRN, DenseNet); timm's classifier interface."""
+    num_features: int
+    fc: nn.Linear
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before pooling."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+
+def he_init_(model: nn.Module) -> None:
+    """He et al. 2015 normal init (fan_out) for every conv, zero biases for linear layers, as the
+    reference code of DenseNet and WRN (fb.resnet.torch) does."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)

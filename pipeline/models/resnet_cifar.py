@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.models.heads import GapLinearNet
 from pipeline.models.registry import register_family
 
 # 6n+2 layers; He et al. 2016 Table 6 params (10 classes, RGB): 0.27M 0.46M 0.66M 0.85M 1.7M 19.4M
@@ -75,7 +76,7 @@ class BasicBlock(nn.Module):
         return F.relu(out)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(GapLinearNet):
     def __init__(self, depth: int, num_classes: int, in_chans: int, residual: bool, se_reduction: int = 0):
         super().__init__()
         if (depth - 2) % 6:
@@ -98,19 +99,7 @@ class CifarResNet(nn.Module):
                                         nonlinearity="relu")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.blocks(x)
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.forward_features(x))
-
-    # timm's classifier interface, which the transfer strategies rely on
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
+        return self.blocks(F.relu(self.bn1(self.conv1(x))))
 
 
 @register_family("resnet", RESNET_CIFAR_DEPTHS, "6n+2")

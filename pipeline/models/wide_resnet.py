@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.models.heads import GapLinearNet, he_init_
 from pipeline.models.registry import register_family
 
 
@@ -33,7 +34,7 @@ class PreActBlock(nn.Module):
         return out + (self.shortcut(act) if self.shortcut is not None else x)
 
 
-class WideResNet(nn.Module):
+class WideResNet(GapLinearNet):
     def __init__(self, depth: int, widen: int, num_classes: int, in_chans: int):
         super().__init__()
         n = (depth - 4) // 6
@@ -48,21 +49,10 @@ class WideResNet(nn.Module):
         self.bn = nn.BatchNorm2d(in_ch)
         self.num_features = in_ch
         self.fc = nn.Linear(in_ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn(self.blocks(self.conv1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.blocks(self.conv1(x))))
 
 
 # Zagoruyko & Komodakis 2016 Table 4 (CIFAR): depth 6n+4, widen factor k
