@@ -47,6 +47,7 @@ class Recipe:
     warmup_lr: float = 0.0      # > 0: this lr from the start until the training error falls below ...
     warmup_until_error: float = 0.8   # ... this (He et al. 2016: ResNet-110 at 0.01 until below 80 %)
     momentum: float = 0.9
+    nesterov: bool = False      # Nesterov momentum (DenseNet and WRN were trained with it)
     weight_decay: float = 1e-4
     train_images: int = 0       # 0 = the whole training split; >0 = a fixed random subset
     pad: int = 4                # pixels each side before the random crop back to full size
@@ -100,7 +101,8 @@ class TransferConfig:
     shots: list[int]            # labelled training images per target class
     seed: int
     finetune: TransferRecipe
-    source_weights: str = ""    # "", or for a timm:<name> source: "pretrained" or a local weights file
+    source_weights: str = ""    # "", or for a timm:<name> source: "pretrained" or a local weights file ...
+    source_weights_sha256: str = ""   # ... with its SHA-256 (DVC sees a new file through this param)
 
 
 @dataclass(frozen=True)
@@ -222,11 +224,15 @@ class _CHECKS:
             raise ConfigError(f"{key}.epochs and {key}.iterations: set exactly one of them > 0 (the other 0), "
                               f"got {c.epochs} and {c.iterations}")
         unit, length = ("iterations", c.iterations) if c.iterations else ("epochs", c.epochs)
-        if sorted(c.milestones) != c.milestones or any(not 0 < m < length for m in c.milestones):
-            raise ConfigError(f"{key}.milestones: must be increasing {unit} inside (0, {length}), got {c.milestones}")
+        if sorted(set(c.milestones)) != c.milestones or any(not 0 < m < length for m in c.milestones):
+            raise ConfigError(f"{key}.milestones: must be strictly increasing {unit} inside (0, {length}), "
+                              f"got {c.milestones}")
         if c.warmup_epochs < 0 or (not c.iterations and c.warmup_epochs >= (c.milestones or [c.epochs])[0]):
             raise ConfigError(f"{key}.warmup_epochs: must be >= 0 and end before the first milestone, "
                               f"got {c.warmup_epochs}")
+        if c.warmup_lr and c.warmup_epochs:
+            raise ConfigError(f"{key}.warmup_lr and {key}.warmup_epochs: choose one warm-up, the low-lr start "
+                              f"(He et al.) or the linear ramp (Goyal et al.); got {c.warmup_lr} and {c.warmup_epochs}")
         if c.warmup_lr < 0 or not 0 < c.warmup_until_error <= 1:
             raise ConfigError(f"{key}.warmup_lr and {key}.warmup_until_error: need warmup_lr >= 0 and "
                               f"warmup_until_error in (0, 1], got {c.warmup_lr} and {c.warmup_until_error}")
@@ -282,9 +288,13 @@ class _CHECKS:
         if c.source_weights and spec.timm_name is None:
             raise ConfigError(f"{key}.source_weights: only a timm:<name> source_model loads weights "
                               f"(got source_model {c.source_model}); leave it empty to train the source")
-        if c.source_weights not in ("", "pretrained") and not Path(c.source_weights).is_file():
-            raise ConfigError(f"{key}.source_weights: {c.source_weights}: no such file "
-                              "(a local .pth/.safetensors file, \"pretrained\" to download, or \"\")")
+        if c.source_weights not in ("", "pretrained"):
+            if not Path(c.source_weights).is_file():
+                raise ConfigError(f"{key}.source_weights: {c.source_weights}: no such file "
+                                  "(a local .pth/.safetensors file, \"pretrained\" to download, or \"\")")
+            if len(c.source_weights_sha256) != 64:
+                raise ConfigError(f"{key}.source_weights_sha256: required with a local weights file, as 64 hex "
+                                  f"digits (sha256sum {c.source_weights}); got {c.source_weights_sha256!r}")
         for name in ("source_classes", "target_classes"):
             ids = getattr(c, name)
             if len(set(ids)) != len(ids) or any(i < 0 for i in ids):

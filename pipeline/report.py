@@ -127,36 +127,41 @@ def architecture_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def _head_pairs(train: pd.DataFrame):
+    """(fc runs, gap runs) of every net trained with both heads."""
+    if train.empty or "head" not in train:
+        return
+    headed = train[train["head"].isin(["fc", "gap"])]
+    for _, group in headed.groupby(["family", "depth"], sort=True):
+        if set(group["head"]) == {"fc", "gap"}:
+            yield group[group["head"] == "fc"], group[group["head"] == "gap"]
+
+
 def heads_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFrame:
     """Each net trained with both heads, fc (flatten-MLP) and gap, side by side (Lin et al. 2014)."""
-    if train.empty or "head" not in train:
-        return pd.DataFrame()
-    headed = train[train["head"].isin(["fc", "gap"])]
     gmacs = measure.set_index("model")["gmacs"] if not measure.empty else pd.Series(dtype=float)
     rows = []
-    for (family, depth), group in headed.groupby(["family", "depth"], sort=True):
-        if set(group["head"]) != {"fc", "gap"}:
-            continue
-        for head in ("fc", "gap"):
-            runs = group[group["head"] == head]
+    for pair in _head_pairs(train):
+        for runs in pair:
             model = runs["model"].iloc[0]
-            train_err, test_err = runs["train_error"].mean() * PERCENT, runs["test_error"].mean() * PERCENT
-            rows.append({"model": model, "head": HEAD_NAMES[head], "params": f"{int(runs['params'].iloc[0]):,}",
-                         "GMACs / image": _fmt(gmacs.get(model), ".4f"),
+            gap = (runs["test_error"].mean() - runs["train_error"].mean()) * PERCENT
+            rows.append({"model": model, "head": HEAD_NAMES[runs["head"].iloc[0]],
+                         "params": f"{int(runs['params'].iloc[0]):,}", "GMACs / image": _fmt(gmacs.get(model), ".4f"),
                          "train error %": _mean_std(runs["train_error"]), "test error %": _mean_std(runs["test_error"]),
-                         "test − train error (points)": _fmt(test_err - train_err, "+.2f")})
+                         "test − train error (points)": _fmt(gap, "+.2f")})
     return pd.DataFrame(rows)
 
 
-def heads_summary(table: pd.DataFrame) -> str:
-    """One sentence per fc/gap pair: how many parameters GAP saves and what it does to the error."""
+def heads_summary(train: pd.DataFrame) -> str:
+    """One sentence per fc/gap pair: the parameters GAP saves and the errors of both."""
     lines = []
-    for i in range(0, len(table), 2):
-        fc, gap = table.iloc[i], table.iloc[i + 1]
-        n_fc, n_gap = (int(r["params"].replace(",", "")) for r in (fc, gap))
-        lines.append(f"{fc['model']} vs {gap['model']}: the GAP head has {n_fc / n_gap:.1f}x fewer parameters "
-                     f"({n_gap:,} vs {n_fc:,}); test error {gap['test error %']} % vs {fc['test error %']} %, "
-                     f"test − train {gap['test − train error (points)']} vs {fc['test − train error (points)']} points.")
+    for fc, gap in _head_pairs(train):
+        n_fc, n_gap = int(fc["params"].iloc[0]), int(gap["params"].iloc[0])
+        err = {name: (runs["test_error"].mean() * PERCENT, (runs["test_error"].mean() - runs["train_error"].mean())
+                      * PERCENT) for name, runs in (("fc", fc), ("gap", gap))}
+        lines.append(f"{gap['model'].iloc[0]} has {n_fc / n_gap:.1f}x fewer parameters than {fc['model'].iloc[0]} "
+                     f"({n_gap:,} vs {n_fc:,}, whole model); test error {err['gap'][0]:.2f} % vs {err['fc'][0]:.2f} %, "
+                     f"test − train {err['gap'][1]:+.2f} vs {err['fc'][1]:+.2f} points.")
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -299,8 +304,22 @@ def _length(run) -> str:
     return f"{iterations} iterations" if iterations else f"{run.get('recipe.epochs', '?')} epochs"
 
 
+def _departures(train: pd.DataFrame, reference: pd.Series) -> str:
+    """The recipe fields in which each model's runs differ from `reference` (train.overrides)."""
+    fields = [c for c in train.columns if c.startswith("recipe.")]
+    notes = []
+    for model, group in train.groupby("model"):
+        row = group.iloc[0]
+        diff = [f"{f.removeprefix('recipe.')} {row[f]}" for f in fields if str(row[f]) != str(reference[f])]
+        if diff:
+            notes.append(f"{model}: {', '.join(diff)}")
+    return ("Per-model departures from this recipe (`train.overrides`): " + "; ".join(notes) + ".\n") if notes else ""
+
+
 def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -> str:
-    first = train.iloc[0] if not train.empty else {}
+    grid = train[train["family"].isin(["plain", "resnet"])] if not train.empty else train
+    # the recipe the degradation grid ran with (other models may override fields of it)
+    first = grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
     cpu = measure["cpu_device"].iloc[0] if "cpu_device" in measure else "?"
     gpu = measure["gpu_device"].dropna().iloc[0] if "gpu_device" in measure and measure["gpu_device"].notna().any() else None
     commits = sorted(set(train.get("git_commit", pd.Series(dtype=str))) | set(finetune.get("git_commit", pd.Series(dtype=str))))
@@ -320,7 +339,10 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
         "## Architectures: parameters, compute, latency, error\n",
         f"GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs, convolutions and "
         f"matmuls only, torch.utils.flop_counter). CPU latency: median of timed forward passes in eval mode "
-        f"on {cpu}" + (f"; GPU latency with CUDA events on {gpu}" if gpu else "; no GPU was present") + ".\n",
+        f"on {cpu}" + (f"; GPU latency with CUDA events on {gpu}" if gpu else "; no GPU was present") + ". "
+        "Every model is trained with the recipe above; the published errors come from each paper's own "
+        "recipe and, for DenseNet and WRN, longer training.\n",
+        _departures(train, first) if not train.empty else "",
         to_markdown(tables["architectures"]),
         "![accuracy vs GMACs and parameters](accuracy_vs_cost.png)\n",
         "## Heads: flatten-MLP vs global average pooling\n",
@@ -328,13 +350,13 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
         "pooling and one linear layer (Lin et al. 2014). Training error is measured on augmented batches "
         "with dropout active, so test − train is only a rough gauge of overfitting.\n",
         to_markdown(tables["heads"]),
-        heads_summary(tables["heads"]),
+        heads_summary(train),
         "## Transfer with few labels\n",
     ]
     if pretrain and pretrain.get("status") == "imported":
         parts.append(
-            f"Source model {pretrain['model']} with pretrained weights {pretrain['weights']} (sha256 "
-            f"{pretrain['weights_sha256'][:12]}), not trained here; a new head for the target classes. "
+            f"Source model {pretrain['model']} with pretrained weights {pretrain['weights']}, not trained "
+            "here; a new head for the target classes. "
             "scratch = random init; finetune = all layers from the source weights; feature_extractor = frozen "
             "backbone, new linear head (Kornblith et al. 2019); lp_ft = head first, then all layers "
             "(Kumar et al. 2022).\n")

@@ -86,8 +86,8 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalize, rt: Runtime,
     return {"loss": loss_sum.item() / n, "error": wrong.item() / n}
 
 
-def sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+def sgd(params, lr: float, momentum: float, weight_decay: float, nesterov: bool = False) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
 def sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -179,7 +179,7 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
     iters_per_epoch = len(train) // batch_size
     total = recipe.iterations or recipe.epochs * iters_per_epoch
     schedule = LrSchedule.from_recipe(recipe, iters_per_epoch)
-    optimizer = sgd(model.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay)
+    optimizer = sgd(model.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay, recipe.nesterov)
     step_fn = torch.compile(model) if recipe.compile else model
     result = FitResult("finished", meta=dict(meta or {}))
     epoch, iteration = 0, 0

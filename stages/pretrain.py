@@ -4,7 +4,6 @@ Trained on `transfer.source_classes` only (Yosinski et al. 2014), or, for a timm
 source with `transfer.source_weights`, loaded from its pretrained weights and not trained.
 """
 import argparse
-import hashlib
 from pathlib import Path
 
 import torch
@@ -13,7 +12,9 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import TransferConfig, load_section
 from pipeline.data.loader import PreparedData, load_prepared
+from pipeline.data.sources import DataError, file_digest
 from pipeline.models import create_model_from_id
+from pipeline.models.timm_models import PRETRAINED
 from pipeline.outputs import save_model, write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.runner import RunOutputs, train_tracked
@@ -22,13 +23,20 @@ from pipeline.transfer import check_classes
 
 def import_source(study: str, cfg: TransferConfig, data: PreparedData, outputs: RunOutputs) -> None:
     """Save the pretrained timm model as the source, with a fresh head for the source classes."""
+    local = cfg.source_weights != PRETRAINED
+    if local:
+        digest = file_digest(Path(cfg.source_weights), "sha256")
+        if digest != cfg.source_weights_sha256:
+            raise DataError(f"{cfg.source_weights}: sha256 is {digest}, expected {cfg.source_weights_sha256} "
+                            "(transfer.source_weights_sha256)")
+    torch.manual_seed(cfg.seed)   # the new head's init
     model = create_model_from_id(cfg.source_model, num_classes=len(cfg.source_classes), in_chans=data.in_chans,
                                  input_size=data.image_size, weights=cfg.source_weights)
-    weights_file = Path(cfg.source_weights)
-    info = {"model": cfg.source_model, "weights": cfg.source_weights, "status": "imported",
-            "classes": cfg.source_classes, "params": sum(p.numel() for p in model.parameters()),
-            "weights_sha256": (hashlib.sha256(weights_file.read_bytes()).hexdigest()
-                               if weights_file.is_file() else "timm's pretrained tag")}
+    origin = model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or "?"
+    info = {"model": cfg.source_model, "status": "imported", "classes": cfg.source_classes,
+            "params": sum(p.numel() for p in model.parameters()),
+            "weights": (f"{cfg.source_weights} (sha256 {digest})" if local
+                        else f"timm's pretrained weights from {origin}")}
     env = environment(torch.device("cpu"))
     with tracking.start_run(study, f"source-{cfg.source_model}", info,
                             {"study": study, "stage": "pretrain", "model": cfg.source_model, **env}) as run:

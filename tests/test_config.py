@@ -88,7 +88,7 @@ def test_unknown_model_in_list(params, tmp_path):
 
 def test_milestones_must_lie_inside_the_run(params, tmp_path):
     params["train"]["recipe"]["milestones"] = [2, 99]
-    with pytest.raises(ConfigError, match=r"train\.recipe\.milestones: must be increasing epochs inside"):
+    with pytest.raises(ConfigError, match=r"train\.recipe\.milestones: must be strictly increasing epochs inside"):
         load_section("train", write(tmp_path, params))
 
 
@@ -177,6 +177,10 @@ def test_source_weights_need_a_timm_source_and_an_existing_file(params, tmp_path
     params["transfer"].update(source_model="timm:resnet18", source_weights=str(tmp_path / "missing.pth"))
     with pytest.raises(ConfigError, match="transfer.source_weights: .*missing.pth: no such file"):
         load_section("transfer", write(tmp_path, params))
+    (tmp_path / "w.pth").write_bytes(b"weights")
+    params["transfer"]["source_weights"] = str(tmp_path / "w.pth")
+    with pytest.raises(ConfigError, match="transfer.source_weights_sha256: required with a local weights file"):
+        load_section("transfer", write(tmp_path, params))
     params["transfer"]["source_weights"] = "pretrained"
     assert load_section("transfer", write(tmp_path, params)).source_weights == "pretrained"
 
@@ -184,11 +188,28 @@ def test_source_weights_need_a_timm_source_and_an_existing_file(params, tmp_path
 @pytest.mark.parametrize("change,message", [
     ({"epochs": 3, "iterations": 500}, r"train.recipe.epochs and train.recipe.iterations: set exactly one"),
     ({"epochs": 0, "iterations": 0}, r"set exactly one of them > 0"),
-    ({"epochs": 0, "iterations": 500, "milestones": [600]}, r"milestones: must be increasing iterations inside \(0, 500\)"),
-    ({"warmup_lr": -0.1}, r"train.recipe.warmup_lr and train.recipe.warmup_until_error"),
+    ({"epochs": 0, "iterations": 500, "milestones": [600]}, r"milestones: must be strictly increasing iterations inside \(0, 500\)"),
+    ({"milestones": [1, 1]}, r"milestones: must be strictly increasing epochs inside \(0, 3\)"),
+    ({"warmup_lr": -0.1, "warmup_epochs": 0}, r"train.recipe.warmup_lr and train.recipe.warmup_until_error"),
     ({"warmup_until_error": 0.0}, r"warmup_until_error in \(0, 1\]"),
 ])
 def test_bad_schedule_is_named(params, tmp_path, change, message):
     params["train"]["recipe"].update(change)
     with pytest.raises(ConfigError, match=message):
         load_section("train", write(tmp_path, params))
+
+
+def test_one_warmup_at_a_time(params, tmp_path):
+    params["train"]["recipe"].update(warmup_epochs=1, warmup_lr=0.01)
+    with pytest.raises(ConfigError, match="train.recipe.warmup_lr and train.recipe.warmup_epochs: choose one warm-up"):
+        load_section("train", write(tmp_path, params))
+
+
+def test_cifar10_study_trains_densenet_and_wrn_with_their_papers_recipes(tmp_path):
+    compose("cifar10", tmp_path / "params.yaml")
+    train = load_all(tmp_path / "params.yaml")["train"]
+    wrn = train.recipe_for("wrn-28-10")
+    assert (wrn.epochs, wrn.milestones, wrn.lr_decay, wrn.weight_decay, wrn.nesterov) == (200, [60, 120, 160], 0.2,
+                                                                                        5e-4, True)
+    dense = train.recipe_for("densenet_bc-100-12")
+    assert (dense.epochs, dense.milestones, dense.batch_size, dense.nesterov) == (300, [150, 225], 64, True)

@@ -109,12 +109,18 @@ def test_timm_source_with_local_weights(study, tmp_path):
     weights = tmp_path / "resnet18-imagenet.pth"
     torch.save(timm.create_model("resnet18", num_classes=1000).state_dict(), weights)
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["transfer"].update(source_model="timm:resnet18", source_weights=str(weights))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    params["transfer"].update(source_model="timm:resnet18", source_weights=str(weights),
+                              source_weights_sha256="0" * 64)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run(["dvc", "repro", "pretrain"], work, env, check=False)   # a wrong checksum stops the stage
+    assert proc.returncode != 0 and f"resnet18-imagenet.pth: sha256 is {digest}, expected {'0' * 64}" in proc.stderr
+    assert not (work / "runs/pretrain/source.pt").exists()
+    params["transfer"]["source_weights_sha256"] = digest
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     run(["dvc", "repro", "finetune"], work, env)
     source = yaml.safe_load((work / "metrics/pretrain.json").read_text())
-    assert source["status"] == "imported"
-    assert source["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert source["status"] == "imported" and digest in source["weights"]
     for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
         result = yaml.safe_load((work / f"metrics/finetune/{strategy}-5.json").read_text())
         assert result["model"] == "timm:resnet18" and 0 <= result["test_error"] <= 1

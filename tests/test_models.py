@@ -163,3 +163,17 @@ def test_reset_classifier(model_id):
     model.reset_classifier(5)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 5)
     assert model.get_classifier().out_features == 5
+
+
+def test_building_a_head_leaves_batch_norm_untouched():
+    model = create_model("vgg", depth=11, head="fc", num_classes=10, in_chans=3)
+    bn = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(int(m.num_batches_tracked) == 0 and torch.equal(m.running_var, torch.ones_like(m.running_var))
+               for m in bn)
+    assert model.training   # the size probe ran in eval mode and handed the model back in train mode
+
+
+def test_mlp_head_drops_out_hidden_outputs():
+    head = create_model("alexnet", depth=8, head="fc", num_classes=10, in_chans=3).head
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Flatten", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]

@@ -18,7 +18,8 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
         model = f"{family}-{depth}"
         _write(metrics / "train", f"{model}-s{seed}", {
             "model": model, "family": family, "depth": depth, "seed": seed, "train_error": train_err,
-            "test_error": test_err, "status": "finished", "params": 1000 + depth, "dataset": "fashion_mnist"})
+            "test_error": test_err, "status": "finished", "params": 1000 + depth, "dataset": "fashion_mnist",
+            "recipe.lr": 0.1})
         (plots / "train").mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"epoch": [1, 2], "train_error": [0.5, train_err], "test_error": [0.5, test_err]}).to_csv(
             plots / "train" / f"{model}-s{seed}.csv", index=False)
@@ -28,7 +29,8 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
         model = f"alexnet-8-{head}"
         _write(metrics / "train", f"{model}-s0", {
             "model": model, "family": "alexnet", "depth": 8, "head": head, "seed": 0, "train_error": train_err,
-            "test_error": test_err, "status": "finished", "params": params, "dataset": "fashion_mnist"})
+            "test_error": test_err, "status": "finished", "params": params, "dataset": "fashion_mnist",
+            "recipe.lr": 0.01 if head == "fc" else 0.1})
         _write(metrics / "measure", model, {"model": model, "gmacs": 0.1, "gflops": 0.2, "cpu_latency_ms_b1": 2.0,
                                              "cpu_device": "test cpu"})
     for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
@@ -62,5 +64,7 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points)" in readme
     assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points)" in readme
     assert "depth hurts the plain net (+20.0 points) far more than the ResNet (-3.0)" in readme
-    assert ("alexnet-8-fc vs alexnet-8-gap: the GAP head has 8.3x fewer parameters (3,000,000 vs 25,000,000); "
-            "test error 15.00 % vs 20.00 %") in readme
+    assert ("alexnet-8-gap has 8.3x fewer parameters than alexnet-8-fc (3,000,000 vs 25,000,000, whole model); "
+            "test error 15.00 % vs 20.00 %, test − train +5.00 vs +15.00 points.") in readme
+    assert "SGD lr 0.1," in readme   # the degradation grid's recipe, not the first file's
+    assert "Per-model departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme

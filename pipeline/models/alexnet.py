@@ -6,7 +6,9 @@ stride 2 after conv1, conv2 and conv5, and a flatten-MLP of two 4096-wide layers
 On 28-32 px images a stride of 4 would leave an 8x8 map, so both first layers use stride 2,
 and the pools pad by 1 to end on a 2x2 map (at 28 and at 32 px): ZF-Net differs from AlexNet
 by the smaller first kernel, the change Zeiler & Fergus made after seeing aliased and dead
-first-layer filters. LRN is left out: Simonyan & Zisserman (2015, Sec. 4.1) found it does not help.
+first-layer filters (the stride of their conv2 and AlexNet's two-GPU grouping of conv2/4/5 are
+not kept: one device, small maps). LRN is left out: Simonyan & Zisserman (2015, Sec. 4.1)
+found it does not help.
 """
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ class DenseNet(GapLinearNet):
         return self.features(x)
 
 
-# Huang et al. 2017 Table 2, CIFAR: (L, k)
+# Huang et al. 2017 Table 2, CIFAR: (L, k); densenet-22-12 and densenet_bc-40-12 are smaller
+# sizes by the same rule, for the CPU quick study (no published error)
 @register_family("densenet", ((22, 12), (40, 12), (100, 12), (100, 24)), "L-k with L = 3n+4 (Table 2)")
 def densenet(*, depth: int, width: int, num_classes: int, in_chans: int) -> nn.Module:
     return DenseNet(depth, width, False, num_classes, in_chans)

@@ -16,15 +16,18 @@ from torch import nn
 
 
 class MlpHead(nn.Sequential):
-    """flatten -> [dropout] -> linear -> activation, per hidden width -> linear classifier."""
+    """flatten -> (linear -> activation [-> dropout]) per hidden width -> linear classifier.
+
+    Dropout acts on the hidden layers' outputs, as in AlexNet's fc6/fc7 and VGG's classifier.
+    """
 
     def __init__(self, in_features: int, hidden: tuple[int, ...], num_classes: int,
                  activation: Callable[[], nn.Module] = nn.ReLU, dropout: float = 0.0):
         layers: list[nn.Module] = [nn.Flatten()]
         for width in hidden:
+            layers += [nn.Linear(in_features, width), activation()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
-            layers += [nn.Linear(in_features, width), activation()]
             in_features = width
         layers.append(nn.Linear(in_features, num_classes))
         super().__init__(*layers)
@@ -47,8 +50,10 @@ class HeadChoiceNet(nn.Module):
         super().__init__()
         self.features = features
         height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+        features.eval()   # the size probe must not touch batch-norm statistics (and works on a 1x1 map)
         with torch.no_grad():
             fmap = features(torch.zeros(1, in_chans, height, width))
+        features.train()
         self.num_features = fmap.shape[1]
         self.head = make_fc(fmap[0].numel(), num_classes) if head == "fc" else GapHead(self.num_features, num_classes)
 

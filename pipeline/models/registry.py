@@ -55,8 +55,10 @@ _FAMILIES: dict[str, Family] = {}
 def register_family(name: str, sizes, size_rule: str, has_head_choice: bool = False):
     """Register `builder(*, depth, [width,] num_classes, in_chans, [head, input_size])` under `name`."""
     sizes = tuple(tuple(s) if isinstance(s, tuple) else (s,) for s in sizes)
-    if "-" in name or ":" in name or len({len(s) for s in sizes}) != 1:
-        raise ValueError(f"model family {name!r}: no '-' or ':' in the name, and sizes all of one form")
+    if "-" in name or ":" in name:
+        raise ValueError(f"model family {name!r}: the name may not contain '-' or ':' (they separate model ids)")
+    if len({len(s) for s in sizes}) != 1:
+        raise ValueError(f"model family {name!r}: sizes must all be (depth,) or all (depth, width)")
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _FAMILIES:
@@ -112,8 +114,8 @@ def parse_model_id(model_id: str) -> ModelSpec:
         spec = ModelSpec("timm", timm_name=model_id[len(TIMM_PREFIX):])
     else:
         family, *rest = model_id.split("-")
-        head = rest.pop() if rest and not rest[-1].isdigit() else None
-        if not rest or len(rest) > 2 or not all(r.isdigit() for r in rest):
+        head = rest.pop() if rest and not rest[-1].isdecimal() else None
+        if not rest or len(rest) > 2 or not all(r.isascii() and r.isdecimal() for r in rest):
             raise ValueError(f"model id {model_id!r} must read <family>-<depth>[-<width>][-<head>]; "
                              f"valid ids: {', '.join(list_models())}, or {TIMM_PREFIX}<timm model name>")
         spec = ModelSpec(family, int(rest[0]), int(rest[1]) if len(rest) == 2 else None, head)

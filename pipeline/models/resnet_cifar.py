@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.heads import GapLinearNet
+from pipeline.models.heads import GapLinearNet, he_init_
 from pipeline.models.registry import register_family
 
 # 6n+2 layers; He et al. 2016 Table 6 params (10 classes, RGB): 0.27M 0.46M 0.66M 0.85M 1.7M 19.4M
@@ -93,10 +93,7 @@ class CifarResNet(GapLinearNet):
         self.blocks = nn.Sequential(*blocks)
         self.num_features = in_planes
         self.fc = nn.Linear(in_planes, num_classes)
-        for m in self.modules():   # He et al. 2015 init, as Sec. 4.2 prescribes
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in",
-                                        nonlinearity="relu")
+        he_init_(self)   # He et al. 2015 init, as Sec. 4.2 prescribes
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(F.relu(self.bn1(self.conv1(x))))

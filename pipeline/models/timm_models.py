@@ -22,7 +22,8 @@ def check_timm_name(name: str) -> None:
     import timm
 
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
+        stem = name.split(".")[0][:6]
+        close = timm.list_models(f"*{stem}*")[:8] if stem else []
         raise ValueError(f"unknown timm model {name!r}; timm.list_models() lists the valid names"
                          + (f" (close: {', '.join(close)})" if close else ""))
 

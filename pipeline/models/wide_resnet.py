@@ -55,7 +55,7 @@ class WideResNet(GapLinearNet):
         return F.relu(self.bn(self.blocks(self.conv1(x))))
 
 
-# Zagoruyko & Komodakis 2016 Table 4 (CIFAR): depth 6n+4, widen factor k
+# Zagoruyko & Komodakis 2016 (CIFAR; Tables 4 and 5 and the text): depth 6n+4, widen factor k
 WRN_SIZES = ((40, 1), (40, 2), (40, 4), (40, 8), (16, 4), (16, 8), (16, 10), (22, 8), (22, 10), (28, 10), (28, 12))
 
 
