@@ -4,10 +4,12 @@ Reference: torchvision's FashionMNIST dataset + DataLoader with RandomCrop(28, p
 RandomHorizontalFlip, ToTensor and Normalize, float32, NCHW -- the loop of most tutorials.
 Ours: `pipeline.train.fit` as the train stage runs it (uint8 tensors in memory, batched
 crop/flip/normalise, channels_last, `precision: auto`). Same model, images, batch size and SGD.
-Each loop runs one untimed warm-up epoch, then one timed epoch.
+Each loop runs one untimed warm-up epoch, then `--repeats` timed epochs; the median counts
+(a 2-core machine is noisy: single epochs of the same loop differ by up to 25 %).
 
     python benchmarks/train_throughput.py                 # ResNet-20 and ResNet-56, 5120 images
     python benchmarks/train_throughput.py --models resnet-20 --images 2560 --workers 0 2
+    python benchmarks/train_throughput.py --compile       # our loop also with torch.compile
 
 Needs the download stage's Fashion-MNIST files (data/raw, `dvc repro download`).
 Results, with the machine they ran on, go in benchmarks/RESULTS.md.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +38,8 @@ from pipeline.train import Runtime, fit
 BATCH = 128
 
 
-def reference_images_per_s(model_id: str, raw: Path, mean: float, std: float, images: int, workers: int) -> float:
+def reference_images_per_s(model_id: str, raw: Path, mean: float, std: float, images: int, workers: int,
+                           repeats: int) -> float:
     with tempfile.TemporaryDirectory() as root:
         folder = Path(root) / "FashionMNIST" / "raw"   # torchvision's layout, files as its download leaves them
         folder.mkdir(parents=True)
@@ -50,7 +54,8 @@ def reference_images_per_s(model_id: str, raw: Path, mean: float, std: float, im
         model = create_model_from_id(model_id, num_classes=10, in_chans=1, input_size=28)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         model.train()
-        for epoch in range(2):   # epoch 0 warms up oneDNN and the workers
+        rates = []
+        for _ in range(1 + repeats):   # the first epoch warms up oneDNN and the workers
             seen, t0 = 0, time.perf_counter()
             for x, y in loader:
                 loss = F.cross_entropy(model(x), y)
@@ -58,20 +63,21 @@ def reference_images_per_s(model_id: str, raw: Path, mean: float, std: float, im
                 loss.backward()
                 optimizer.step()
                 seen += len(y)
-            seconds = time.perf_counter() - t0
-        return seen / seconds
+            rates.append(seen / (time.perf_counter() - t0))
+        return statistics.median(rates[1:])
 
 
-def pipeline_images_per_s(model_id: str, prepared: Path, images: int) -> tuple[float, str]:
+def pipeline_images_per_s(model_id: str, prepared: Path, images: int, compile: bool,
+                          repeats: int) -> tuple[float, str]:
     data = load_prepared(prepared)
-    recipe = Recipe(epochs=2, milestones=[], train_images=images, batch_size=BATCH)
+    recipe = Recipe(epochs=1 + repeats, milestones=[], train_images=images, batch_size=BATCH, compile=compile)
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
     train = training_subset(data.splits["train"], images).to(rt.device)
     normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
     torch.manual_seed(0)
     model = rt.prepare_model(create_model_from_id(model_id, num_classes=10, in_chans=1, input_size=28))
     result = fit(model, train, {}, normalize, recipe, rt, seed=0, label=model_id)
-    return result.history[-1]["images_per_s"], rt.describe()["precision"]
+    return statistics.median(row["images_per_s"] for row in result.history[1:]), rt.describe()["precision"]
 
 
 def main() -> None:
@@ -79,8 +85,10 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["resnet-20", "resnet-56"])
     ap.add_argument("--images", type=int, default=5120)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers of the reference")
+    ap.add_argument("--repeats", type=int, default=3, help="timed epochs per loop; the median counts")
     ap.add_argument("--raw", type=Path, default=Path("data/raw"))
     ap.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    ap.add_argument("--compile", action="store_true", help="also time our loop with torch.compile (recipe.compile)")
     args = ap.parse_args()
     data = load_prepared(args.prepared)
     if data.manifest["dataset"] != "fashion_mnist":
@@ -88,17 +96,19 @@ def main() -> None:
     mean, std = data.manifest["mean"][0], data.manifest["std"][0]
     env = environment(torch.device("cpu"))
     print(f"# {env['device_name']}, torch {env['torch']}, {torch.get_num_threads()} threads, "
-          f"{args.images} images, batch {BATCH}")
+          f"{args.images} images, batch {BATCH}, median of {args.repeats} epochs")
     print("| model | loop | images/s | vs best reference |\n|---|---|---|---|")
     for model_id in args.models:
-        refs = {w: reference_images_per_s(model_id, args.raw, mean, std, args.images, w) for w in args.workers}
+        refs = {w: reference_images_per_s(model_id, args.raw, mean, std, args.images, w, args.repeats)
+                for w in args.workers}
         best = max(refs.values())
         for w, ips in refs.items():
             print(f"| {model_id} | reference: DataLoader, {w} workers, fp32 NCHW | {ips:.0f} | {ips / best:.2f}x |",
                   flush=True)
-        ours, precision = pipeline_images_per_s(model_id, args.prepared, args.images)
-        print(f"| {model_id} | pipeline: in-memory uint8, batched augmentation, {precision}, channels_last | "
-              f"{ours:.0f} | **{ours / best:.2f}x** |", flush=True)
+        for compile in (False, True) if args.compile else (False,):
+            ours, precision = pipeline_images_per_s(model_id, args.prepared, args.images, compile, args.repeats)
+            print(f"| {model_id} | pipeline: in-memory uint8, batched augmentation, {precision}, channels_last"
+                  f"{', torch.compile' if compile else ''} | {ours:.0f} | **{ours / best:.2f}x** |", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,17 @@ def _git(*args: str) -> str:
         return ""
 
 
+# what `dvc repro` itself rewrites while a study runs: not a change to the code or settings
+PIPELINE_OUTPUTS = ("dvc.lock", "metrics", "plots", "reports")
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """HEAD's hash, with "-dirty" when tracked files differ from it ("unknown" outside git)."""
+    """HEAD's hash, with "-dirty" when tracked files other than the pipeline's own outputs differ
+    from it ("unknown" outside git)."""
     commit = _git("rev-parse", "HEAD") or "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 *(f":(exclude){path}" for path in PIPELINE_OUTPUTS), ":(exclude,glob)**/.gitignore")
     return commit + ("-dirty" if dirty else "")
 
 
