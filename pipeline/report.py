@@ -16,6 +16,9 @@ from pipeline.published import published
 
 PERCENT = 100.0
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
+STRATEGIES_NOTE = ("scratch = random init; finetune = all layers from the source weights; feature_extractor = "
+                   "frozen backbone, new linear head (Kornblith et al. 2019); lp_ft = head first, then all layers "
+                   "(Kumar et al. 2022).")
 
 
 def load_metrics(folder: Path) -> pd.DataFrame:
@@ -354,18 +357,11 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
         "## Transfer with few labels\n",
     ]
     if pretrain and pretrain.get("status") == "imported":
-        parts.append(
-            f"Source model {pretrain['model']} with pretrained weights {pretrain['weights']}, not trained "
-            "here; a new head for the target classes. "
-            "scratch = random init; finetune = all layers from the source weights; feature_extractor = frozen "
-            "backbone, new linear head (Kornblith et al. 2019); lp_ft = head first, then all layers "
-            "(Kumar et al. 2022).\n")
+        parts.append(f"Source model {pretrain['model']} with pretrained weights {pretrain['weights']}, not trained "
+                     f"here; a new head for the target classes. {STRATEGIES_NOTE}\n")
     elif pretrain:
-        parts.append(
-            f"Source model {pretrain['model']} trained on classes {pretrain.get('classes')} "
-            f"(test error {pretrain['test_error'] * PERCENT:.2f} % on them), transferred to the other classes "
-            "(Yosinski et al. 2014). scratch = random init; finetune = all layers from the source weights; "
-            "feature_extractor = frozen backbone, new linear head (Kornblith et al. 2019); "
-            "lp_ft = head first, then all layers (Kumar et al. 2022).\n")
+        parts.append(f"Source model {pretrain['model']} trained on classes {pretrain.get('classes')} "
+                     f"(test error {pretrain['test_error'] * PERCENT:.2f} % on them), transferred to the other "
+                     f"classes (Yosinski et al. 2014). {STRATEGIES_NOTE}\n")
     parts += [to_markdown(tables["transfer"]), "![transfer](transfer.png)\n"]
     return "\n".join(parts)
