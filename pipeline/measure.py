@@ -8,12 +8,17 @@ synchronise, on the CPU with perf_counter, and every number carries its device.
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline.config import MeasureConfig
+from pipeline.models import create_model_from_id, parse_model_id
+from pipeline.provenance import device_settings, device_tag
 
 
 def count_params(model: nn.Module) -> int:
@@ -53,15 +58,24 @@ def latency_ms(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> 
     return {"median": statistics.median(times), "p10": qs[0], "p90": qs[-1]}
 
 
-def measure_model(model: nn.Module, input_shape: tuple[int, ...], batch_sizes: list[int], warmup: int,
-                  repeats: int, device: torch.device, channels_last: bool) -> dict[str, float | int]:
-    """Params, GMACs, GFLOPs per image; latency (ms) and throughput (images/s) per batch size."""
+def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float | int]:
+    """Params, GFLOPs and GMACs per image, counted on the CPU: the same numbers whatever device
+    the model is timed on."""
+    on_cpu = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+    flops = count_flops(on_cpu, input_shape)
+    return {"params": count_params(model), "gflops": flops / 1e9, "gmacs": flops / 2e9}
+
+
+def time_model(model: nn.Module, input_shape: tuple[int, ...], batch_sizes: list[int], warmup: int, repeats: int,
+               device: torch.device, channels_last: bool) -> dict[str, float]:
+    """Latency (ms) and throughput (images/s) per batch size on `device`, keys prefixed by its tag."""
+    if device.type == "cuda":
+        # fixed shapes: cuDNN times its conv algorithms on the first pass of each shape (the warm-up)
+        torch.backends.cudnn.benchmark = True
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    flops = count_flops(model, input_shape)
-    out: dict[str, float | int] = {"params": count_params(model), "gflops": flops / 1e9, "gmacs": flops / 2e9}
-    tag = "gpu" if device.type == "cuda" else "cpu"
+    tag, out = device_tag(device), {}
     for bs in batch_sizes:
         x = torch.randn(bs, *input_shape, device=device)
         if channels_last:
@@ -72,3 +86,20 @@ def measure_model(model: nn.Module, input_shape: tuple[int, ...], batch_sizes: l
         out[f"{tag}_latency_ms_b{bs}_p90"] = lat["p90"]
         out[f"{tag}_images_per_s_b{bs}"] = bs / (lat["median"] / 1000)
     return out
+
+
+def measure_model_id(model_id: str, input_shape: tuple[int, ...], num_classes: int, cfg: MeasureConfig,
+                     devices: list[torch.device]) -> dict:
+    """What the measure stage records for one model: its cost, and its latency on each of `devices`
+    beside the settings of that device (gpu_latency_ms_b1 next to gpu_device_name, gpu_cudnn, ...)."""
+    spec = parse_model_id(model_id)
+    model = create_model_from_id(model_id, num_classes=num_classes, in_chans=input_shape[0],
+                                 input_size=input_shape[1:])
+    result: dict = {"model": model_id, "family": spec.family, "depth": spec.depth, "width": spec.width,
+                    "head": spec.head, "input_shape": list(input_shape), "num_classes": num_classes,
+                    "precision": "fp32", "mode": "eval, eager, channels_last", **model_cost(model, input_shape)}
+    for device in devices:
+        result.update(time_model(model, input_shape, cfg.batch_sizes, cfg.warmup, cfg.repeats, device,
+                                 channels_last=True))
+        result.update({f"{device_tag(device)}_{k}": v for k, v in device_settings(device).items()})
+    return result

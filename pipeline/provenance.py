@@ -47,14 +47,30 @@ def device_name(device: torch.device) -> str:
     return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
+def device_tag(device: torch.device) -> str:
+    """The prefix of a number measured on `device`: "gpu" or "cpu" (gpu_latency_ms_b1, ...)."""
+    return "gpu" if device.type == "cuda" else "cpu"
+
+
+def device_settings(device: torch.device) -> dict[str, str]:
+    """What decides a number measured on `device`: its name and, on CUDA, the library versions and the
+    cuDNN/TF32 switches in force (cudnn.benchmark picks conv algorithms by timing them)."""
+    info = {"device_name": device_name(device), "threads": str(torch.get_num_threads())}
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        info.update(cuda=str(torch.version.cuda), cudnn=str(torch.backends.cudnn.version()),
+                    capability=f"{major}.{minor}", cudnn_benchmark=str(torch.backends.cudnn.benchmark),
+                    cudnn_allow_tf32=str(torch.backends.cudnn.allow_tf32),
+                    matmul_allow_tf32=str(torch.backends.cuda.matmul.allow_tf32))
+    return info
+
+
+def software() -> dict[str, str]:
+    """The code and software behind a result, whatever device it ran on."""
+    return {"git_commit": git_commit(), "torch": torch.__version__, "python": platform.python_version(),
+            "host_cpu": cpu_name()}
+
+
 def environment(device: torch.device) -> dict[str, str]:
-    return {
-        "git_commit": git_commit(),
-        "device_name": device_name(device),
-        "torch": torch.__version__,
-        "cuda": str(torch.version.cuda) if device.type == "cuda" else "none",
-        "cudnn": str(torch.backends.cudnn.version()) if device.type == "cuda" else "none",
-        "threads": str(torch.get_num_threads()),
-        "python": platform.python_version(),
-        "host_cpu": cpu_name(),
-    }
+    """Provenance of a run on one device (MLflow tags, metrics JSON)."""
+    return {**software(), "cuda": "none", "cudnn": "none", **device_settings(device)}

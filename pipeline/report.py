@@ -323,8 +323,9 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
     grid = train[train["family"].isin(["plain", "resnet"])] if not train.empty else train
     # the recipe the degradation grid ran with (other models may override fields of it)
     first = grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
-    cpu = measure["cpu_device"].iloc[0] if "cpu_device" in measure else "?"
-    gpu = measure["gpu_device"].dropna().iloc[0] if "gpu_device" in measure and measure["gpu_device"].notna().any() else None
+    cpu = measure["cpu_device_name"].iloc[0] if "cpu_device_name" in measure else "?"
+    gpu = (measure["gpu_device_name"].dropna().iloc[0]
+           if "gpu_device_name" in measure and measure["gpu_device_name"].notna().any() else None)
     commits = sorted(set(train.get("git_commit", pd.Series(dtype=str))) | set(finetune.get("git_commit", pd.Series(dtype=str))))
     parts = [
         f"# {title}\n",

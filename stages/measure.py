@@ -7,10 +7,9 @@ import torch
 from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, flatten, load_section
-from pipeline.measure import measure_model
-from pipeline.models import create_model_from_id, parse_model_id
+from pipeline.measure import measure_model_id
 from pipeline.outputs import read_json, write_json
-from pipeline.provenance import environment
+from pipeline.provenance import device_tag, software
 
 
 def main(argv: list[str]) -> None:
@@ -27,25 +26,18 @@ def main(argv: list[str]) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    spec = parse_model_id(args.model)
-    result: dict = {"model": args.model, "family": spec.family, "depth": spec.depth, "width": spec.width,
-                    "head": spec.head, "input_shape": list(shape),
-                    "num_classes": len(manifest["classes"]), "precision": "fp32", "mode": "eval, eager"}
-    for device in devices:
-        model = create_model_from_id(args.model, num_classes=len(manifest["classes"]), in_chans=shape[0],
-                                     input_size=shape[1:])
-        result.update(measure_model(model, shape, cfg.batch_sizes, cfg.warmup, cfg.repeats, device,
-                                    channels_last=True))
-        result[f"{'gpu' if device.type == 'cuda' else 'cpu'}_device"] = environment(device)["device_name"]
-    env = environment(torch.device("cpu"))
-    tags = {"study": study.name, "stage": "measure", "model": args.model, "family": spec.family, "depth": spec.depth,
-            "seed": "none", **env}
+    result = measure_model_id(args.model, shape, len(manifest["classes"]), cfg, devices)
+    env = software()
+    tags = {"study": study.name, "stage": "measure", "model": args.model, "family": result["family"],
+            "depth": result["depth"], "seed": "none", **env,
+            **{k: v for k, v in result.items() if k.endswith(("_device_name", "_cuda", "_cudnn"))}}
     with tracking.start_run(study.name, f"measure-{args.model}", {"model": args.model, **flatten(cfg)}, tags) as run:
         run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("depth", "width")})
         write_json(args.metrics, {**result, "mlflow_run_id": run.run_id, **env})
     bs = cfg.batch_sizes[0]
-    print(f"[measure {args.model}] {result['params']:,} params, {result['gmacs']:.4f} GMACs/image, CPU latency "
-          f"{result[f'cpu_latency_ms_b{bs}']:.2f} ms at batch {bs}", flush=True)
+    print(f"[measure {args.model}] {result['params']:,} params, {result['gmacs']:.4f} GMACs/image, latency at "
+          f"batch {bs}: " + ", ".join(f"{d.type.upper()} {result[f'{device_tag(d)}_latency_ms_b{bs}']:.2f} ms"
+                                      for d in devices), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
         pd.DataFrame({"epoch": [1, 2], "train_error": [0.5, train_err], "test_error": [0.5, test_err]}).to_csv(
             plots / "train" / f"{model}-s{seed}.csv", index=False)
         _write(metrics / "measure", model, {"model": model, "gmacs": depth / 1000, "gflops": depth / 500,
-                                             "cpu_latency_ms_b1": 1.5, "cpu_device": "test cpu"})
+                                             "cpu_latency_ms_b1": 1.5, "cpu_device_name": "test cpu"})
     for head, params, train_err, test_err in (("fc", 25_000_000, 0.05, 0.20), ("gap", 3_000_000, 0.10, 0.15)):
         model = f"alexnet-8-{head}"
         _write(metrics / "train", f"{model}-s0", {
@@ -32,7 +32,7 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
             "test_error": test_err, "status": "finished", "params": params, "dataset": "fashion_mnist",
             "recipe.lr": 0.01 if head == "fc" else 0.1})
         _write(metrics / "measure", model, {"model": model, "gmacs": 0.1, "gflops": 0.2, "cpu_latency_ms_b1": 2.0,
-                                             "cpu_device": "test cpu"})
+                                             "cpu_device_name": "test cpu"})
     for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
         for shots, err in ((10, 0.4), (100, 0.2)):
             _write(metrics / "finetune", f"{strategy}-{shots}", {"strategy": strategy, "shots": shots,
