@@ -54,7 +54,7 @@ class Recipe:
     flip: bool = True           # random horizontal flip
     precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 autocast where the device has it
     channels_last: bool = True
-    compile: bool = False       # torch.compile the model (pays a compile cost once per run)
+    compile: bool = False       # torch.compile the model, on CUDA with CUDA graphs (a compile cost once per run)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

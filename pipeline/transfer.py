@@ -73,7 +73,7 @@ def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize
     for p in head.parameters():
         p.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = sgd(params, phase.lr, recipe.momentum, recipe.weight_decay)
+    optimizer = sgd(params, phase.lr, recipe.momentum, recipe.weight_decay, device=rt.device)
     # cosine decay to zero over the phase: no milestones to tune for a few hundred steps
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, phase.steps)
     batch_size = min(recipe.batch_size, len(train))
