@@ -1,19 +1,23 @@
 # `make study` and `make test` each work as the very first command on a fresh machine:
 # they create .venv and install the pinned project when it is missing.
 SHELL := /bin/bash
-VENV := .venv
+# the interpreter the venv is made from, and the pins it installs (requirements.lowest: the
+# lower bounds of pyproject.toml)
+PYTHON ?= python3
+VENV ?= .venv
+CONSTRAINTS ?= requirements.lock
 PY := $(VENV)/bin/python
 STUDY ?= quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup study test report ui params lock
+.PHONY: setup study test report ui params lock gpu-check gpu-wheels
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock
-	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
 	@# Debian, as root: the original Fashion-MNIST files, so the quick study runs offline
 	@if [ -f /etc/debian_version ] && [ "$$(id -u)" = 0 ] && [ ! -d $(FASHION_MNIST) ]; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
@@ -45,3 +49,14 @@ params: setup
 # after changing a pin in pyproject.toml: re-resolve and record the whole tree
 lock: setup
 	$(PY) -m pip freeze --exclude-editable > requirements.lock
+
+# the GPU check (benchmarks/gpu_check.py): on a GPU machine, or DEVICE=cpu for its smoke mode (CI).
+# No setup: a GPU machine keeps its own torch; the venv's Python is used where there is one.
+DEVICE ?= cuda
+OUT ?= gpu-check-results
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py --device $(DEVICE) --out $(OUT) $(if $(ONLY),--only $(ONLY))
+
+# Python 3.12 wheels of what the lent GPU machine lacks (dvc, mlflow, ...), into .whl/ for gpu-check
+gpu-wheels: setup
+	$(PY) benchmarks/gpu_wheels.py

@@ -1,7 +1,12 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -16,6 +21,21 @@ def isolated_mlflow(tmp_path, monkeypatch):
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cuda", choices=["cuda", "cpu"],
+                     help="where the tests marked `cuda` run: cuda (skipped without it), or cpu for the GPU "
+                          "check's smoke mode (benchmarks/gpu_check.py --device cpu)")
+
+
+@pytest.fixture
+def device(request) -> torch.device:
+    """The device of a test marked `cuda`."""
+    name = request.config.getoption("--device")
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    return torch.device(name)
 
 
 def pytest_configure(config):
@@ -48,3 +68,50 @@ def write_npz(path: Path, classes: int = 6, size: int = 16, n_train: int = 60, n
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
              classes=np.array([f"class{c}" for c in range(classes)]))
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(cmd, cwd, env, check=True):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+# what a copy of the repository for a test study leaves out: the study's own results and state
+NOT_COPIED = ("data/", "runs/", "metrics/", "plots/", "reports/", "dvc.lock")
+
+
+def source_files(repo: Path) -> list[str]:
+    """The repository's tracked and new files (none that git ignores), relative to `repo`."""
+    return list(filter(None, subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo,
+                                            capture_output=True, text=True, check=True).stdout.split("\0")))
+
+
+@pytest.fixture
+def study(repo, tmp_path):
+    """A git repository holding a copy of the working tree (tracked and new files, none of the ignored)
+    with a tiny study in params.yaml; returns it and the environment to run dvc in."""
+    work = tmp_path / "repo"
+    for rel in source_files(repo):
+        src = repo / rel
+        if src.is_file() and not rel.startswith(NOT_COPIED):
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        run(cmd, work, env)
+    sha = write_npz(tmp_path / "tiny.npz")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["study"]["name"] = "tiny"
+    params["data"].update(dataset="npz", npz_path=str(tmp_path / "tiny.npz"), npz_sha256=sha, val_size=30)
+    params["train"]["models"] = ["plain-20", "resnet-20", "lenet-5-fc", "lenet-5-gap"]
+    params["train"]["overrides"] = {"lenet-5-fc": {"lr": 0.05}}
+    params["train"]["recipe"].update(epochs=2, milestones=[1], warmup_epochs=0, train_images=0, batch_size=32)
+    params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
+    params["transfer"].update(source_classes=[0, 1, 2], target_classes=[3, 4, 5], shots=[5])
+    params["transfer"]["finetune"].update(steps=3, head_steps=3, batch_size=8)
+    params["measure"].update(repeats=2, warmup=1)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return work, env

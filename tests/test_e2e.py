@@ -1,56 +1,13 @@
 """The real `dvc repro` on a tiny study, in a temporary copy of the repository."""
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import write_npz
+from conftest import run
 
 pytestmark = pytest.mark.e2e
-
-
-def run(cmd, cwd, env, check=True):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-@pytest.fixture
-def study(repo, tmp_path):
-    """A copy of the working tree (tracked and new files, none of the ignored) with a tiny study."""
-    work = tmp_path / "repo"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        src = repo / rel
-        if src.is_file() and not rel.startswith(("data/", "runs/", "metrics/", "plots/", "reports/")) and rel != "dvc.lock":
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / rel)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
-        run(cmd, work, env)
-    sha = write_npz(tmp_path / "tiny.npz")
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["study"]["name"] = "tiny"
-    params["data"].update(dataset="npz", npz_path=str(tmp_path / "tiny.npz"), npz_sha256=sha, val_size=30)
-    params["train"]["models"] = ["plain-20", "resnet-20", "lenet-5-fc", "lenet-5-gap"]
-    params["train"]["overrides"] = {"lenet-5-fc": {"lr": 0.05}}
-    params["train"]["recipe"].update(epochs=2, milestones=[1], warmup_epochs=0, train_images=0, batch_size=32)
-    params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
-    params["transfer"].update(source_classes=[0, 1, 2], target_classes=[3, 4, 5], shots=[5])
-    params["transfer"]["finetune"].update(steps=3, head_steps=3, batch_size=8)
-    params["measure"].update(repeats=2, warmup=1)
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    return work, env
 
 
 def test_dvc_repro_runs_the_whole_tiny_study(study):

@@ -9,6 +9,7 @@ warning), and the classifier is then replaced for `num_classes`.
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from torch import nn
@@ -43,7 +44,8 @@ def create_timm_model(name: str, *, num_classes: int, in_chans: int, weights: st
         overlay = {"file": str(path.resolve())}
     try:
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, in_chans=in_chans)
-    except (RuntimeError, KeyError, OSError, ValueError) as err:
+    # what a file that is no checkpoint of this model raises, by timm version (older ones unpickle it)
+    except (RuntimeError, KeyError, OSError, ValueError, pickle.UnpicklingError) as err:
         if overlay is None:
             raise
         raise DataError(f"{weights}: not loadable as weights of timm:{name}: {str(err).splitlines()[0]}") from None
