@@ -1,0 +1,600 @@
+"""The GPU check: everything the study needs from a GPU, measured in one run of a few minutes.
+
+    make gpu-check OUT=results                  # on a GPU machine (python3 benchmarks/gpu_check.py --out results)
+    make gpu-check DEVICE=cpu                   # the smoke mode CI runs: the same code at tiny sizes
+    python3 benchmarks/gpu_check.py --out results --only train latency    # redo some parts
+
+Parts, in this order:
+  tests        the tests marked `cuda` (pytest -m cuda): data and batched augmentation on the device,
+               bf16 autocast, a short fit (eager and compiled), a checkpoint resumed, CUDA-event latency,
+               and a real `dvc repro` of a tiny study with `device: cuda`
+  train        images/s of the study's training loop (pipeline.train.fit) for ResNet-20/56/110, plain-56
+               and WRN-16-4, eager and with recipe.compile; then ResNet-20 with the cifar10 study's He et
+               al. recipe -- 64k iterations at batch 128, evaluation every epoch -- timed end to end
+  latency      the measure stage's numbers (pipeline.measure.measure_model_id) for every model of the
+               cifar10 study at batch 1 and 256
+  concurrency  1, 2, 4 and 8 ResNet-20 trainings at once on the device: total images/s
+
+Training data is synthetic: random uint8 images of CIFAR-10's shape and 45k/5k/10k split, as speed does
+not depend on the pixels. Where dvc or mlflow is missing (an offline GPU machine), they are installed
+from the wheels `make gpu-wheels` prepared (--wheels), after a `pip install --dry-run` of the project
+against them. OUT/gpu_check.json (every number, with the machine) and OUT/gpu_check.md are rewritten
+after every measurement, so a run stopped at its time limit keeps what it measured; a run with --only
+keeps the other parts of an earlier run in the same OUT.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import importlib
+import importlib.util
+import io
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from queue import Empty
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))   # the GPU machine runs the check from a copy of the tree, not an install
+
+import torch  # noqa: E402
+
+from pipeline.config import Recipe, load_all  # noqa: E402
+from pipeline.data.loader import Normalize, Split  # noqa: E402
+from pipeline.measure import measure_model_id  # noqa: E402
+from pipeline.models import create_model_from_id  # noqa: E402
+from pipeline.outputs import write_atomically, write_json  # noqa: E402
+from pipeline.provenance import device_settings, software  # noqa: E402
+from pipeline.train import Runtime, fit  # noqa: E402
+
+PARTS = ("tests", "train", "latency", "concurrency")
+STUDY = "cifar10"
+SPEED_MODELS = ("resnet-20", "resnet-56", "resnet-110", "plain-56", "wrn-16-4")
+FULL_RUN_MODEL = "resnet-20"
+CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
+TARGET_S, STRETCH_S = 180, 60   # ResNet-20's 64k iterations on an H100: under 3 min; stretch 60 s
+SYNTHETIC = "synthetic data: random uint8 images of CIFAR-10's shape (3x32x32, 10 classes)"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each part measures: the GPU's sizes, or tiny ones for the CPU smoke mode."""
+    batch_size: int | None               # None: the study's recipe (He et al.: 128)
+    speed_steps: int                     # timed SGD steps per model and mode, after as many untimed ones
+    compiled_models: tuple[str, ...]     # the models also timed with recipe.compile
+    full_iterations: int | None          # None: the study's (He et al.: 64k)
+    full_images: tuple[int, int, int]    # synthetic train / val / test images (He et al.: 45k / 5k / 10k)
+    full_cap_s: float                    # the full run stops after the epoch that passes this, and projects
+    latency_batches: tuple[int, ...]
+    latency_repeats: int | None          # None: the study's measure.warmup and measure.repeats
+    concurrency: tuple[int, ...]         # trainings at once
+    concurrency_steps: int               # timed steps of each, after a warm-up epoch
+    concurrency_warmup_steps: int
+    tests_timeout_s: int
+
+
+SIZES = {
+    "cuda": Sizes(batch_size=None, speed_steps=200, compiled_models=SPEED_MODELS, full_iterations=None,
+                  full_images=(45_000, 5_000, 10_000), full_cap_s=150, latency_batches=(1, 256),
+                  latency_repeats=None, concurrency=(1, 2, 4, 8), concurrency_steps=500,
+                  concurrency_warmup_steps=30, tests_timeout_s=420),
+    "cpu": Sizes(batch_size=8, speed_steps=2, compiled_models=("resnet-20",), full_iterations=12,
+                 full_images=(64, 16, 16), full_cap_s=120, latency_batches=(1, 2), latency_repeats=1,
+                 concurrency=(1, 2), concurrency_steps=2, concurrency_warmup_steps=1, tests_timeout_s=900),
+}
+
+
+class Results:
+    """Every number of the check, rewritten to OUT/gpu_check.json and OUT/gpu_check.md on each change."""
+
+    def __init__(self, out: Path):
+        self.json, self.md = out / "gpu_check.json", out / "gpu_check.md"
+        self.data = json.loads(self.json.read_text()) if self.json.is_file() else {}
+
+    def set(self, part: str, **values) -> None:
+        self.data.setdefault(part, {}).update(values)
+        write_json(self.json, self.data)
+        write_atomically(self.md, lambda p: p.write_text(render(self.data)))
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def resolve_check(wheels: Path) -> dict:
+    """Whether pip resolves the project's declared ranges against the carried wheels and what the
+    machine already has (a dry run: nothing is installed)."""
+    if not list(wheels.glob("*.whl")):
+        return {"command": f"no wheels in {wheels}"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    dry = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
+                          "--disable-pip-version-check", "--find-links", str(wheels), str(REPO)],
+                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    would = [line for line in dry.stdout.splitlines() if line.startswith("Would install")]
+    return {"command": f"pip install --dry-run --no-index --find-links {wheels.name} .", "returncode": dry.returncode,
+            "output": would[-1] if would else (dry.stderr.strip()[-1500:] or dry.stdout[-1500:])}
+
+
+def provide_packages(wheels: Path, site: Path) -> dict:
+    """dvc and mlflow where the machine lacks them, installed from the carried wheels into `site`; and
+    this tree on PYTHONPATH, for the stage scripts that dvc starts."""
+    missing = [name for name in ("dvc", "mlflow") if importlib.util.find_spec(name) is None]
+    if missing:
+        found = sorted(wheels.glob("*.whl"))
+        if not found:
+            sys.exit(f"error: {', '.join(missing)} not installed and no wheels in {wheels}: run `make gpu-wheels` "
+                     "where pip can download, and bring the .whl folder along")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+                        "--disable-pip-version-check", "--upgrade", "--target", str(site), *map(str, found)],
+                       check=True)
+        sys.path.insert(0, str(site))
+        importlib.invalidate_caches()
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+        os.environ["PATH"] = f"{site / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    if str(REPO) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))
+    return {"missing": missing, "installed_to": str(site) if missing else None}
+
+
+def ensure_git_checkout() -> str:
+    """The tests copy the tree with `git ls-files`; a copy without .git becomes a repository here."""
+    try:
+        inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return "no git on this machine: the tests that copy the tree will fail"
+    if inside.returncode == 0:
+        return "git checkout"
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=gpu-check", "-c", "user.email=gpu-check@localhost", "commit", "-qm",
+                 "the tree the GPU check ran on"]):
+        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+    return "no .git: committed the copied tree to a new local repository (its commit is not the project's)"
+
+
+def study_config() -> dict:
+    """The cifar10 study's sections, composed from conf/ as `dvc exp run -S study=cifar10` does."""
+    from pipeline.studies import compose
+
+    with tempfile.TemporaryDirectory() as tmp:
+        compose(STUDY, Path(tmp) / "params.yaml")
+        return load_all(Path(tmp) / "params.yaml")
+
+
+def machine(device: torch.device) -> dict:
+    info = {**software(), **device_settings(device), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "data": SYNTHETIC}
+    if device.type == "cuda":
+        try:
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired) as err:
+            smi = f"nvidia-smi: {err}"
+        info["nvidia_smi"] = smi
+        free, total = torch.cuda.mem_get_info()
+        info["memory_gib"] = f"{free / 2**30:.1f} free of {total / 2**30:.1f}"
+    return info
+
+
+# ---------------------------------------------------------------- tests
+
+
+def part_tests(results: Results, device: torch.device, sizes: Sizes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "--device", device.type, "-q",
+                               "-p", "no:cacheprovider", f"--junitxml={junit}", "tests"],
+                              cwd=REPO, capture_output=True, text=True, timeout=sizes.tests_timeout_s)
+        cases = []
+        for case in ET.parse(junit).getroot().iter("testcase") if junit.is_file() else []:
+            outcome, message = "passed", ""
+            for kind in ("failure", "error", "skipped"):
+                node = case.find(kind)
+                if node is not None:
+                    outcome, message = kind, ((node.get("message") or "").splitlines() or [""])[0][:300]
+            cases.append({"test": case.get("name"), "outcome": outcome, "seconds": float(case.get("time", 0)),
+                          "message": message})
+    print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n", flush=True)
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
+    results.set("tests", returncode=proc.returncode, summary=summary, cases=cases)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the tests marked cuda failed: {summary}")
+
+
+# ---------------------------------------------------------------- train
+
+
+def synthetic_split(images: int, device: torch.device, seed: int) -> Split:
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return Split(torch.randint(0, 256, (images, *CIFAR_SHAPE), dtype=torch.uint8, generator=gen, device=device),
+                 torch.randint(0, CIFAR_CLASSES, (images,), generator=gen, device=device))
+
+
+def normalize(device: torch.device) -> Normalize:
+    return Normalize([0.5] * 3, [0.25] * 3, device)   # uniform random pixels: mean 0.5, std ~0.29
+
+
+def study_recipe(cfg: dict, model_id: str, sizes: Sizes, device: torch.device, compiled: bool) -> Recipe:
+    """The cifar10 study's recipe of `model_id` (its train.overrides included), on `device`."""
+    recipe = cfg["train"].recipe_for(model_id)
+    return dataclasses.replace(recipe, compile=compiled, device=device.type,
+                               batch_size=sizes.batch_size or recipe.batch_size)
+
+
+def new_model(model_id: str, rt: Runtime) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return rt.prepare_model(create_model_from_id(model_id, num_classes=CIFAR_CLASSES, in_chans=CIFAR_SHAPE[0],
+                                                 input_size=CIFAR_SHAPE[1:]))
+
+
+def release() -> None:
+    """Free what a finished measurement held: compiled graphs and their CUDA-graph memory pools."""
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def loop_speed(cfg: dict, model_id: str, compiled: bool, sizes: Sizes, device: torch.device, steps: int) -> dict:
+    """images/s of fit's training loop in its second epoch of `steps` steps; the first epoch (compilation,
+    cuDNN's autotuning, CUDA-graph capture) is reported apart. No evaluation, no lr phases."""
+    recipe = dataclasses.replace(study_recipe(cfg, model_id, sizes, device, compiled), epochs=0,
+                                 iterations=2 * steps, milestones=[], warmup_epochs=0, warmup_lr=0.0)
+    rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
+    train = synthetic_split(steps * recipe.batch_size, device, seed=0)
+    mode = "compiled" if compiled else "eager"
+    result = fit(new_model(model_id, rt), train, {}, normalize(device), recipe, rt, seed=0,
+                 label=f"{model_id} {mode}")
+    row = {"model": model_id, "mode": mode, "precision": rt.describe()["precision"],
+           "batch_size": recipe.batch_size, "status": result.status,
+           "first_epoch_s": result.history[0]["epoch_seconds"]}
+    if len(result.history) == 2:
+        timed = result.history[1]
+        row.update(images_per_s=timed["images_per_s"], step_ms=1000 * timed["epoch_seconds"] / steps)
+    release()
+    return row
+
+
+class OutOfTime(Exception):
+    pass
+
+
+def full_run(cfg: dict, sizes: Sizes, device: torch.device, compiled: bool) -> dict:
+    """ResNet-20 with the cifar10 study's recipe, evaluated on val and test after every epoch as the
+    train stage does, timed from model creation to the last evaluation (MLflow logging excepted)."""
+    recipe = study_recipe(cfg, FULL_RUN_MODEL, sizes, device, compiled)
+    if sizes.full_iterations:
+        n = sizes.full_iterations
+        recipe = dataclasses.replace(recipe, iterations=n, milestones=[n // 2, 3 * n // 4])
+    n_train, n_val, n_test = sizes.full_images
+    train, val, test = (synthetic_split(n, device, seed) for seed, n in enumerate(sizes.full_images))
+    rows, marks = [], []
+    t0 = time.perf_counter()
+
+    def on_epoch(row: dict) -> None:
+        rows.append(row)
+        marks.append(time.perf_counter() - t0)
+        if marks[-1] > sizes.full_cap_s:
+            raise OutOfTime
+
+    rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
+    capped = False
+    try:
+        fit(new_model(FULL_RUN_MODEL, rt), train, {"val": val, "test": test}, normalize(device), recipe, rt, seed=0,
+            on_epoch=on_epoch, label=f"{FULL_RUN_MODEL} {recipe.iterations} iterations")
+    except OutOfTime:
+        capped = True
+    wall = time.perf_counter() - t0
+    release()
+    per_epoch = len(train) // recipe.batch_size
+    epochs_total = -(-recipe.iterations // per_epoch)
+    # after the first epoch (compilation, autotuning) every epoch costs about the same
+    later = (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else marks[0]
+    projected = marks[0] + later * (epochs_total - 1)
+    loop = sum(r["epoch_seconds"] for r in rows)
+    return {"model": FULL_RUN_MODEL, "mode": "compiled" if compiled else "eager", "precision": rt.describe()["precision"],
+            "iterations": recipe.iterations, "reduced": bool(sizes.full_iterations), "milestones": recipe.milestones, "batch_size": recipe.batch_size,
+            "images": {"train": n_train, "val": n_val, "test": n_test}, "iterations_done": rows[-1]["iteration"],
+            "capped_at_s": sizes.full_cap_s if capped else None, "wall_s": wall,
+            "projected_wall_s": projected if capped else wall, "first_epoch_s": marks[0],
+            "train_loop_s": loop, "evaluation_and_rest_s": wall - loop,
+            "steady_images_per_s": statistics.median(r["images_per_s"] for r in rows[1:]) if len(rows) > 1
+            else rows[0]["images_per_s"]}
+
+
+def part_train(results: Results, cfg: dict, sizes: Sizes, device: torch.device, prewarm: list) -> None:
+    speeds: list[dict] = []
+
+    def measure(model_id: str, compiled: bool) -> None:
+        try:
+            speeds.append(loop_speed(cfg, model_id, compiled, sizes, device, sizes.speed_steps))
+        except Exception as err:   # noqa: BLE001 -- one mode failing (a compile error) must not stop the rest
+            speeds.append({"model": model_id, "mode": "compiled" if compiled else "eager",
+                           "error": f"{type(err).__name__}: {str(err)[:400]}"})
+            traceback.print_exc()
+            release()
+        results.set("train", speed=speeds, cudnn_benchmark=torch.backends.cudnn.benchmark)
+
+    for model_id in SPEED_MODELS:
+        measure(model_id, compiled=False)
+    wait_for(prewarm)
+    if FULL_RUN_MODEL in sizes.compiled_models:
+        measure(FULL_RUN_MODEL, compiled=True)
+    rate = {row["mode"]: row.get("images_per_s", 0) for row in speeds if row["model"] == FULL_RUN_MODEL}
+    compiled = rate.get("compiled", 0) > rate.get("eager", 0)
+    full = full_run(cfg, sizes, device, compiled)
+    full["target_s"], full["stretch_s"] = TARGET_S, STRETCH_S
+    results.set("train", full_run=full)
+    for model_id in sizes.compiled_models:
+        if model_id != FULL_RUN_MODEL:
+            measure(model_id, compiled=True)
+
+
+def start_prewarm(models: tuple[str, ...], device: torch.device) -> list:
+    """Compile each model's training step in its own process while the tests run, so that the timed
+    part finds the compiled kernels in TorchInductor's on-disk cache instead of compiling one by one."""
+    threads = max(1, (os.cpu_count() or 2) // len(models))
+    log_dir = Path(tempfile.mkdtemp(prefix="gpu-check-prewarm-"))
+    env = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": str(threads)}
+    procs = []
+    for model_id in models:
+        log = open(log_dir / f"prewarm-{model_id}.log", "w")
+        procs.append((model_id, subprocess.Popen([sys.executable, __file__, "--prewarm", model_id, "--device",
+                                                  device.type, "--out", str(log_dir)],
+                                                 stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    print(f"compiling {', '.join(models)} in the background (logs in {log_dir})", flush=True)
+    return procs
+
+
+def wait_for(prewarm: list, timeout_s: float = 600) -> None:
+    deadline = time.time() + timeout_s
+    for model_id, proc, log in prewarm:
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        if proc.returncode:
+            print(f"prewarm of {model_id} ended with {proc.returncode}; see {log.name}", flush=True)
+    prewarm.clear()
+
+
+# ---------------------------------------------------------------- latency
+
+
+def part_latency(results: Results, cfg: dict, sizes: Sizes, device: torch.device) -> None:
+    measure_cfg = dataclasses.replace(cfg["measure"], batch_sizes=list(sizes.latency_batches))
+    if sizes.latency_repeats:
+        measure_cfg = dataclasses.replace(measure_cfg, warmup=0, repeats=sizes.latency_repeats)
+    rows: list[dict] = []
+    for model_id in cfg["train"].models:
+        try:
+            rows.append(measure_model_id(model_id, CIFAR_SHAPE, CIFAR_CLASSES, measure_cfg, [device]))
+        except Exception as err:   # noqa: BLE001 -- e.g. out of memory at batch 256: recorded, the rest goes on
+            rows.append({"model": model_id, "error": f"{type(err).__name__}: {str(err)[:300]}"})
+        release()
+        results.set("latency", settings=dataclasses.asdict(measure_cfg), models=rows)
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def concurrent_training(recipe: Recipe, warm: int, steps: int, threads: int, barrier, queue) -> None:
+    """One of several ResNet-20 trainings sharing the device: a warm-up epoch of `warm` steps, then every
+    run waits for the others and all time their next `steps` steps together."""
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        device = torch.device(recipe.device)
+        rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
+        recipe = dataclasses.replace(recipe, epochs=0, iterations=warm + steps, milestones=[], warmup_lr=0.0)
+        start = {}
+
+        def on_epoch(row: dict) -> None:
+            if row["epoch"] == 1:
+                barrier.wait(timeout=600)
+                start["t"] = time.time()
+        with contextlib.redirect_stdout(io.StringIO()):
+            fit(new_model(FULL_RUN_MODEL, rt), synthetic_split(warm * recipe.batch_size, device, seed=0), {},
+                normalize(device), recipe, rt, seed=0, on_epoch=on_epoch)
+        end = time.time()
+        images = steps * recipe.batch_size
+        queue.put({"start": start["t"], "end": end, "images": images, "images_per_s": images / (end - start["t"])})
+    except Exception as err:   # noqa: BLE001 -- reported to the parent, which must not wait forever
+        barrier.abort()
+        queue.put({"error": f"{type(err).__name__}: {str(err)[:300]}"})
+
+
+def part_concurrency(results: Results, cfg: dict, sizes: Sizes, device: torch.device) -> None:
+    ctx = multiprocessing.get_context("spawn")   # CUDA cannot be used in a forked child
+    recipe = study_recipe(cfg, FULL_RUN_MODEL, sizes, device, compiled=False)
+    threads = 1 if device.type == "cpu" else 0
+    rows: list[dict] = []
+    for n in sizes.concurrency:
+        barrier, queue = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=concurrent_training, args=(recipe, sizes.concurrency_warmup_steps,
+                                                               sizes.concurrency_steps, threads, barrier, queue))
+                 for _ in range(n)]
+        for p in procs:
+            p.start()
+        outs = []
+        for _ in procs:
+            try:
+                outs.append(queue.get(timeout=600))
+            except Empty:
+                outs.append({"error": "a training process neither reported nor failed within 600 s"})
+        for p in procs:
+            p.join(timeout=60)
+        errors = [o["error"] for o in outs if "error" in o]
+        if errors:
+            rows.append({"runs": n, "error": errors[0]})
+        else:
+            span = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+            rows.append({"runs": n, "total_images_per_s": sum(o["images"] for o in outs) / span,
+                         "per_run_images_per_s": statistics.mean(o["images_per_s"] for o in outs),
+                         "span_s": span, "steps_per_run": sizes.concurrency_steps})
+        results.set("concurrency", model=FULL_RUN_MODEL, mode="eager", batch_size=recipe.batch_size, runs=rows)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
+
+
+def _f(value, fmt: str = ".1f") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def render(data: dict) -> str:
+    m = data.get("machine", {})
+    out = [f"# GPU check: {m.get('device_name', '?')}\n",
+           f"{m.get('date', '?')}; torch {m.get('torch', '?')}, CUDA {m.get('cuda', '–')}, cuDNN {m.get('cudnn', '–')}, "
+           f"Python {m.get('python', '?')}, host CPU {m.get('host_cpu', '?')}, commit {m.get('git_commit', '?')}. "
+           f"nvidia-smi: {m.get('nvidia_smi', '–')}. Training speed and concurrency use {SYNTHETIC}.\n"]
+    if "install" in data:
+        i = data["install"]
+        resolve = dict(i.get("resolve", {}))
+        would = resolve.get("output", "").removeprefix("Would install ").split()
+        if resolve.get("returncode") == 0 and would:
+            named = [w for w in would if w.lower().startswith(("cnn-bench-", "dvc-3", "mlflow-3"))]
+            resolve["output"] = f"resolves; would install {len(would)} packages, among them {', '.join(named)}"
+        out.append(f"**Install**: missing before the check: {', '.join(i.get('missing', [])) or 'nothing'}; "
+                   f"`{resolve.get('command', 'no wheels carried')}` -> exit {resolve.get('returncode', '–')}: "
+                   f"{resolve.get('output', '')}\n")
+    if "tests" in data:
+        t = data["tests"]
+        out += ["## CUDA tests (`pytest -m cuda`)\n", f"{t.get('summary', t.get('error', ''))}\n",
+                _table(["test", "outcome", "s", "message"],
+                       [[c["test"], c["outcome"], f"{c['seconds']:.1f}", c["message"]] for c in t.get("cases", [])])]
+    if "train" in data:
+        t = data["train"]
+        out += ["## Training speed: the study's loop (`fit`), second epoch\n",
+                f"cudnn.benchmark {t.get('cudnn_benchmark', '?')}. First epoch: compilation, cuDNN autotuning "
+                "and CUDA-graph capture.\n",
+                _table(["model", "mode", "precision", "batch", "images/s", "ms/step", "first epoch s"],
+                       [[r["model"], r["mode"], r.get("precision", "–"), r.get("batch_size", "–"),
+                         _f(r.get("images_per_s"), ".0f"), _f(r.get("step_ms"), ".2f"), _f(r.get("first_epoch_s")),
+                         ] if "error" not in r else [r["model"], r["mode"], "error", "", r["error"], "", ""]
+                        for r in t.get("speed", [])])]
+        if "full_run" in t:
+            f = t["full_run"]
+            verdict = ("n/a: a reduced run" if f["reduced"] else
+                       ("met" if f["projected_wall_s"] < f["target_s"] else "missed")
+                       + (", stretch met" if f["projected_wall_s"] < f["stretch_s"] else ""))
+            out += [f"### {f['model']}: the cifar10 study's recipe, {f['iterations']} iterations\n",
+                    _table(["mode", "precision", "iterations done", "wall s", "projected wall s", "first epoch s",
+                            "train loop s", "evaluation + rest s", "images/s (steady)", f"target {f['target_s']} s"],
+                           [[f["mode"], f["precision"], f["iterations_done"], _f(f["wall_s"]),
+                             _f(f["projected_wall_s"]), _f(f["first_epoch_s"]), _f(f["train_loop_s"]),
+                             _f(f["evaluation_and_rest_s"]), _f(f["steady_images_per_s"], ".0f"), verdict]])]
+            if f.get("capped_at_s"):
+                out.append(f"Stopped after the epoch that passed {f['capped_at_s']} s; the projection assumes "
+                           "every later epoch costs what the ones after the first did.\n")
+    if "latency" in data:
+        lat = data["latency"]
+        bs = lat.get("settings", {}).get("batch_sizes", [])
+        rows = []
+        for r in lat.get("models", []):
+            if "error" in r:
+                rows.append([r["model"], r["error"]] + [""] * (1 + 2 * len(bs)))
+                continue
+            tag = "gpu" if any(k.startswith("gpu_latency") for k in r) else "cpu"
+            cells = [r["model"], f"{r['params']:,}", _f(r["gmacs"], ".3f")]
+            for b in bs:
+                cells += [f"{r[f'{tag}_latency_ms_b{b}']:.3f} ({r[f'{tag}_latency_ms_b{b}_p10']:.3f}-"
+                          f"{r[f'{tag}_latency_ms_b{b}_p90']:.3f})", _f(r[f"{tag}_images_per_s_b{b}"], ".0f")]
+            rows.append(cells)
+        first = next((r for r in lat.get("models", []) if "mode" in r), {})
+        out += ["## Latency: the measure stage, every model of the cifar10 study\n",
+                f"{first.get('mode', '')}, {first.get('precision', '')}; median (p10-p90) of "
+                f"{lat.get('settings', {}).get('repeats', '?')} timed forward passes after "
+                f"{lat.get('settings', {}).get('warmup', '?')} untimed"
+                + (f"; cuDNN {first['gpu_cudnn']}, benchmark {first['gpu_cudnn_benchmark']}, allow_tf32 "
+                   f"{first['gpu_cudnn_allow_tf32']}" if "gpu_cudnn" in first else "") + ".\n",
+                _table(["model", "params", "GMACs/image"] + [h for b in bs for h in (f"ms, batch {b}", f"images/s, batch {b}")],
+                       rows)]
+    if "concurrency" in data:
+        c = data["concurrency"]
+        runs = c.get("runs", [])
+        one = next((r.get("total_images_per_s") for r in runs if r["runs"] == 1), None)
+        out += [f"## Several trainings on one device: {c.get('model', '?')}, {c.get('mode', '?')}, batch "
+                f"{c.get('batch_size', '?')}\n",
+                _table(["runs at once", "total images/s", "per run", "vs 1 run"],
+                       [[r["runs"], _f(r.get("total_images_per_s"), ".0f"), _f(r.get("per_run_images_per_s"), ".0f"),
+                         _f(r["total_images_per_s"] / one if one and "total_images_per_s" in r else None, ".2f")]
+                        if "error" not in r else [r["runs"], r["error"], "", ""] for r in runs])]
+    errors = [f"- {part}: {data[part]['error']}" for part in PARTS if "error" in data.get(part, {})]
+    if errors:
+        out += ["## Errors\n", "\n".join(errors) + "\n"]
+    seconds = [f"{part} {data[part]['seconds']:.0f} s" for part in PARTS if "seconds" in data.get(part, {})]
+    out.append(f"Wall time by part: {', '.join(seconds)}.\n")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: the smoke mode, tiny sizes")
+    ap.add_argument("--only", nargs="+", choices=PARTS, help="run these parts only")
+    ap.add_argument("--wheels", type=Path, default=REPO / ".whl", help="wheels of what the machine lacks (make gpu-wheels)")
+    ap.add_argument("--prewarm", help=argparse.SUPPRESS)   # internal: compile one model's step, then exit
+    args = ap.parse_args()
+    device, sizes = torch.device(args.device), SIZES[args.device]
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: no CUDA device here; `make gpu-check DEVICE=cpu` runs the smoke mode on the CPU")
+    site = Path(tempfile.gettempdir()) / "cnn-bench-site"
+    if args.prewarm:   # a child of the check, which installed what was missing
+        provide_packages(args.wheels, site)
+        loop_speed(study_config(), args.prewarm, True, sizes, device, steps=5)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = Results(args.out)
+    started = time.perf_counter()
+    results.set("install", resolve=resolve_check(args.wheels), **provide_packages(args.wheels, site),
+                tree=ensure_git_checkout())
+    cfg = study_config()
+    results.set("machine", **machine(device))
+    parts = [p for p in PARTS if p in (args.only or PARTS)]
+    prewarm = start_prewarm(sizes.compiled_models, device) if "train" in parts and device.type == "cuda" else []
+    failed = []
+    for part in parts:
+        print(f"== {part} ({time.perf_counter() - started:.0f} s into the check)", flush=True)
+        t0 = time.perf_counter()
+        results.data.pop(part, None)
+        try:
+            if part == "tests":
+                part_tests(results, device, sizes)
+            elif part == "train":
+                part_train(results, cfg, sizes, device, prewarm)
+            elif part == "latency":
+                part_latency(results, cfg, sizes, device)
+            else:
+                part_concurrency(results, cfg, sizes, device)
+        except Exception as err:   # noqa: BLE001 -- recorded; the other parts still run
+            traceback.print_exc()
+            failed.append(part)
+            results.set(part, error=f"{type(err).__name__}: {str(err)[:500]}")
+        results.set(part, seconds=time.perf_counter() - t0)
+    wait_for(prewarm)
+    results.set("machine", **machine(device), total_seconds=time.perf_counter() - started)
+    print(results.md.read_text(), flush=True)
+    if failed:
+        sys.exit(f"error: part(s) failed: {', '.join(failed)}; see {results.md}")
+
+
+if __name__ == "__main__":
+    main()
