@@ -55,7 +55,8 @@ lock: setup
 DEVICE ?= cuda
 OUT ?= gpu-check-results
 gpu-check:
-	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py --device $(DEVICE) --out $(OUT) $(if $(ONLY),--only $(ONLY))
+	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py --device $(DEVICE) --out $(OUT) \
+		$(if $(ONLY),--only $(ONLY)) $(if $(COMMIT),--commit $(COMMIT))
 
 # Python 3.12 wheels of what the lent GPU machine lacks (dvc, mlflow, ...), into .whl/ for gpu-check
 gpu-wheels: setup

@@ -15,12 +15,14 @@ Parts, in this order:
                cifar10 study at batch 1 and 256
   concurrency  1, 2, 4 and 8 ResNet-20 trainings at once on the device: total images/s
 
+The check keeps to a time budget (--budget-s; 8 minutes on a GPU): each part runs until the budget's
+end less what the later parts reserve, and what does not fit is recorded as skipped, not lost.
 Training data is synthetic: random uint8 images of CIFAR-10's shape and 45k/5k/10k split, as speed does
 not depend on the pixels. Where dvc or mlflow is missing (an offline GPU machine), they are installed
 from the wheels `make gpu-wheels` prepared (--wheels), after a `pip install --dry-run` of the project
 against them. OUT/gpu_check.json (every number, with the machine) and OUT/gpu_check.md are rewritten
 after every measurement, so a run stopped at its time limit keeps what it measured; a run with --only
-keeps the other parts of an earlier run in the same OUT.
+keeps the other parts of an earlier run in the same OUT. Full logs go to OUT/logs/.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +68,8 @@ FULL_RUN_MODEL = "resnet-20"
 CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
 TARGET_S, STRETCH_S = 180, 60   # ResNet-20's 64k iterations on an H100: under 3 min; stretch 60 s
 SYNTHETIC = "synthetic data: random uint8 images of CIFAR-10's shape (3x32x32, 10 classes)"
+# seconds the later parts keep for themselves when an earlier part decides how long it may run
+RESERVE_S = {"tests": 0, "train": 60, "latency": 45, "concurrency": 40}
 
 
 @dataclass(frozen=True)
@@ -81,17 +86,17 @@ class Sizes:
     concurrency: tuple[int, ...]         # trainings at once
     concurrency_steps: int               # timed steps of each, after a warm-up epoch
     concurrency_warmup_steps: int
-    tests_timeout_s: int
+    budget_s: float                      # the whole check, set-up included
 
 
 SIZES = {
     "cuda": Sizes(batch_size=None, speed_steps=200, compiled_models=SPEED_MODELS, full_iterations=None,
-                  full_images=(45_000, 5_000, 10_000), full_cap_s=150, latency_batches=(1, 256),
-                  latency_repeats=None, concurrency=(1, 2, 4, 8), concurrency_steps=500,
-                  concurrency_warmup_steps=30, tests_timeout_s=420),
+                  full_images=(45_000, 5_000, 10_000), full_cap_s=90, latency_batches=(1, 256),
+                  latency_repeats=None, concurrency=(1, 2, 4, 8), concurrency_steps=300,
+                  concurrency_warmup_steps=30, budget_s=480),
     "cpu": Sizes(batch_size=8, speed_steps=2, compiled_models=("resnet-20",), full_iterations=12,
                  full_images=(64, 16, 16), full_cap_s=120, latency_batches=(1, 2), latency_repeats=1,
-                 concurrency=(1, 2), concurrency_steps=2, concurrency_warmup_steps=1, tests_timeout_s=900),
+                 concurrency=(1, 2), concurrency_steps=2, concurrency_warmup_steps=1, budget_s=1800),
 }
 
 
@@ -99,7 +104,8 @@ class Results:
     """Every number of the check, rewritten to OUT/gpu_check.json and OUT/gpu_check.md on each change."""
 
     def __init__(self, out: Path):
-        self.json, self.md = out / "gpu_check.json", out / "gpu_check.md"
+        self.json, self.md, self.logs = out / "gpu_check.json", out / "gpu_check.md", out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
         self.data = json.loads(self.json.read_text()) if self.json.is_file() else {}
 
     def set(self, part: str, **values) -> None:
@@ -148,17 +154,24 @@ def provide_packages(wheels: Path, site: Path) -> dict:
 
 def ensure_git_checkout() -> str:
     """The tests copy the tree with `git ls-files`; a copy without .git becomes a repository here."""
+    # a copied tree may belong to another user, which git refuses to work in without safe.directory
+    os.environ.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*")
     try:
         inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=REPO, capture_output=True, text=True)
-    except OSError:
-        return "no git on this machine: the tests that copy the tree will fail"
-    if inside.returncode == 0:
-        return "git checkout"
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=gpu-check", "-c", "user.email=gpu-check@localhost", "commit", "-qm",
-                 "the tree the GPU check ran on"]):
-        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
-    return "no .git: committed the copied tree to a new local repository (its commit is not the project's)"
+        if inside.returncode == 0:
+            return "git checkout"
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=gpu-check", "-c", "user.email=gpu-check@localhost", "commit", "-qm",
+                     "the tree the GPU check ran on"]):
+            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        return f"git unusable here ({err}): the tests that copy the tree will fail"
+    return "no .git: the copied tree was committed to a new local repository (see project_commit)"
+
+
+def left(until: float) -> float:
+    """Seconds until `until` (a time.monotonic() deadline)."""
+    return until - time.monotonic()
 
 
 def study_config() -> dict:
@@ -188,12 +201,20 @@ def machine(device: torch.device) -> dict:
 # ---------------------------------------------------------------- tests
 
 
-def part_tests(results: Results, device: torch.device, sizes: Sizes) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+def part_tests(results: Results, device: torch.device, until: float) -> None:
+    log = results.logs / "tests.log"
+    with tempfile.TemporaryDirectory() as tmp, open(log, "w") as out:
         junit = Path(tmp) / "junit.xml"
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "--device", device.type, "-q",
-                               "-p", "no:cacheprovider", f"--junitxml={junit}", "tests"],
-                              cwd=REPO, capture_output=True, text=True, timeout=sizes.tests_timeout_s)
+        # its own process group: on timeout the dvc repro and stage processes it started go too
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-m", "cuda", "--device", device.type, "-q",
+                                 "-p", "no:cacheprovider", f"--junitxml={junit}", "tests"],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=max(10.0, left(until)))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            returncode = proc.wait()
+            print(f"tests stopped at the part's deadline; see {log}", flush=True)
         cases = []
         for case in ET.parse(junit).getroot().iter("testcase") if junit.is_file() else []:
             outcome, message = "passed", ""
@@ -203,11 +224,12 @@ def part_tests(results: Results, device: torch.device, sizes: Sizes) -> None:
                     outcome, message = kind, ((node.get("message") or "").splitlines() or [""])[0][:300]
             cases.append({"test": case.get("name"), "outcome": outcome, "seconds": float(case.get("time", 0)),
                           "message": message})
-    print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n", flush=True)
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
-    results.set("tests", returncode=proc.returncode, summary=summary, cases=cases)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the tests marked cuda failed: {summary}")
+    text = log.read_text()
+    print(text[-3000:], flush=True)
+    summary = (text.strip().splitlines() or ["no output"])[-1]
+    results.set("tests", returncode=returncode, summary=summary, cases=cases, log=f"logs/{log.name}")
+    if returncode != 0:
+        raise RuntimeError(f"the tests marked cuda failed ({returncode}): {summary}")
 
 
 # ---------------------------------------------------------------- train
@@ -220,7 +242,7 @@ def synthetic_split(images: int, device: torch.device, seed: int) -> Split:
 
 
 def normalize(device: torch.device) -> Normalize:
-    return Normalize([0.5] * 3, [0.25] * 3, device)   # uniform random pixels: mean 0.5, std ~0.29
+    return Normalize([0.5] * 3, [0.29] * 3, device)   # uniform random pixels: mean 0.5, std 1/sqrt(12)
 
 
 def study_recipe(cfg: dict, model_id: str, sizes: Sizes, device: torch.device, compiled: bool) -> Recipe:
@@ -267,9 +289,10 @@ class OutOfTime(Exception):
     pass
 
 
-def full_run(cfg: dict, sizes: Sizes, device: torch.device, compiled: bool) -> dict:
+def full_run(cfg: dict, sizes: Sizes, device: torch.device, compiled: bool, cap_s: float) -> dict:
     """ResNet-20 with the cifar10 study's recipe, evaluated on val and test after every epoch as the
-    train stage does, timed from model creation to the last evaluation (MLflow logging excepted)."""
+    train stage does, timed from model creation to the last evaluation (MLflow logging excepted).
+    Stopped after the epoch that passes `cap_s`, the rest projected from the epochs after the first."""
     recipe = study_recipe(cfg, FULL_RUN_MODEL, sizes, device, compiled)
     if sizes.full_iterations:
         n = sizes.full_iterations
@@ -282,7 +305,7 @@ def full_run(cfg: dict, sizes: Sizes, device: torch.device, compiled: bool) -> d
     def on_epoch(row: dict) -> None:
         rows.append(row)
         marks.append(time.perf_counter() - t0)
-        if marks[-1] > sizes.full_cap_s:
+        if marks[-1] > cap_s:
             raise OutOfTime
 
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
@@ -294,88 +317,120 @@ def full_run(cfg: dict, sizes: Sizes, device: torch.device, compiled: bool) -> d
         capped = True
     wall = time.perf_counter() - t0
     release()
-    per_epoch = len(train) // recipe.batch_size
-    epochs_total = -(-recipe.iterations // per_epoch)
-    # after the first epoch (compilation, autotuning) every epoch costs about the same
+    epochs_total = -(-recipe.iterations // (len(train) // recipe.batch_size))
+    # after the first epoch (compilation or its cache, autotuning) every epoch costs about the same
     later = (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else marks[0]
-    projected = marks[0] + later * (epochs_total - 1)
     loop = sum(r["epoch_seconds"] for r in rows)
     return {"model": FULL_RUN_MODEL, "mode": "compiled" if compiled else "eager", "precision": rt.describe()["precision"],
-            "iterations": recipe.iterations, "reduced": bool(sizes.full_iterations), "milestones": recipe.milestones, "batch_size": recipe.batch_size,
+            "iterations": recipe.iterations, "reduced": bool(sizes.full_iterations),
+            "milestones": recipe.milestones, "batch_size": recipe.batch_size,
             "images": {"train": n_train, "val": n_val, "test": n_test}, "iterations_done": rows[-1]["iteration"],
-            "capped_at_s": sizes.full_cap_s if capped else None, "wall_s": wall,
-            "projected_wall_s": projected if capped else wall, "first_epoch_s": marks[0],
+            "capped_at_s": cap_s if capped else None, "wall_s": wall,
+            "projected_wall_s": marks[0] + later * (epochs_total - 1) if capped else wall, "first_epoch_s": marks[0],
             "train_loop_s": loop, "evaluation_and_rest_s": wall - loop,
             "steady_images_per_s": statistics.median(r["images_per_s"] for r in rows[1:]) if len(rows) > 1
             else rows[0]["images_per_s"]}
 
 
-def part_train(results: Results, cfg: dict, sizes: Sizes, device: torch.device, prewarm: list) -> None:
+# seconds one speed measurement needs at most on a GPU (model, two short epochs, compiled kernels cached)
+SPEED_S = 20
+
+
+def part_train(results: Results, cfg: dict, sizes: Sizes, device: torch.device, prewarm: list, until: float,
+               full_cap_s: float) -> None:
     speeds: list[dict] = []
 
     def measure(model_id: str, compiled: bool) -> None:
-        try:
-            speeds.append(loop_speed(cfg, model_id, compiled, sizes, device, sizes.speed_steps))
-        except Exception as err:   # noqa: BLE001 -- one mode failing (a compile error) must not stop the rest
-            speeds.append({"model": model_id, "mode": "compiled" if compiled else "eager",
-                           "error": f"{type(err).__name__}: {str(err)[:400]}"})
-            traceback.print_exc()
-            release()
+        mode = "compiled" if compiled else "eager"
+        if left(until) < SPEED_S:
+            speeds.append({"model": model_id, "mode": mode, "skipped": "out of time"})
+        else:
+            try:
+                speeds.append(loop_speed(cfg, model_id, compiled, sizes, device, sizes.speed_steps))
+            except Exception as err:   # noqa: BLE001 -- one mode failing (a compile error) must not stop the rest
+                speeds.append({"model": model_id, "mode": mode, "error": f"{type(err).__name__}: {str(err)[:400]}"})
+                traceback.print_exc()
+                release()
         results.set("train", speed=speeds, cudnn_benchmark=torch.backends.cudnn.benchmark)
 
+    # eager training is bound by the CPU launching kernels: time nothing while compilers run beside it
+    results.set("train", cold_compile=wait_for(prewarm, results.logs / "prewarm.log", left(until) - 2 * SPEED_S))
     for model_id in SPEED_MODELS:
         measure(model_id, compiled=False)
-    wait_for(prewarm)
     if FULL_RUN_MODEL in sizes.compiled_models:
         measure(FULL_RUN_MODEL, compiled=True)
     rate = {row["mode"]: row.get("images_per_s", 0) for row in speeds if row["model"] == FULL_RUN_MODEL}
     compiled = rate.get("compiled", 0) > rate.get("eager", 0)
-    full = full_run(cfg, sizes, device, compiled)
-    full["target_s"], full["stretch_s"] = TARGET_S, STRETCH_S
+    others = [m for m in sizes.compiled_models if m != FULL_RUN_MODEL]
+    cap = min(full_cap_s, left(until) - SPEED_S * (len(others) + 1))
+    try:
+        if cap < SPEED_S:
+            raise OutOfTime
+        full = full_run(cfg, sizes, device, compiled, cap)
+        full["target_s"], full["stretch_s"] = TARGET_S, STRETCH_S
+    except OutOfTime:
+        full = {"skipped": "out of time"}
+    except Exception as err:   # noqa: BLE001 -- recorded; the compiled speeds still run
+        traceback.print_exc()
+        full = {"error": f"{type(err).__name__}: {str(err)[:400]}"}
+        release()
     results.set("train", full_run=full)
-    for model_id in sizes.compiled_models:
-        if model_id != FULL_RUN_MODEL:
-            measure(model_id, compiled=True)
+    for model_id in others:
+        measure(model_id, compiled=True)
 
 
 def start_prewarm(models: tuple[str, ...], device: torch.device) -> list:
     """Compile each model's training step in its own process while the tests run, so that the timed
     part finds the compiled kernels in TorchInductor's on-disk cache instead of compiling one by one."""
     threads = max(1, (os.cpu_count() or 2) // len(models))
-    log_dir = Path(tempfile.mkdtemp(prefix="gpu-check-prewarm-"))
     env = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": str(threads)}
+    log_dir = Path(tempfile.mkdtemp(prefix="gpu-check-prewarm-"))
     procs = []
     for model_id in models:
-        log = open(log_dir / f"prewarm-{model_id}.log", "w")
+        log = open(log_dir / f"{model_id}.log", "w")
         procs.append((model_id, subprocess.Popen([sys.executable, __file__, "--prewarm", model_id, "--device",
                                                   device.type, "--out", str(log_dir)],
                                                  stdout=log, stderr=subprocess.STDOUT, env=env), log))
-    print(f"compiling {', '.join(models)} in the background (logs in {log_dir})", flush=True)
+    print(f"compiling {', '.join(models)} in the background", flush=True)
     return procs
 
 
-def wait_for(prewarm: list, timeout_s: float = 600) -> None:
-    deadline = time.time() + timeout_s
-    for model_id, proc, log in prewarm:
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        if proc.returncode:
-            print(f"prewarm of {model_id} ended with {proc.returncode}; see {log.name}", flush=True)
+PREWARMED = "prewarmed:"   # the line a --prewarm process ends with: its measurement as JSON
+
+
+def wait_for(prewarm: list, log: Path, timeout_s: float) -> dict:
+    """Wait for the background compiles; gather their logs into `log`; return each model's cold
+    compilation cost: the first epoch of its compiled loop, kernels not yet cached."""
+    deadline, cold = time.monotonic() + max(timeout_s, 1.0), {}
+    with open(log, "a") as out:
+        for model_id, proc, model_log in prewarm:
+            try:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            model_log.close()
+            text = Path(model_log.name).read_text()
+            out.write(f"==== {model_id}: exit {proc.returncode}\n{text}\n")
+            done = [line for line in text.splitlines() if line.startswith(PREWARMED)]
+            cold[model_id] = (json.loads(done[-1].removeprefix(PREWARMED))["first_epoch_s"] if done
+                              else f"no result (exit {proc.returncode}; logs/{log.name})")
     prewarm.clear()
+    return cold
 
 
 # ---------------------------------------------------------------- latency
 
 
-def part_latency(results: Results, cfg: dict, sizes: Sizes, device: torch.device) -> None:
+def part_latency(results: Results, cfg: dict, sizes: Sizes, device: torch.device, until: float) -> None:
     measure_cfg = dataclasses.replace(cfg["measure"], batch_sizes=list(sizes.latency_batches))
     if sizes.latency_repeats:
         measure_cfg = dataclasses.replace(measure_cfg, warmup=0, repeats=sizes.latency_repeats)
     rows: list[dict] = []
     for model_id in cfg["train"].models:
+        if left(until) < 5:
+            rows.append({"model": model_id, "skipped": "out of time"})
+            continue
         try:
             rows.append(measure_model_id(model_id, CIFAR_SHAPE, CIFAR_CLASSES, measure_cfg, [device]))
         except Exception as err:   # noqa: BLE001 -- e.g. out of memory at batch 256: recorded, the rest goes on
@@ -400,7 +455,7 @@ def concurrent_training(recipe: Recipe, warm: int, steps: int, threads: int, bar
 
         def on_epoch(row: dict) -> None:
             if row["epoch"] == 1:
-                barrier.wait(timeout=600)
+                barrier.wait(timeout=120)
                 start["t"] = time.time()
         with contextlib.redirect_stdout(io.StringIO()):
             fit(new_model(FULL_RUN_MODEL, rt), synthetic_split(warm * recipe.batch_size, device, seed=0), {},
@@ -413,34 +468,46 @@ def concurrent_training(recipe: Recipe, warm: int, steps: int, threads: int, bar
         queue.put({"error": f"{type(err).__name__}: {str(err)[:300]}"})
 
 
-def part_concurrency(results: Results, cfg: dict, sizes: Sizes, device: torch.device) -> None:
+def run_together(n: int, recipe: Recipe, sizes: Sizes, threads: int, timeout_s: float) -> list[dict]:
+    """Start `n` concurrent trainings; their reports, or an error for each one that died silently."""
     ctx = multiprocessing.get_context("spawn")   # CUDA cannot be used in a forked child
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=concurrent_training, args=(recipe, sizes.concurrency_warmup_steps,
+                                                           sizes.concurrency_steps, threads, barrier, queue))
+             for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    outs, deadline = [], time.monotonic() + timeout_s
+    while len(outs) < n and time.monotonic() < deadline:
+        try:
+            outs.append(queue.get(timeout=1))
+        except Empty:
+            if not any(proc.is_alive() for proc in procs) and queue.empty():
+                break
+    for proc in procs:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+    return outs + [{"error": f"{n - len(outs)} of {n} runs neither reported nor failed in time"}] * (len(outs) < n)
+
+
+def part_concurrency(results: Results, cfg: dict, sizes: Sizes, device: torch.device, until: float) -> None:
     recipe = study_recipe(cfg, FULL_RUN_MODEL, sizes, device, compiled=False)
     threads = 1 if device.type == "cpu" else 0
     rows: list[dict] = []
     for n in sizes.concurrency:
-        barrier, queue = ctx.Barrier(n), ctx.Queue()
-        procs = [ctx.Process(target=concurrent_training, args=(recipe, sizes.concurrency_warmup_steps,
-                                                               sizes.concurrency_steps, threads, barrier, queue))
-                 for _ in range(n)]
-        for p in procs:
-            p.start()
-        outs = []
-        for _ in procs:
-            try:
-                outs.append(queue.get(timeout=600))
-            except Empty:
-                outs.append({"error": "a training process neither reported nor failed within 600 s"})
-        for p in procs:
-            p.join(timeout=60)
-        errors = [o["error"] for o in outs if "error" in o]
-        if errors:
-            rows.append({"runs": n, "error": errors[0]})
+        if left(until) < 15:
+            rows.append({"runs": n, "skipped": "out of time"})
         else:
-            span = max(o["end"] for o in outs) - min(o["start"] for o in outs)
-            rows.append({"runs": n, "total_images_per_s": sum(o["images"] for o in outs) / span,
-                         "per_run_images_per_s": statistics.mean(o["images_per_s"] for o in outs),
-                         "span_s": span, "steps_per_run": sizes.concurrency_steps})
+            outs = run_together(n, recipe, sizes, threads, left(until))
+            errors = [o["error"] for o in outs if "error" in o]
+            if errors:
+                rows.append({"runs": n, "error": errors[0]})
+            else:
+                span = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+                rows.append({"runs": n, "total_images_per_s": sum(o["images"] for o in outs) / span,
+                             "per_run_images_per_s": statistics.mean(o["images_per_s"] for o in outs),
+                             "span_s": span, "steps_per_run": sizes.concurrency_steps})
         results.set("concurrency", model=FULL_RUN_MODEL, mode="eager", batch_size=recipe.batch_size, runs=rows)
 
 
@@ -456,89 +523,114 @@ def _f(value, fmt: str = ".1f") -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _missing(row: dict) -> str | None:
+    """Why a row has no numbers: its error, or that it did not fit the time budget."""
+    return row.get("error") or (f"skipped: {row['skipped']}" if "skipped" in row else None)
+
+
+def _install(i: dict) -> str:
+    resolve = dict(i.get("resolve", {}))
+    would = resolve.get("output", "").removeprefix("Would install ").split()
+    if resolve.get("returncode") == 0 and would:
+        named = [w for w in would if w.lower().startswith(("cnn-bench-", "dvc-3", "mlflow-3"))]
+        resolve["output"] = (f"resolves; would install {len(would)} package{'s' * (len(would) != 1)}, "
+                             f"among them {', '.join(named)}")
+    return (f"**Install**: missing before the check: {', '.join(i.get('missing', [])) or 'nothing'}; "
+            f"`{resolve.get('command', '?')}` -> exit {resolve.get('returncode', '–')}: {resolve.get('output', '')}. "
+            f"Tree: {i.get('tree', '?')}.\n")
+
+
+def _train(t: dict) -> list[str]:
+    cold = t.get("cold_compile", {})
+    out = ["## Training speed: the study's loop (`fit`), second epoch\n",
+           f"cudnn.benchmark {t.get('cudnn_benchmark', '?')}. The first epoch holds cuDNN's autotuning and, compiled, "
+           "CUDA-graph capture and loading the kernels that the background compiles left in TorchInductor's cache; "
+           "compiling them cold took (first epoch of the background compile, s): "
+           + (", ".join(f"{m} {_f(s) if isinstance(s, float) else s}" for m, s in cold.items()) or "–") + ".\n",
+           _table(["model", "mode", "precision", "batch", "images/s", "ms/step", "first epoch s"],
+                  [[r["model"], r["mode"], r.get("precision", "–"), r.get("batch_size", "–"),
+                    _f(r.get("images_per_s"), ".0f"), _f(r.get("step_ms"), ".2f"), _f(r.get("first_epoch_s"))]
+                   if not _missing(r) else [r["model"], r["mode"], _missing(r), "", "", "", ""]
+                   for r in t.get("speed", [])])]
+    f = t.get("full_run")
+    if f and _missing(f):
+        out.append(f"ResNet-20's {STUDY} run: {_missing(f)}.\n")
+    elif f:
+        verdict = ("n/a: a reduced run" if f["reduced"] else
+                   ("met" if f["projected_wall_s"] < f["target_s"] else "missed")
+                   + (", stretch met" if f["projected_wall_s"] < f["stretch_s"] else ""))
+        out += [f"### {f['model']}: the {STUDY} study's recipe, {f['iterations']} iterations, evaluated every epoch\n",
+                _table(["mode", "precision", "iterations done", "wall s", "projected wall s", "first epoch s",
+                        "train loop s", "evaluation + rest s", "images/s (steady)", f"target {f['target_s']} s"],
+                       [[f["mode"], f["precision"], f["iterations_done"], _f(f["wall_s"]), _f(f["projected_wall_s"]),
+                         _f(f["first_epoch_s"]), _f(f["train_loop_s"]), _f(f["evaluation_and_rest_s"]),
+                         _f(f["steady_images_per_s"], ".0f"), verdict]])]
+        if f.get("capped_at_s"):
+            out.append(f"Stopped after the epoch that passed {f['capped_at_s']:.0f} s; the projection adds the "
+                       "remaining epochs at the mean cost of those after the first. `--only train --full-cap-s 600` "
+                       "runs it whole.\n")
+    return out
+
+
+def _latency(lat: dict) -> list[str]:
+    bs = lat.get("settings", {}).get("batch_sizes", [])
+    rows = []
+    for r in lat.get("models", []):
+        if _missing(r):
+            rows.append([r["model"], _missing(r)] + [""] * (1 + 2 * len(bs)))
+            continue
+        tag = "gpu" if any(k.startswith("gpu_latency") for k in r) else "cpu"
+        cells = [r["model"], f"{r['params']:,}", _f(r["gmacs"], ".3f")]
+        for b in bs:
+            cells += [f"{r[f'{tag}_latency_ms_b{b}']:.3f} ({r[f'{tag}_latency_ms_b{b}_p10']:.3f}-"
+                      f"{r[f'{tag}_latency_ms_b{b}_p90']:.3f})", _f(r[f"{tag}_images_per_s_b{b}"], ".0f")]
+        rows.append(cells)
+    first = next((r for r in lat.get("models", []) if "mode" in r), {})
+    settings = lat.get("settings", {})
+    return ["## Latency: the measure stage, every model of the cifar10 study\n",
+            f"{first.get('mode', '')}, {first.get('precision', '')}; median (p10-p90) of {settings.get('repeats', '?')} "
+            f"timed forward passes after {settings.get('warmup', '?')} untimed"
+            + (f"; cuDNN {first['gpu_cudnn']}, benchmark {first['gpu_cudnn_benchmark']}, allow_tf32 "
+               f"{first['gpu_cudnn_allow_tf32']}" if "gpu_cudnn" in first else "") + ".\n",
+            _table(["model", "params", "GMACs/image"] + [h for b in bs for h in (f"ms, batch {b}", f"images/s, batch {b}")],
+                   rows)]
+
+
+def _concurrency(c: dict) -> list[str]:
+    runs = c.get("runs", [])
+    one = next((r.get("total_images_per_s") for r in runs if r["runs"] == 1), None)
+    return [f"## Several trainings on one device: {c.get('model', '?')}, {c.get('mode', '?')}, batch "
+            f"{c.get('batch_size', '?')}\n",
+            "Total images/s = every run's timed images over the span from the first start to the last end.\n",
+            _table(["runs at once", "total images/s", "per run", "vs 1 run"],
+                   [[r["runs"], _f(r.get("total_images_per_s"), ".0f"), _f(r.get("per_run_images_per_s"), ".0f"),
+                     _f(r["total_images_per_s"] / one if one and "total_images_per_s" in r else None, ".2f")]
+                    if not _missing(r) else [r["runs"], _missing(r), "", ""] for r in runs])]
+
+
 def render(data: dict) -> str:
     m = data.get("machine", {})
     out = [f"# GPU check: {m.get('device_name', '?')}\n",
            f"{m.get('date', '?')}; torch {m.get('torch', '?')}, CUDA {m.get('cuda', '–')}, cuDNN {m.get('cudnn', '–')}, "
-           f"Python {m.get('python', '?')}, host CPU {m.get('host_cpu', '?')}, commit {m.get('git_commit', '?')}. "
-           f"nvidia-smi: {m.get('nvidia_smi', '–')}. Training speed and concurrency use {SYNTHETIC}.\n"]
+           f"Python {m.get('python', '?')}, host CPU {m.get('host_cpu', '?')}, commit "
+           f"{m.get('project_commit') or m.get('git_commit', '?')}. nvidia-smi: {m.get('nvidia_smi', '–')}. "
+           f"Training speed and concurrency use {SYNTHETIC}.\n"]
     if "install" in data:
-        i = data["install"]
-        resolve = dict(i.get("resolve", {}))
-        would = resolve.get("output", "").removeprefix("Would install ").split()
-        if resolve.get("returncode") == 0 and would:
-            named = [w for w in would if w.lower().startswith(("cnn-bench-", "dvc-3", "mlflow-3"))]
-            resolve["output"] = f"resolves; would install {len(would)} packages, among them {', '.join(named)}"
-        out.append(f"**Install**: missing before the check: {', '.join(i.get('missing', [])) or 'nothing'}; "
-                   f"`{resolve.get('command', 'no wheels carried')}` -> exit {resolve.get('returncode', '–')}: "
-                   f"{resolve.get('output', '')}\n")
+        out.append(_install(data["install"]))
     if "tests" in data:
         t = data["tests"]
-        out += ["## CUDA tests (`pytest -m cuda`)\n", f"{t.get('summary', t.get('error', ''))}\n",
+        out += ["## CUDA tests (`pytest -m cuda`)\n", f"{t.get('summary', t.get('error', ''))} (log: {t.get('log')})\n",
                 _table(["test", "outcome", "s", "message"],
                        [[c["test"], c["outcome"], f"{c['seconds']:.1f}", c["message"]] for c in t.get("cases", [])])]
-    if "train" in data:
-        t = data["train"]
-        out += ["## Training speed: the study's loop (`fit`), second epoch\n",
-                f"cudnn.benchmark {t.get('cudnn_benchmark', '?')}. First epoch: compilation, cuDNN autotuning "
-                "and CUDA-graph capture.\n",
-                _table(["model", "mode", "precision", "batch", "images/s", "ms/step", "first epoch s"],
-                       [[r["model"], r["mode"], r.get("precision", "–"), r.get("batch_size", "–"),
-                         _f(r.get("images_per_s"), ".0f"), _f(r.get("step_ms"), ".2f"), _f(r.get("first_epoch_s")),
-                         ] if "error" not in r else [r["model"], r["mode"], "error", "", r["error"], "", ""]
-                        for r in t.get("speed", [])])]
-        if "full_run" in t:
-            f = t["full_run"]
-            verdict = ("n/a: a reduced run" if f["reduced"] else
-                       ("met" if f["projected_wall_s"] < f["target_s"] else "missed")
-                       + (", stretch met" if f["projected_wall_s"] < f["stretch_s"] else ""))
-            out += [f"### {f['model']}: the cifar10 study's recipe, {f['iterations']} iterations\n",
-                    _table(["mode", "precision", "iterations done", "wall s", "projected wall s", "first epoch s",
-                            "train loop s", "evaluation + rest s", "images/s (steady)", f"target {f['target_s']} s"],
-                           [[f["mode"], f["precision"], f["iterations_done"], _f(f["wall_s"]),
-                             _f(f["projected_wall_s"]), _f(f["first_epoch_s"]), _f(f["train_loop_s"]),
-                             _f(f["evaluation_and_rest_s"]), _f(f["steady_images_per_s"], ".0f"), verdict]])]
-            if f.get("capped_at_s"):
-                out.append(f"Stopped after the epoch that passed {f['capped_at_s']} s; the projection assumes "
-                           "every later epoch costs what the ones after the first did.\n")
-    if "latency" in data:
-        lat = data["latency"]
-        bs = lat.get("settings", {}).get("batch_sizes", [])
-        rows = []
-        for r in lat.get("models", []):
-            if "error" in r:
-                rows.append([r["model"], r["error"]] + [""] * (1 + 2 * len(bs)))
-                continue
-            tag = "gpu" if any(k.startswith("gpu_latency") for k in r) else "cpu"
-            cells = [r["model"], f"{r['params']:,}", _f(r["gmacs"], ".3f")]
-            for b in bs:
-                cells += [f"{r[f'{tag}_latency_ms_b{b}']:.3f} ({r[f'{tag}_latency_ms_b{b}_p10']:.3f}-"
-                          f"{r[f'{tag}_latency_ms_b{b}_p90']:.3f})", _f(r[f"{tag}_images_per_s_b{b}"], ".0f")]
-            rows.append(cells)
-        first = next((r for r in lat.get("models", []) if "mode" in r), {})
-        out += ["## Latency: the measure stage, every model of the cifar10 study\n",
-                f"{first.get('mode', '')}, {first.get('precision', '')}; median (p10-p90) of "
-                f"{lat.get('settings', {}).get('repeats', '?')} timed forward passes after "
-                f"{lat.get('settings', {}).get('warmup', '?')} untimed"
-                + (f"; cuDNN {first['gpu_cudnn']}, benchmark {first['gpu_cudnn_benchmark']}, allow_tf32 "
-                   f"{first['gpu_cudnn_allow_tf32']}" if "gpu_cudnn" in first else "") + ".\n",
-                _table(["model", "params", "GMACs/image"] + [h for b in bs for h in (f"ms, batch {b}", f"images/s, batch {b}")],
-                       rows)]
-    if "concurrency" in data:
-        c = data["concurrency"]
-        runs = c.get("runs", [])
-        one = next((r.get("total_images_per_s") for r in runs if r["runs"] == 1), None)
-        out += [f"## Several trainings on one device: {c.get('model', '?')}, {c.get('mode', '?')}, batch "
-                f"{c.get('batch_size', '?')}\n",
-                _table(["runs at once", "total images/s", "per run", "vs 1 run"],
-                       [[r["runs"], _f(r.get("total_images_per_s"), ".0f"), _f(r.get("per_run_images_per_s"), ".0f"),
-                         _f(r["total_images_per_s"] / one if one and "total_images_per_s" in r else None, ".2f")]
-                        if "error" not in r else [r["runs"], r["error"], "", ""] for r in runs])]
+    for part, section in (("train", _train), ("latency", _latency), ("concurrency", _concurrency)):
+        if part in data:
+            out += section(data[part])
     errors = [f"- {part}: {data[part]['error']}" for part in PARTS if "error" in data.get(part, {})]
     if errors:
         out += ["## Errors\n", "\n".join(errors) + "\n"]
     seconds = [f"{part} {data[part]['seconds']:.0f} s" for part in PARTS if "seconds" in data.get(part, {})]
-    out.append(f"Wall time by part: {', '.join(seconds)}.\n")
+    out.append(f"Wall time by part: {', '.join(seconds)}; the whole check "
+               f"{_f(m.get('total_seconds'), '.0f')} s.\n")
     return "\n".join(out)
 
 
@@ -547,9 +639,13 @@ def render(data: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
+    ap.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json, gpu_check.md and logs/")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: the smoke mode, tiny sizes")
     ap.add_argument("--only", nargs="+", choices=PARTS, help="run these parts only")
+    ap.add_argument("--budget-s", type=float, help="the whole check's time (default: 480 on cuda, 1800 on cpu)")
+    ap.add_argument("--full-cap-s", type=float, help="stop the 64k-iteration run after this and project the rest "
+                                                     "(default: 90 on cuda; give more time to run it whole)")
+    ap.add_argument("--commit", default="", help="the project's commit, where the tree is a copy without .git")
     ap.add_argument("--wheels", type=Path, default=REPO / ".whl", help="wheels of what the machine lacks (make gpu-wheels)")
     ap.add_argument("--prewarm", help=argparse.SUPPRESS)   # internal: compile one model's step, then exit
     args = ap.parse_args()
@@ -559,37 +655,40 @@ def main() -> None:
     site = Path(tempfile.gettempdir()) / "cnn-bench-site"
     if args.prewarm:   # a child of the check, which installed what was missing
         provide_packages(args.wheels, site)
-        loop_speed(study_config(), args.prewarm, True, sizes, device, steps=5)
+        row = loop_speed(study_config(), args.prewarm, True, sizes, device, steps=5)
+        print(PREWARMED + json.dumps(row), flush=True)
         return
+    end = time.monotonic() + (args.budget_s or sizes.budget_s)
     args.out.mkdir(parents=True, exist_ok=True)
     results = Results(args.out)
     started = time.perf_counter()
     results.set("install", resolve=resolve_check(args.wheels), **provide_packages(args.wheels, site),
                 tree=ensure_git_checkout())
     cfg = study_config()
-    results.set("machine", **machine(device))
+    results.set("machine", **machine(device), project_commit=args.commit or None)
     parts = [p for p in PARTS if p in (args.only or PARTS)]
-    prewarm = start_prewarm(sizes.compiled_models, device) if "train" in parts and device.type == "cuda" else []
+    prewarm = start_prewarm(sizes.compiled_models, device) if "train" in parts else []
     failed = []
-    for part in parts:
-        print(f"== {part} ({time.perf_counter() - started:.0f} s into the check)", flush=True)
+    for i, part in enumerate(parts):
+        until = end - sum(RESERVE_S[later] for later in parts[i + 1:])
+        print(f"== {part} ({time.perf_counter() - started:.0f} s into the check, {left(until):.0f} s for it)", flush=True)
         t0 = time.perf_counter()
         results.data.pop(part, None)
         try:
             if part == "tests":
-                part_tests(results, device, sizes)
+                part_tests(results, device, until)
             elif part == "train":
-                part_train(results, cfg, sizes, device, prewarm)
+                part_train(results, cfg, sizes, device, prewarm, until, args.full_cap_s or sizes.full_cap_s)
             elif part == "latency":
-                part_latency(results, cfg, sizes, device)
+                part_latency(results, cfg, sizes, device, until)
             else:
-                part_concurrency(results, cfg, sizes, device)
+                part_concurrency(results, cfg, sizes, device, until)
         except Exception as err:   # noqa: BLE001 -- recorded; the other parts still run
             traceback.print_exc()
             failed.append(part)
             results.set(part, error=f"{type(err).__name__}: {str(err)[:500]}")
         results.set(part, seconds=time.perf_counter() - t0)
-    wait_for(prewarm)
+    wait_for(prewarm, results.logs / "prewarm.log", 0)
     results.set("machine", **machine(device), total_seconds=time.perf_counter() - started)
     print(results.md.read_text(), flush=True)
     if failed:
