@@ -57,6 +57,29 @@ def make_images(n_per_class: int, classes: int, size: int, channels: int = 1, se
     return x[order].squeeze(-1) if channels == 1 else x[order], y[order]
 
 
+def tiny_splits(device: torch.device):
+    """(train, test) Splits of 96 and 32 learnable 1x12x12 images of 4 classes, on `device`."""
+    from pipeline.data.loader import Split
+
+    to_split = lambda x, y: Split(torch.from_numpy(x)[:, None].contiguous(), torch.from_numpy(y).long()).to(device)
+    return to_split(*make_images(24, 4, 12, seed=0)), to_split(*make_images(8, 4, 12, seed=1))
+
+
+def train_tiny(data, recipe, checkpoint=None, resume=None, on_epoch=None):
+    """ResNet-20 fitted on `tiny_splits` with `recipe` on its device; returns (model, FitResult)."""
+    from pipeline.data.loader import Normalize
+    from pipeline.models import create_model
+    from pipeline.train import Runtime, fit
+
+    train_split, test_split = data
+    rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
+    torch.manual_seed(0)
+    model = rt.prepare_model(create_model("resnet", depth=20, num_classes=4, in_chans=1))
+    result = fit(model, train_split, {"test": test_split}, Normalize([0.3], [0.3], rt.device), recipe, rt, seed=0,
+                 checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)
+    return model, result
+
+
 def write_npz(path: Path, classes: int = 6, size: int = 16, n_train: int = 60, n_test: int = 20) -> str:
     """A synthetic dataset in the `npz` format; returns its SHA-256."""
     import hashlib

@@ -6,21 +6,14 @@ import torch
 import yaml
 
 from pipeline.config import MeasureConfig, Recipe
-from pipeline.data.loader import Normalize, Split, epoch_generator, random_crop_flip, train_batches
+from pipeline.data.loader import Split, epoch_generator, random_crop_flip, train_batches
 from pipeline.measure import count_flops, measure_model_id
 from pipeline.models import create_model, create_model_from_id
 from pipeline.outputs import read_json
-from pipeline.train import Checkpoint, Runtime, fit, sgd, sgd_step
-from conftest import make_images, run
+from pipeline.train import Checkpoint, Runtime, sgd, sgd_step
+from conftest import run, tiny_splits, train_tiny
 
 pytestmark = pytest.mark.cuda
-
-
-def splits(device: torch.device) -> tuple[Split, Split]:
-    x, y = make_images(24, 4, 12, seed=0)
-    xt, yt = make_images(8, 4, 12, seed=1)
-    to_split = lambda x, y: Split(torch.from_numpy(x)[:, None].contiguous(), torch.from_numpy(y).long()).to(device)
-    return to_split(x, y), to_split(xt, yt)
 
 
 def recipe(device: torch.device, **kw) -> Recipe:
@@ -28,13 +21,7 @@ def recipe(device: torch.device, **kw) -> Recipe:
 
 
 def train(device, r, checkpoint=None, resume=None, on_epoch=None):
-    train_split, test_split = splits(device)
-    rt = Runtime.resolve(r.device, r.precision, r.channels_last)
-    torch.manual_seed(0)
-    model = rt.prepare_model(create_model("resnet", depth=20, num_classes=4, in_chans=1))
-    result = fit(model, train_split, {"test": test_split}, Normalize([0.3], [0.3], rt.device), r, rt, seed=0,
-                 checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)
-    return model, result
+    return train_tiny(tiny_splits(device), r, checkpoint, resume, on_epoch)
 
 
 def test_data_stays_on_the_device_and_is_augmented_there(device):

@@ -2,34 +2,18 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, Recipe
-from pipeline.data.loader import Normalize, Split
-from pipeline.models import create_model
-from pipeline.train import Checkpoint, Runtime, fit
-from conftest import make_images
+from pipeline.train import Checkpoint, Runtime
+from conftest import tiny_splits, train_tiny as train
 
 
 @pytest.fixture
 def data():
-    x, y = make_images(24, 4, 12, seed=0)
-    xt, yt = make_images(8, 4, 12, seed=1)
-    to_split = lambda x, y: Split(torch.from_numpy(x)[:, None].contiguous(), torch.from_numpy(y).long())
-    return to_split(x, y), to_split(xt, yt)
+    return tiny_splits(torch.device("cpu"))
 
 
 def recipe(**kw):
     base = dict(epochs=3, milestones=[2], batch_size=16, lr=0.05, precision="fp32", device="cpu")
     return Recipe(**{**base, **kw})
-
-
-def train(data, r, checkpoint=None, resume=None, on_epoch=None):
-    train_split, test_split = data
-    rt = Runtime.resolve(r.device, r.precision, r.channels_last)
-    torch.manual_seed(0)
-    model = rt.prepare_model(create_model("resnet", depth=20, num_classes=4, in_chans=1))
-    norm = Normalize([0.3], [0.3], rt.device)
-    result = fit(model, train_split, {"test": test_split}, norm, r, rt, seed=0, checkpoint=checkpoint,
-                 resume=resume, on_epoch=on_epoch)
-    return model, result
 
 
 @pytest.mark.parametrize("r", [
