@@ -1,13 +1,46 @@
-"""Stage outputs written atomically: a reader (or DVC) never sees half a file."""
+"""Stage outputs written atomically: a reader (or DVC) never sees half a file.
+
+A write that fails (full disk, read-only folder) removes its temporary file, leaves the
+previous version of the file as it was, and raises OutputError naming the path.
+"""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+MiB = 1 << 20
+
+
+class OutputError(OSError):
+    """An output path the stage cannot write: read-only folder, full disk."""
+
+
+def _free_mib(folder: Path) -> float:
+    return shutil.disk_usage(folder).free / MiB
+
+
+def check_writable(*paths: Path, need_bytes: int = 0) -> None:
+    """Before any work: every path's folder exists (created if not), is writable and has
+    `need_bytes` free, so a stage does not fail at its end, after the work is spent."""
+    for path in paths:
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{folder}: cannot create the folder for {path} ({err.strerror}); "
+                              "make its parent writable") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"{folder}: not writable, so {path} cannot be written; "
+                              f"fix its permissions (chmod u+w {folder})")
+        if need_bytes and _free_mib(folder) * MiB < need_bytes:
+            raise OutputError(f"{folder}: {_free_mib(folder):.0f} MiB free, {path} and its siblings need about "
+                              f"{need_bytes / MiB:.0f} MiB; free some space and run again")
 
 
 def write_atomically(path: Path, write) -> None:
@@ -15,13 +48,20 @@ def write_atomically(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)   # on disk before it replaces the previous version (a crash keeps one of the two)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)   # on disk before it replaces the previous version (a crash keeps one of the two)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:   # torch.save reports a full disk as RuntimeError
+        tmp.unlink(missing_ok=True)
+        free = f"{_free_mib(path.parent):.0f} MiB free" if path.parent.is_dir() else "folder missing"
+        kept = "the previous version is unchanged" if path.exists() else "nothing was written"
+        raise OutputError(f"{path}: could not be written ({getattr(err, 'strerror', None) or err}; {free} "
+                          f"there); {kept}. Free some space or fix the folder's permissions, then run again") from err
 
 
 def write_json(path: Path, data: Any) -> None:
