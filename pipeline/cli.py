@@ -1,19 +1,28 @@
-"""What every stage script shares: one clear error line instead of a traceback for bad input."""
+"""What every stage script shares: inputs checked before any work, and one clear error line
+(exit status 2) instead of a traceback for bad input."""
 from __future__ import annotations
 
 import sys
 from typing import Callable
 
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, load_all
 from pipeline.data.sources import DataError
+from pipeline.outputs import OutputError
+from pipeline.tracking import TrackingError, check_store
 
-# Errors caused by the user's params, files or data: reported in one line, exit status 2.
-# Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
+# Errors caused by the user's params, files, data, folders or tracking store: reported in one
+# line, exit status 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, OutputError, TrackingError)
 
 
-def run_stage(main: Callable[[list[str]], None]) -> None:
+def run_stage(main: Callable[[list[str]], None], *, tracked: bool = False) -> None:
+    """Run a stage's `main(argv)`. Every params section is validated first (milliseconds), so a
+    typo anywhere stops the first stage DVC runs, not the one that reads it hours later; a
+    `tracked` stage also checks the MLflow store before it spends any work."""
     try:
+        load_all()
+        if tracked:
+            check_store()
         main(sys.argv[1:])
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

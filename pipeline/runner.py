@@ -7,7 +7,7 @@ stage's outputs: model weights, a metrics JSON (DVC metrics) and a per-epoch CSV
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ from pipeline import tracking
 from pipeline.config import Recipe, fingerprint, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import save_model, write_json, write_rows
+from pipeline.outputs import check_writable, save_model, write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.train import Checkpoint, Runtime, fit
 
@@ -75,10 +75,15 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     torch.manual_seed(seed)   # He init drawn from the seed: same weights for every resume
     model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans,
                                                   input_size=data.image_size))
+    # float32 weights in the model file, and weights + momentum in the checkpoint and its temporary copy
+    check_writable(*astuple(outputs), need_bytes=5 * 4 * sum(p.numel() for p in model.parameters()))
     print(f"[{name}] {model_id} on {len(train)} images, {env['device_name']}, {rt.describe()['precision']}",
           flush=True)
     with tracking.start_run(study, name, params, tags,
                             resume_run_id=resume["meta"]["run_id"] if resume else None) as run:
+        if resume and run.lost_run_id:   # the new run gets the epochs its lost predecessor had logged
+            for row in resume["history"]:
+                run.log_metrics(row, step=row["epoch"])
         result = fit(model, train, evals, normalize, recipe, rt, seed, checkpoint, resume,
                      meta={"run_id": run.run_id}, on_epoch=lambda row: run.log_metrics(row, step=row["epoch"]),
                      label=name)
@@ -86,11 +91,13 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
         final = {"status": result.status, "epochs": last["epoch"], "train_error": last["train_error"],
                  "train_loss": last["train_loss"], "images_per_s": sum(r["images_per_s"] for r in result.history)
                  / len(result.history), "train_seconds": sum(r["epoch_seconds"] for r in result.history)}
+        if result.diverged_because:
+            final["diverged_because"] = result.diverged_because
         for split in evals:
             final[f"{split}_error"] = last[f"{split}_error"]
             final[f"{split}_loss"] = last[f"{split}_loss"]
-        run.log_metrics({f"final_{k}": v for k, v in final.items() if k != "status"})
-        run.set_tags({"status": result.status})
+        run.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, (int, float))})
+        run.set_tags({k: v for k, v in final.items() if k in ("status", "diverged_because")})
         save_model(outputs.model, model, model_id=model_id, num_classes=num_classes, in_chans=data.in_chans,
                    classes=classes, params=params)
         write_rows(outputs.history, result.history)

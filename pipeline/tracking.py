@@ -7,19 +7,66 @@ train, finetune, measure item, tagged so the UI can filter by stage, model, dept
 from __future__ import annotations
 
 import os
+import socket
+import sqlite3
 import time
-from contextlib import contextmanager
+import urllib.error
+import urllib.request
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+REACH_TIMEOUT_S = 5   # a tracking server that does not answer /health in this long is down
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be used: server unreachable, database corrupt or read-only."""
 
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def _where(uri: str) -> str:
+    return "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "the default store"
+
+
+def check_store() -> None:
+    """Fail in seconds, with the fix, where MLflow would retry for minutes or print 200 lines:
+    an unreachable server, a corrupt, unreadable or read-only SQLite file."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACH_TIMEOUT_S).close()
+        except urllib.error.HTTPError:
+            pass   # it answered: reachable (older servers have no /health)
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(f"{uri} ({_where(uri)}): tracking server unreachable ({reason}); start it "
+                                "(mlflow server ...) or unset MLFLOW_TRACKING_URI to use sqlite:///mlflow.db") from None
+    elif uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        folder = db.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise TrackingError(f"{folder}: not writable, so the MLflow store {db} cannot be written; "
+                                f"fix its permissions or set MLFLOW_TRACKING_URI elsewhere")
+        if db.exists():
+            if not os.access(db, os.R_OK | os.W_OK):
+                raise TrackingError(f"{db}: the MLflow store is not readable and writable; fix its permissions "
+                                    f"(chmod u+rw {db})")
+            try:
+                with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                    conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as err:
+                raise TrackingError(f"{db}: not a usable MLflow store ({err}); move it aside "
+                                    f"(mv {db} {db}.bad) and run again: a new store is created, and the "
+                                    "results in metrics/ are unaffected") from None
+
+
 class Run:
-    def __init__(self, client, run_id: str):
+    def __init__(self, client, run_id: str, lost_run_id: str | None = None):
         self._client, self.run_id = client, run_id
+        self.lost_run_id = lost_run_id   # the run a resumed stage was writing to, gone from the store
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -40,31 +87,67 @@ def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str,
     """A run in experiment `study`; `resume_run_id` continues a run an interrupted stage began.
 
     The run ends FINISHED when the block completes and FAILED when it raises, so an interrupted
-    run shows as such in the UI until it is resumed.
+    run shows as such in the UI until it is resumed. If `resume_run_id` is gone from the store
+    (mlflow.db replaced, another MLFLOW_TRACKING_URI), a new run is begun and `run.lost_run_id` says so.
+    A new run ends as FAILED every run of the same name and workspace still RUNNING: a stage killed
+    (SIGKILL) before it could end its run, and not resumed. DVC runs one item at a time per
+    workspace, so such a run is never still alive.
     """
     import mlflow
     from mlflow.entities import Param
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
-    if resume_run_id:
-        client.update_run(resume_run_id, status="RUNNING")
-        run_id = resume_run_id
-    else:
-        exp = client.get_experiment_by_name(study)
-        exp_id = exp.experiment_id if exp else client.create_experiment(study)
-        run_id = client.create_run(exp_id, run_name=run_name).info.run_id
-        # MLflow caps a param value at 6000 characters and a batch at 100 params
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            client.log_batch(run_id, params=items[i: i + 100])
-    run = Run(client, run_id)
-    run.set_tags(tags)
+    uri = tracking_uri()
+    try:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        lost = resume_run_id if resume_run_id and not _exists(client, resume_run_id) else None
+        if resume_run_id and not lost:
+            client.update_run(resume_run_id, status="RUNNING")
+            run_id = resume_run_id
+        else:
+            if lost:
+                print(f"MLflow run {lost} is not in {uri}: continuing in a new run", flush=True)
+            exp = client.get_experiment_by_name(study)
+            exp_id = exp.experiment_id if exp else client.create_experiment(study)
+            _end_killed_runs(client, exp_id, run_name)
+            run_id = client.create_run(exp_id, run_name=run_name).info.run_id
+            # MLflow caps a param value at 6000 characters and a batch at 100 params
+            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                client.log_batch(run_id, params=items[i: i + 100])
+        run = Run(client, run_id, lost)
+        run.set_tags({**tags, "workspace": workspace(), **({"continues_lost_run": lost} if lost else {})})
+    except Exception as err:   # noqa: BLE001 -- MLflow and SQLAlchemy raise many kinds; name the store once
+        raise TrackingError(f"{uri}: MLflow store failed: {str(err).splitlines()[0][:300]}") from err
     try:
         yield run
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
+
+
+def workspace() -> str:
+    """Where a run's stage ran: host and repository folder."""
+    return f"{socket.gethostname()}:{Path.cwd()}"
+
+
+def _end_killed_runs(client, exp_id: str, run_name: str) -> None:
+    here = workspace()
+    for old in client.search_runs([exp_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        if old.info.run_name == run_name and old.data.tags.get("workspace") == here:
+            client.set_tag(old.info.run_id, "failed_because", "its stage was killed and started afresh")
+            client.set_terminated(old.info.run_id, status="FAILED")
+            print(f"MLflow run {old.info.run_id} ({run_name}) was left RUNNING by a killed stage: marked FAILED",
+                  flush=True)
+
+
+def _exists(client, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
 
 
 def search_runs(study: str) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ plots file), and writes a checkpoint atomically after every epoch. A run restart
 same settings resumes from that checkpoint and ends with the same metrics as an uninterrupted
 one: the model, optimizer and iteration count are restored, the lr is a function of the
 iteration, and every epoch's random stream is a function of (seed, epoch) alone (identical numbers on the CPU; cuDNN may pick
-non-deterministic kernels on a GPU). A non-finite loss stops the run as "diverged".
+non-deterministic kernels on a GPU). A run whose loss explodes stops as "diverged" (see `diverged`).
 """
 from __future__ import annotations
 
@@ -116,7 +116,10 @@ def sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
 
 
 class Checkpoint:
-    """last.pt of one run, written atomically; resumed only by a run with the same fingerprint."""
+    """last.pt of one run, written atomically; resumed only by a run with the same fingerprint.
+
+    Loaded with weights_only=True: tensors and plain containers only, so a crafted file cannot run code.
+    """
 
     def __init__(self, path: Path, fingerprint: str):
         self.path, self.fingerprint = Path(path), fingerprint
@@ -125,11 +128,12 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as err:   # noqa: BLE001 -- a truncated file from a crash: train afresh
-            print(f"{self.path}: unreadable ({err}); starting afresh", flush=True)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:   # noqa: BLE001 -- corrupt or not a checkpoint: train afresh, overwrite it
+            reason = str(err).strip().splitlines()[0][:200]
+            print(f"{self.path}: unreadable as a checkpoint ({reason}); starting afresh", flush=True)
             return None
-        if state.get("fingerprint") != self.fingerprint:
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             print(f"{self.path}: settings changed since this checkpoint was written; starting afresh", flush=True)
             return None
         return state
@@ -164,6 +168,26 @@ class LrSchedule:
         return lr
 
 
+# Cross-entropy over C classes starts near ln C, the loss of a uniform guess (CS231n "Neural
+# Networks Part 3": "look for correct loss at chance performance"; Karpathy 2019, "A Recipe for
+# Training Neural Networks": "verify loss @ init"). An epoch whose mean loss is this many times
+# ln C puts e^-(this * ln C) on the true class on average: far worse than guessing, so the weights
+# have blown up. Slow learning or the degradation problem sits near ln C, never this far above.
+DIVERGED_LOSS_FACTOR = 10
+
+
+def diverged(epoch_loss: float, num_classes: int) -> str | None:
+    """Why the run has diverged, judged on one epoch's mean training loss; None if it has not.
+
+    The mean over an epoch's iterations, not one iteration, so a single spike does not count."""
+    if not math.isfinite(epoch_loss):
+        return f"loss is {epoch_loss}"
+    limit = DIVERGED_LOSS_FACTOR * math.log(num_classes)
+    if epoch_loss > limit:
+        return f"mean loss {epoch_loss:.4g} is above {DIVERGED_LOSS_FACTOR} x ln {num_classes} = {limit:.3g}"
+    return None
+
+
 # He et al. 2016 Sec. 4.2 train ResNet-110 at lr 0.01 "until the training error is below 80%";
 # the error is judged over this many recent iterations
 LOW_LR_WINDOW = 20
@@ -172,6 +196,7 @@ LOW_LR_WINDOW = 20
 @dataclass
 class FitResult:
     status: str                            # "finished" or "diverged"
+    diverged_because: str | None = None
     history: list[dict] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
@@ -249,9 +274,10 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
               + f" {row['images_per_s']:.0f} img/s {seconds:.1f}s", flush=True)
         if on_epoch:
             on_epoch(row)
-        if not math.isfinite(row["train_loss"]):
+        result.diverged_because = diverged(row["train_loss"], logits.shape[1])
+        if result.diverged_because:
             result.status = "diverged"
-            print(f"[{label}] loss is not finite: stopping, run recorded as diverged", flush=True)
+            print(f"[{label}] {result.diverged_because}: stopping, run recorded as diverged", flush=True)
             break
         if checkpoint:
             checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -13,6 +13,7 @@ classes B (Yosinski et al. 2014), so the study needs no outside weights. Strateg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -20,7 +21,8 @@ from torch import nn
 
 from pipeline.config import STRATEGIES, ConfigError, TransferConfig, TransferRecipe
 from pipeline.data.loader import Normalize, Split, epoch_generator, train_batches
-from pipeline.train import Runtime, evaluate, sgd, sgd_step
+from pipeline.data.sources import DataError
+from pipeline.train import Runtime, diverged, evaluate, sgd, sgd_step
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,25 @@ def few_shot_indices(y: torch.Tensor, num_classes: int, shots: int, seed: int) -
     return torch.sort(torch.cat(picked)).values
 
 
+def load_source(path: Path) -> dict:
+    """The pretrain stage's weights file; weights_only=True, so a crafted file cannot run code."""
+    try:
+        source = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:   # noqa: BLE001 -- torch raises several kinds for a file that is not a weights file
+        raise DataError(f"{path}: not a weights file this study wrote ({str(err).strip().splitlines()[0][:200]}); "
+                        "delete it and run the pretrain stage again (dvc repro pretrain)") from None
+    if not isinstance(source, dict) or "state_dict" not in source:
+        raise DataError(f"{path}: no state_dict inside; run the pretrain stage again (dvc repro pretrain)")
+    return source
+
+
 def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize, recipe: TransferRecipe,
-              rt: Runtime, seed: int, step0: int, on_log: Callable[[int, dict], None] | None = None) -> int:
-    """Train for `phase.steps` SGD steps; return the global step count reached."""
+              rt: Runtime, seed: int, step0: int,
+              on_log: Callable[[int, dict], None] | None = None) -> tuple[int, float]:
+    """Train for `phase.steps` SGD steps; return the global step count reached and the mean
+    training loss of the phase's last logging window (the steps since the one before)."""
     head = model.get_classifier()
     for p in model.parameters():
         p.requires_grad_(phase.trainable == "all")
@@ -77,7 +95,7 @@ def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize
     # cosine decay to zero over the phase: no milestones to tune for a few hundred steps
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, phase.steps)
     batch_size = min(recipe.batch_size, len(train))
-    step, epoch, loss_sum, wrong, seen = step0, 0, 0.0, 0, 0
+    step, epoch, loss_sum, wrong, seen, window_loss = step0, 0, 0.0, 0, 0, float("nan")
     log_every = max(phase.steps // 10, 1)
     while step < step0 + phase.steps:
         epoch += 1
@@ -91,28 +109,36 @@ def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize
             loss_sum += loss.item() * len(y)
             wrong += int((logits.argmax(1) != y).sum())
             seen += len(y)
-            if on_log and (step - step0) % log_every == 0:
-                on_log(step, {"train_loss": loss_sum / seen, "train_error": wrong / seen,
-                              "lr": optimizer.param_groups[0]["lr"]})
+            if (step - step0) % log_every == 0 or step >= step0 + phase.steps:
+                window_loss = loss_sum / seen
+                if on_log and (step - step0) % log_every == 0:
+                    on_log(step, {"train_loss": window_loss, "train_error": wrong / seen,
+                                  "lr": optimizer.param_groups[0]["lr"]})
                 loss_sum, wrong, seen = 0.0, 0, 0
             if step >= step0 + phase.steps:
                 break
     for p in model.parameters():
         p.requires_grad_(True)
-    return step
+    return step, window_loss
 
 
 def transfer(model: nn.Module, strategy: str, train: Split, test: Split, normalize: Normalize,
              recipe: TransferRecipe, rt: Runtime, seed: int,
              on_log: Callable[[int, dict], None] | None = None) -> dict[str, float]:
-    """Run every phase of `strategy` on `model` (head already reset); return final test scores."""
-    step = 0
+    """Run every phase of `strategy` on `model` (head already reset); return final test scores,
+    and status "diverged" (with the reason, train.diverged's rule) if a phase's last losses exploded."""
+    step, why = 0, None
     for i, phase in enumerate(phases(strategy, recipe)):
-        step = run_phase(model, phase, train, normalize, recipe, rt, seed + 7919 * i, step, on_log)
+        step, loss = run_phase(model, phase, train, normalize, recipe, rt, seed + 7919 * i, step, on_log)
         scores = evaluate(model, test, normalize, rt)
         if on_log:
             on_log(step, {"test_error": scores["error"], "test_loss": scores["loss"]})
+        why = diverged(loss, model.get_classifier().out_features)
+        if why:
+            print(f"[{strategy}] {why}: stopping, run recorded as diverged", flush=True)
+            break
     trainable = sum(p.numel() for p in (model.get_classifier().parameters() if strategy == "feature_extractor"
                                         else model.parameters()))
     return {"test_error": scores["error"], "test_loss": scores["loss"], "steps": step,
-            "trainable_params": trainable}
+            "trainable_params": trainable, "status": "diverged" if why else "finished",
+            **({"diverged_because": why} if why else {})}

@@ -3,7 +3,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.cli import run_stage
-from pipeline.config import load_all
+from pipeline.config import load_section
 from pipeline.data.sources import download
 
 
@@ -11,8 +11,7 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    # the first stage checks every section, so a typo anywhere fails before any work
-    download(load_all()["data"], args.out)
+    download(load_section("data"), args.out)
 
 
 if __name__ == "__main__":

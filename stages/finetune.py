@@ -9,10 +9,10 @@ from pipeline.cli import run_stage
 from pipeline.config import ConfigError, flatten, load_section
 from pipeline.data.loader import Normalize, load_prepared
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import write_json, write_rows
+from pipeline.outputs import check_writable, write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.train import Runtime
-from pipeline.transfer import check_classes, few_shot_indices, transfer, uses_source_weights
+from pipeline.transfer import check_classes, few_shot_indices, load_source, transfer, uses_source_weights
 
 
 def main(argv: list[str]) -> None:
@@ -28,6 +28,7 @@ def main(argv: list[str]) -> None:
     if args.strategy not in cfg.strategies or args.shots not in cfg.shots:
         raise ConfigError(f"--strategy {args.strategy} --shots {args.shots}: not in transfer.strategies "
                           f"({', '.join(cfg.strategies)}) x transfer.shots ({', '.join(map(str, cfg.shots))})")
+    check_writable(args.metrics, args.history)
     recipe = cfg.finetune
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
     data = load_prepared(args.data)
@@ -41,8 +42,7 @@ def main(argv: list[str]) -> None:
     model = create_model_from_id(cfg.source_model, num_classes=len(cfg.source_classes), in_chans=data.in_chans,
                                  input_size=data.image_size)
     if uses_source_weights(args.strategy):
-        source = torch.load(args.source, map_location="cpu", weights_only=False)
-        model.load_state_dict(source["state_dict"])
+        model.load_state_dict(load_source(args.source)["state_dict"])
     model.reset_classifier(len(cfg.target_classes))
     model = rt.prepare_model(model)
 
@@ -67,10 +67,11 @@ def main(argv: list[str]) -> None:
     with tracking.start_run(study.name, f"finetune-{name}", params, tags) as run:
         final = transfer(model, args.strategy, train.to(rt.device), test.to(rt.device), normalize, recipe, rt,
                          cfg.seed, on_log)
-        run.log_metrics({f"final_{k}": v for k, v in final.items()})
+        run.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, (int, float))})
+        run.set_tags({k: v for k, v in final.items() if k in ("status", "diverged_because")})
         write_rows(args.history, history)
         write_json(args.metrics, {**final, **params, **env, "mlflow_run_id": run.run_id})
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, tracked=True)

@@ -8,7 +8,7 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, flatten, load_section
 from pipeline.measure import measure_model_id
-from pipeline.outputs import read_json, write_json
+from pipeline.outputs import check_writable, read_json, write_json
 from pipeline.provenance import device_tag, software
 
 
@@ -21,6 +21,7 @@ def main(argv: list[str]) -> None:
     study, cfg, train_cfg = load_section("study"), load_section("measure"), load_section("train")
     if args.model not in train_cfg.models:
         raise ConfigError(f"--model {args.model}: not in train.models ({', '.join(train_cfg.models)})")
+    check_writable(args.metrics)
     manifest = read_json(args.data / "manifest.json")
     shape = tuple(manifest["shape"])
     if cfg.threads:
@@ -41,4 +42,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, tracked=True)

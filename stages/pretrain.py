@@ -4,6 +4,7 @@ Trained on `transfer.source_classes` only (Yosinski et al. 2014), or, for a timm
 source with `transfer.source_weights`, loaded from its pretrained weights and not trained.
 """
 import argparse
+from dataclasses import astuple
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from pipeline.data.loader import PreparedData, load_prepared
 from pipeline.data.sources import DataError, file_digest
 from pipeline.models import create_model_from_id
 from pipeline.models.timm_models import PRETRAINED
-from pipeline.outputs import save_model, write_json, write_rows
+from pipeline.outputs import check_writable, save_model, write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.runner import RunOutputs, train_tracked
 from pipeline.transfer import check_classes
@@ -29,6 +30,7 @@ def import_source(study: str, cfg: TransferConfig, data: PreparedData, outputs: 
         if digest != cfg.source_weights_sha256:
             raise DataError(f"{cfg.source_weights}: sha256 is {digest}, expected {cfg.source_weights_sha256} "
                             "(transfer.source_weights_sha256)")
+    check_writable(*astuple(outputs))
     torch.manual_seed(cfg.seed)   # the new head's init
     model = create_model_from_id(cfg.source_model, num_classes=len(cfg.source_classes), in_chans=data.in_chans,
                                  input_size=data.image_size, weights=cfg.source_weights)
@@ -67,4 +69,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, tracked=True)

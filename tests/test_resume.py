@@ -8,6 +8,7 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from pipeline import tracking
@@ -41,19 +42,25 @@ def stage(repo, workdir, name):
             "--history", str(out / "h.csv"), "--checkpoint", str(out / "ckpt.pt")]
 
 
-def test_sigkilled_train_stage_resumes_to_the_same_result(repo, workdir):
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    subprocess.run(stage(repo, workdir, "straight"), cwd=workdir, env=env, check=True, capture_output=True)
-
-    killed = subprocess.Popen(stage(repo, workdir, "killed"), cwd=workdir, env=env,
+def kill_after_first_checkpoint(repo, workdir, name, env) -> str:
+    """Start the train stage, SIGKILL it once its first checkpoint is written; return its MLflow run id."""
+    killed = subprocess.Popen(stage(repo, workdir, name), cwd=workdir, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = workdir / "killed" / "ckpt.pt"
+    checkpoint = workdir / name / "ckpt.pt"
     deadline = time.time() + 120
     while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert checkpoint.exists() and not (workdir / "killed" / "m.json").exists(), "was not killed mid-run"
+    assert checkpoint.exists() and not (workdir / name / "m.json").exists(), "was not killed mid-run"
+    return torch.load(checkpoint, weights_only=True)["meta"]["run_id"]
+
+
+def test_sigkilled_train_stage_resumes_to_the_same_result(repo, workdir):
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    subprocess.run(stage(repo, workdir, "straight"), cwd=workdir, env=env, check=True, capture_output=True)
+    kill_after_first_checkpoint(repo, workdir, "killed", env)
+    checkpoint = workdir / "killed" / "ckpt.pt"
 
     again = subprocess.run(stage(repo, workdir, "killed"), cwd=workdir, env=env, check=True,
                            capture_output=True, text=True)
@@ -70,3 +77,33 @@ def test_sigkilled_train_stage_resumes_to_the_same_result(repo, workdir):
     runs = tracking.search_runs("quick")
     assert len(runs) == 2 and {r["status"] for r in runs} == {"FINISHED"}
     assert b["mlflow_run_id"] in {r["run_id"] for r in runs}
+
+
+def test_resume_continues_in_a_new_run_when_the_old_one_is_lost(repo, workdir, tmp_path, monkeypatch):
+    """Killed, then its MLflow run is gone (another store): the stage resumes from its checkpoint
+    into a new run that carries every epoch, instead of failing on the missing run for good."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    lost = kill_after_first_checkpoint(repo, workdir, "killed", env)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'other.db'}"
+    again = subprocess.run(stage(repo, workdir, "killed"), cwd=workdir, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming after epoch" in again.stdout and f"MLflow run {lost} is not in" in again.stdout
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    (run,) = tracking.search_runs("quick")
+    assert run["status"] == "FINISHED" and run["tags"]["continues_lost_run"] == lost
+    assert [step for step, _ in tracking.metric_history(run["run_id"], "train_error")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_killed_run_that_cannot_resume_is_marked_failed(repo, workdir):
+    """Killed, then the settings change: the checkpoint cannot be resumed, so the run it was writing
+    to will never end by itself; the new run marks it FAILED rather than leaving it RUNNING."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    killed = kill_after_first_checkpoint(repo, workdir, "killed", env)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"]["recipe"]["epochs"] = 5
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    again = subprocess.run(stage(repo, workdir, "killed"), cwd=workdir, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "settings changed since this checkpoint" in again.stdout, again.stderr[-3000:]
+    status = {r["run_id"]: r["status"] for r in tracking.search_runs("quick")}
+    assert status.pop(killed) == "FAILED" and list(status.values()) == ["FINISHED"]

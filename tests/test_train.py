@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, Recipe
-from pipeline.train import Checkpoint, Runtime
+from pipeline.train import Checkpoint, Runtime, diverged
 from conftest import tiny_splits, train_tiny as train
 
 
@@ -91,10 +91,29 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]   # no temporary file left behind
 
 
-def test_divergence_stops_the_run(data):
-    _, result = train(data, recipe(lr=1e30, epochs=3))
-    assert result.status == "diverged"
+@pytest.mark.parametrize("lr", [1e30, 100.0])   # inf/nan loss; a finite loss that explodes (issue 9: 1.5e9)
+def test_divergence_stops_the_run(data, lr):
+    _, result = train(data, recipe(lr=lr, epochs=3))
+    assert result.status == "diverged" and result.diverged_because
     assert len(result.history) < 3
+
+
+# synthetic per-epoch mean training losses of a 10-class run, and the first epoch judged diverged
+CURVES = [
+    ([2.30, 1.20, 0.60], None),                 # learning
+    ([2.30, 2.30, 2.31], None),                 # not learning (a deep plain net): not divergence
+    ([2.30, 9.0, 4.0], None),                   # a rough start, far below 10 x ln 10 = 23.03
+    ([2.30, 1.5e9, 1.4e9], 2),                  # exploded, finite
+    ([2.30, 0.9, float("nan")], 3),
+    ([float("inf")], 1),
+    ([23.0, 23.1], 2),                          # the limit itself is not over it
+]
+
+
+@pytest.mark.parametrize("curve, first_diverged", CURVES)
+def test_divergence_rule_on_synthetic_loss_curves(curve, first_diverged):
+    judged = [i + 1 for i, loss in enumerate(curve) if diverged(loss, num_classes=10)]
+    assert (judged[0] if judged else None) == first_diverged
 
 
 def test_learning_lowers_the_error(data):

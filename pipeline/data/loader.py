@@ -71,8 +71,12 @@ def load_prepared(folder: Path) -> PreparedData:
         path = folder / name
         if file_digest(path, "sha256") != digest:
             raise DataError(f"{path}: sha256 differs from {manifest_path}; re-run the prepare stage")
-        blob = torch.load(path, weights_only=True)
-        splits[path.stem] = Split(blob["x"], blob["y"])
+        try:
+            blob = torch.load(path, weights_only=True)   # tensors only: a crafted file cannot run code
+            splits[path.stem] = Split(blob["x"], blob["y"])
+        except Exception as err:   # noqa: BLE001 -- torch raises several kinds for a file that is not ours
+            raise DataError(f"{path}: not a split the prepare stage wrote ({str(err).strip().splitlines()[0][:150]}); "
+                            "re-run the prepare stage") from None
     return PreparedData(manifest, splits)
 
 

@@ -5,13 +5,15 @@ Hugging Face Hub) or the path of a local file (.pth, .bin or .safetensors, for m
 internet). Local and downloaded weights go through the same timm loader, which sums the first
 conv's RGB filters when `in_chans` is 1 (timm's adapt_input_conv). The weights are loaded with
 their own classifier, so that the load is strict (a file of another model is an error, not a
-warning), and the classifier is then replaced for `num_classes`.
+warning), and the classifier is then replaced for `num_classes`. A local pickle file is opened
+with weights_only=True here first, so a crafted file runs no code whatever timm version loads it.
 """
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from pipeline.data.sources import DataError
@@ -43,6 +45,8 @@ def create_timm_model(name: str, *, num_classes: int, in_chans: int, weights: st
                                     f"(give a local .pth/.safetensors file, or '{PRETRAINED}' to download)")
         overlay = {"file": str(path.resolve())}
     try:
+        if overlay and path.suffix != ".safetensors":   # safetensors holds tensors only: nothing to run
+            torch.load(path, map_location="cpu", weights_only=True)
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, in_chans=in_chans)
     # what a file that is no checkpoint of this model raises, by timm version (older ones unpickle it)
     except (RuntimeError, KeyError, OSError, ValueError, pickle.UnpicklingError) as err:

@@ -1,0 +1,74 @@
+"""Nothing from a file is unpickled freely: a crafted pickle given to any loader of the project
+runs no code, and the loader says which file it refused."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, source_files
+from pipeline.data.loader import load_prepared
+from pipeline.data.sources import DataError, file_digest
+from pipeline.models import create_model_from_id
+from pipeline.train import Checkpoint
+from pipeline.transfer import load_source
+
+
+class Payload:
+    """Unpickling this calls open(marker, "w"): code run from the file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def craft(path: Path, marker: Path, wrap=lambda payload: payload) -> Path:
+    torch.save(wrap(Payload(marker)), path)
+    return path
+
+
+def load_checkpoint(path: Path):
+    assert Checkpoint(path, "fp").load() is None   # refused: the run starts afresh and overwrites it
+
+
+def load_prepared_split(path: Path):
+    folder = path.parent
+    (folder / "manifest.json").write_text('{"sha256": {"%s": "%s"}}' % (path.name, file_digest(path, "sha256")))
+    with pytest.raises(DataError, match=re.escape(f"{path}: not a split the prepare stage wrote")):
+        load_prepared(folder)
+
+
+def load_finetune_source(path: Path):
+    with pytest.raises(DataError, match=re.escape(f"{path}: not a weights file this study wrote")):
+        load_source(path)
+
+
+def load_timm_weights(path: Path):
+    with pytest.raises(DataError, match=re.escape(f"{path}: not loadable as weights of timm:resnet18")):
+        create_model_from_id("timm:resnet18", num_classes=3, in_chans=3, weights=str(path))
+
+
+LOADERS = {"checkpoint": load_checkpoint, "prepared split": load_prepared_split,
+           "finetune source": load_finetune_source, "timm weights file": load_timm_weights}
+
+
+@pytest.mark.parametrize("loader", LOADERS.values(), ids=LOADERS.keys())
+@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"state_dict": p, "x": p, "y": p}], ids=["bare", "inside"])
+def test_a_crafted_pickle_runs_no_code(tmp_path, loader, wrap):
+    marker = tmp_path / "code-ran"
+    loader(craft(tmp_path / "train.pt", marker, wrap))
+    assert not marker.exists()
+
+
+def test_every_torch_load_is_weights_only():
+    """The loaders above are every torch.load in the project: each says weights_only=True."""
+    calls = []
+    for rel in source_files(REPO):
+        if rel.endswith(".py") and not rel.startswith("tests/"):
+            text = (REPO / rel).read_text()
+            calls += [(rel, m.group(0)) for m in re.finditer(r"torch\.load\([^)]*\)", text)]
+    assert calls and all("weights_only=True" in call for _, call in calls), calls
+    assert {rel for rel, _ in calls} == {"pipeline/train.py", "pipeline/transfer.py", "pipeline/data/loader.py",
+                                         "pipeline/models/timm_models.py"}
