@@ -21,9 +21,15 @@ STRATEGIES_NOTE = ("scratch = random init; finetune = all layers from the source
                    "(Kumar et al. 2022).")
 
 
-def load_metrics(folder: Path) -> pd.DataFrame:
-    rows = [read_json(p) for p in sorted(Path(folder).glob("*.json"))]
-    return pd.DataFrame(rows)
+def load_metrics(folder: Path, items: list[str]) -> pd.DataFrame:
+    """`<folder>/<item>.json` of each of the study's current items; the files of items no longer
+    in params.yaml (a model dropped from train.models) stay out of the tables."""
+    paths = [Path(folder) / f"{item}.json" for item in items]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: missing ({len(missing)} of the study's {len(paths)} results in "
+                                f"{folder}); run the study (make study) to produce them")
+    return pd.DataFrame([read_json(p) for p in paths])
 
 
 def load_histories(folder: Path, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -178,6 +184,10 @@ def transfer_table(finetune: pd.DataFrame) -> pd.DataFrame:
     pivot.columns = [f"{c} shots/class: test error %" for c in pivot.columns]
     trainable = finetune.groupby("strategy")["trainable_params"].first()
     pivot["trained params"] = [f"{int(trainable[s]):,}" for s in pivot.index]
+    if "status" in finetune and (finetune["status"] == "diverged").any():
+        bad = finetune[finetune["status"] == "diverged"].groupby("strategy")["shots"]
+        pivot["diverged (shots)"] = [", ".join(map(str, sorted(bad.get_group(s)))) if s in bad.groups else "–"
+                                     for s in pivot.index]
     return pivot.reset_index()
 
 
@@ -271,13 +281,16 @@ def plot_transfer(finetune: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def build_report(*, title: str, study: str, metrics_dir: Path, plots_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them."""
+def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, plots_dir: Path,
+                 out_dir: Path) -> dict[str, pd.DataFrame]:
+    """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them.
+
+    `items` names the study's results per stage ("train": ["resnet-20-s0", ...], "measure", "finetune")."""
     out_dir = Path(out_dir)
+    train = load_metrics(Path(metrics_dir) / "train", items["train"])
+    measure = load_metrics(Path(metrics_dir) / "measure", items["measure"])
+    finetune = load_metrics(Path(metrics_dir) / "finetune", items["finetune"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    train = load_metrics(Path(metrics_dir) / "train")
-    measure = load_metrics(Path(metrics_dir) / "measure")
-    finetune = load_metrics(Path(metrics_dir) / "finetune")
     pretrain_path = Path(metrics_dir) / "pretrain.json"
     pretrain = read_json(pretrain_path) if pretrain_path.is_file() else None
     dataset = str(train["dataset"].iloc[0]) if not train.empty else "?"

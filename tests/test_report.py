@@ -1,8 +1,14 @@
 import json
 
 import pandas as pd
+import pytest
 
 from pipeline.report import build_report
+
+GRID = [("plain", 20, 0), ("plain", 56, 0), ("resnet", 20, 0), ("resnet", 20, 1), ("resnet", 56, 0)]
+ITEMS = {"train": [f"{f}-{d}-s{s}" for f, d, s in GRID] + ["alexnet-8-fc-s0", "alexnet-8-gap-s0"],
+         "measure": ["plain-20", "plain-56", "resnet-20", "resnet-56", "alexnet-8-fc", "alexnet-8-gap"],
+         "finetune": [f"{st}-{n}" for st in ("scratch", "finetune", "feature_extractor", "lp_ft") for n in (10, 100)]}
 
 
 def _write(folder, name, data):
@@ -10,7 +16,7 @@ def _write(folder, name, data):
     (folder / f"{name}.json").write_text(json.dumps(data))
 
 
-def test_report_tables_come_from_the_metrics_files(tmp_path):
+def write_study(tmp_path):
     metrics, plots = tmp_path / "metrics", tmp_path / "plots"
     for family, depth, seed, train_err, test_err in [("plain", 20, 0, 0.10, 0.12), ("plain", 56, 0, 0.30, 0.31),
                                                      ("resnet", 20, 0, 0.09, 0.11), ("resnet", 20, 1, 0.11, 0.13),
@@ -37,7 +43,17 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
         for shots, err in ((10, 0.4), (100, 0.2)):
             _write(metrics / "finetune", f"{strategy}-{shots}", {"strategy": strategy, "shots": shots,
                                                                   "test_error": err, "trainable_params": 99})
-    tables = build_report(title="t", study="s", metrics_dir=metrics, plots_dir=plots, out_dir=tmp_path / "reports")
+    # a model dropped from train.models: its files stay in metrics/ but not in the study
+    _write(metrics / "train", "vgg-11-s0", {"model": "vgg-11", "family": "vgg", "depth": 11, "seed": 0,
+                                            "train_error": 0.5, "test_error": 0.5, "status": "finished",
+                                            "params": 1, "dataset": "fashion_mnist", "recipe.lr": 0.1})
+    return metrics, plots
+
+
+def test_report_tables_come_from_the_metrics_files(tmp_path):
+    metrics, plots = write_study(tmp_path)
+    tables = build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, plots_dir=plots,
+                          out_dir=tmp_path / "reports")
 
     deg = tables["degradation"].set_index("depth")
     assert deg.loc[56, "plain train error %"] == "30.00"
@@ -49,6 +65,7 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert arch.loc["resnet-56", "published params (M, 3x32x32, 10 classes)"] == "0.85"
     assert arch.loc["resnet-56", "CPU latency ms (batch 1)"] == "1.50"
     assert arch.loc["resnet-56", "published test error %"].startswith("6.97 (cifar10")
+    assert "vgg-11" not in arch.index   # only the current study's items
     heads = tables["heads"].set_index("model")
     assert list(heads.index) == ["alexnet-8-fc", "alexnet-8-gap"]
     assert heads.loc["alexnet-8-fc", "test − train error (points)"] == "+15.00"
@@ -68,3 +85,12 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
             "test error 15.00 % vs 20.00 %, test − train +5.00 vs +15.00 points.") in readme
     assert "SGD lr 0.1," in readme   # the degradation grid's recipe, not the first file's
     assert "Per-model departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme
+
+
+def test_a_missing_result_of_the_study_is_named(tmp_path):
+    metrics, plots = write_study(tmp_path)
+    (metrics / "train" / "resnet-56-s0.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"resnet-56-s0.json: missing \(1 of the study's 7 results"):
+        build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, plots_dir=plots,
+                     out_dir=tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()   # nothing written before the inputs are complete

@@ -20,7 +20,7 @@ import torch
 
 from pipeline.config import DataConfig
 from pipeline.config import ConfigError
-from pipeline.data.sources import DataError, dataset_files, file_digest
+from pipeline.data.sources import DataError, dataset_files, file_digest, verify_downloaded
 
 SPLITS = ("train", "val", "test")
 
@@ -93,6 +93,7 @@ def load_raw(cfg: DataConfig, raw: Path):
 
 
 def prepare(cfg: DataConfig, raw: Path, out_dir: Path) -> dict:
+    verify_downloaded(cfg, Path(raw))
     x_train, y_train, x_test, y_test, classes = load_raw(cfg, Path(raw))
     for name, y in (("train", y_train), ("test", y_test)):
         if y.min() < 0 or y.max() >= len(classes):

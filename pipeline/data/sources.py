@@ -78,6 +78,23 @@ def verify(path: Path, expected: RemoteFile) -> None:
             f"(the published checksum of {expected.name}); the file is corrupt or not the original")
 
 
+def verify_downloaded(cfg: DataConfig, raw: Path) -> None:
+    """Check the download stage's files again before they are read: DVC does not notice a file
+    corrupted in place that kept its size and mtime. Each file must have its published checksum
+    (or, for Fashion-MNIST, Debian's)."""
+    for file in dataset_files(cfg):
+        path = Path(raw) / file.name
+        if not path.is_file():
+            raise DataError(f"{path}: missing; delete {raw} and run the study again (the download stage "
+                            "fetches and verifies it)")
+        accepted = {file.checksum, DEBIAN_FASHION_MNIST_MD5.get(file.name) if cfg.dataset == "fashion_mnist" else None}
+        actual = file_digest(path, file.algorithm)
+        if actual not in accepted:
+            raise ChecksumError(f"{path}: {file.algorithm} is {actual}, expected {file.checksum}: corrupt since it "
+                                f"was downloaded; delete {raw} and run the study again (the download stage "
+                                "fetches and verifies it)")
+
+
 def candidate_folders(cfg: DataConfig) -> list[tuple[Path, dict[str, str]]]:
     """Local folders to search, in order, each with the MD5s that hold there instead of the
     published ones (only the Debian copy has its own)."""
