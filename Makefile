@@ -24,20 +24,18 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 		|| echo "warning: dataset-fashion-mnist not installed; the study will download Fashion-MNIST"; fi
 	touch $@
 
-# quick: the committed params.yaml; any other study is composed from conf/study/$(STUDY).yaml
+# quick: the committed params.yaml; any other study is composed from conf/study/$(STUDY).yaml.
+# pipeline/repro.py checks every input first, then runs dvc repro (or dvc exp run -S study=...),
+# and puts back the last good results of a stage that fails.
 study: setup
-ifeq ($(STUDY),quick)
-	dvc repro
-else
-	dvc exp run -S study=$(STUDY)
-endif
+	$(PY) -m pipeline.repro --study $(STUDY)
 
 test: setup
 	$(PY) -m pytest
 
 # tables and figures again from the tracked results in metrics/ and plots/, no training
 report: setup
-	dvc repro --force --single-item report
+	$(PY) -m pipeline.repro -- --force --single-item report
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

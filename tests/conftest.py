@@ -110,11 +110,11 @@ def source_files(repo: Path) -> list[str]:
                                             capture_output=True, text=True, check=True).stdout.split("\0")))
 
 
-@pytest.fixture
-def study(repo, tmp_path):
-    """A git repository holding a copy of the working tree (tracked and new files, none of the ignored)
-    with a tiny study in params.yaml; returns it and the environment to run dvc in."""
-    work = tmp_path / "repo"
+def make_study(repo: Path, root: Path, models=("plain-20", "resnet-20", "lenet-5-fc", "lenet-5-gap")):
+    """A git repository in `root`/repo holding a copy of the working tree (tracked and new files,
+    none of the ignored) with a tiny study of `models` in params.yaml; returns it and the
+    environment to run dvc in."""
+    work = root / "repo"
     for rel in source_files(repo):
         src = repo / rel
         if src.is_file() and not rel.startswith(NOT_COPIED):
@@ -125,11 +125,11 @@ def study(repo, tmp_path):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         run(cmd, work, env)
-    sha = write_npz(tmp_path / "tiny.npz")
+    sha = write_npz(root / "tiny.npz")
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["study"]["name"] = "tiny"
-    params["data"].update(dataset="npz", npz_path=str(tmp_path / "tiny.npz"), npz_sha256=sha, val_size=30)
-    params["train"]["models"] = ["plain-20", "resnet-20", "lenet-5-fc", "lenet-5-gap"]
+    params["data"].update(dataset="npz", npz_path=str(root / "tiny.npz"), npz_sha256=sha, val_size=30)
+    params["train"]["models"] = list(models)
     params["train"]["overrides"] = {"lenet-5-fc": {"lr": 0.05}}
     params["train"]["recipe"].update(epochs=2, milestones=[1], warmup_epochs=0, train_images=0, batch_size=32)
     params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
@@ -138,3 +138,9 @@ def study(repo, tmp_path):
     params["measure"].update(repeats=2, warmup=1)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     return work, env
+
+
+@pytest.fixture
+def study(repo, tmp_path):
+    """The tiny study of make_study in a temporary folder."""
+    return make_study(repo, tmp_path)
