@@ -27,7 +27,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
-def _where(uri: str) -> str:
+def _where() -> str:
     return "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "the default store"
 
 
@@ -42,7 +42,7 @@ def check_store() -> None:
             pass   # it answered: reachable (older servers have no /health)
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
-            raise TrackingError(f"{uri} ({_where(uri)}): tracking server unreachable ({reason}); start it "
+            raise TrackingError(f"{uri} ({_where()}): tracking server unreachable ({reason}); start it "
                                 "(mlflow server ...) or unset MLFLOW_TRACKING_URI to use sqlite:///mlflow.db") from None
     elif uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
