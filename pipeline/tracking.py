@@ -36,10 +36,12 @@ def check_store() -> None:
     an unreachable server, a corrupt, unreadable or read-only SQLite file."""
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
+        health = f"{uri.rstrip('/')}/health"   # an MLflow server answers 200 "OK" here
         try:
-            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACH_TIMEOUT_S).close()
-        except urllib.error.HTTPError:
-            pass   # it answered: reachable (older servers have no /health)
+            urllib.request.urlopen(health, timeout=REACH_TIMEOUT_S).close()
+        except urllib.error.HTTPError as err:
+            raise TrackingError(f"{uri} ({_where()}): {health} answered HTTP {err.code}, so this is not an MLflow "
+                                "tracking server (or a proxy stands in between); check the address") from None
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise TrackingError(f"{uri} ({_where()}): tracking server unreachable ({reason}); start it "

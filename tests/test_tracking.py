@@ -30,3 +30,29 @@ def test_default_store_is_mlflow_db_in_the_working_directory(monkeypatch, tmp_pa
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.chdir(tmp_path)
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server that is not MLflow: every path answers 404."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    server.RequestHandlerClass.log_message = lambda *args: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/nothing-here"
+    server.shutdown()
+
+
+def test_a_server_that_is_not_mlflow_is_refused_at_once(monkeypatch, http_server):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", http_server)
+    with pytest.raises(tracking.TrackingError, match=r"/health answered HTTP 404, so this is not an MLflow"):
+        tracking.check_store()
+
+
+def test_an_unreachable_server_is_named_with_the_fix(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with pytest.raises(tracking.TrackingError, match=r"127.0.0.1:9 \(MLFLOW_TRACKING_URI\): tracking server "
+                                                     r"unreachable .*unset MLFLOW_TRACKING_URI"):
+        tracking.check_store()
