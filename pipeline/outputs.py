@@ -56,12 +56,15 @@ def write_atomically(path: Path, write) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:   # torch.save reports a full disk as RuntimeError
+    except BaseException as err:   # an interrupt too: no temporary file is left behind
         tmp.unlink(missing_ok=True)
+        if not isinstance(err, (OSError, RuntimeError)):   # torch.save reports a full disk as RuntimeError
+            raise
         free = f"{_free_mib(path.parent):.0f} MiB free" if path.parent.is_dir() else "folder missing"
         kept = "the previous version is unchanged" if path.exists() else "nothing was written"
-        raise OutputError(f"{path}: could not be written ({getattr(err, 'strerror', None) or err}; {free} "
-                          f"there); {kept}. Free some space or fix the folder's permissions, then run again") from err
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0][:200]
+        raise OutputError(f"{path}: could not be written ({reason}; {free} there); {kept}. "
+                          "Free some space or fix the folder's permissions, then run again") from err
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -8,18 +8,23 @@
    A failure is one line naming the key or path and the fix, exit status 2.
 2. DVC deletes a stage's outputs before running it, and metrics/ and plots/ are git-tracked
    (`cache: false`), so `dvc checkout` cannot bring them back once a re-run fails. So every output
-   dvc.lock records is kept (hard links, no copy) before `dvc repro`, and afterwards each one that
-   is gone while dvc.lock still records it unchanged (its stage failed before replacing it) is put
-   back. A study killed on the way is repaired the same way when it starts again.
+   dvc.lock records is kept (hard links, no copy) before `dvc repro`; afterwards, for each stage
+   whose dvc.lock entry is unchanged (it failed, or did not run), every kept output that is gone
+   or was replaced is put back, so a stage's results never mix two runs. A study killed on the
+   way is repaired the same way when it starts again.
+
+One study command at a time per repository (a lock file); Ctrl-C lets dvc stop cleanly first.
 
 Running `dvc repro` by hand skips both; the stage scripts still validate params and the store.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +38,8 @@ from pipeline.tracking import TrackingError, check_store
 
 LOCK = Path("dvc.lock")
 KEPT = Path(".dvc/tmp/last-good")          # DVC ignores .dvc/tmp; the snapshot lives only while DVC runs
-KEPT_INDEX = KEPT / "index.json"           # path -> the md5 dvc.lock recorded for it when it was kept
+KEPT_INDEX = KEPT / "index.json"           # output path -> its stage's dvc.lock entry when it was kept
+ONE_AT_A_TIME = Path(".dvc/tmp/repro.lock")
 OUTPUT_FOLDERS = ("metrics", "plots", "runs", "checkpoints", "reports")
 # room for DVC's cache and lock, the MLflow database and one item's checkpoint and model (a ResNet-110
 # checkpoint with momentum is 14 MiB); the stages check their own need again before they write
@@ -45,8 +51,9 @@ class LockError(ValueError):
 
 
 def read_lock(path: Path = LOCK) -> dict[str, str]:
-    """Every output dvc.lock records, path -> md5; {} without a lock. Raises LockError with the
-    recovery when the file is not a valid lock (cut short by a killed dvc: DVC writes it in place)."""
+    """Every output dvc.lock records, path -> its stage's whole entry (cmd, deps, params, outs) as
+    JSON; {} without a lock. Raises LockError with the recovery when the file is not a valid lock
+    (cut short by a killed dvc: DVC writes it in place)."""
     if not path.exists():
         return {}
     try:
@@ -60,7 +67,7 @@ def read_lock(path: Path = LOCK) -> dict[str, str]:
         raise LockError(f"{path}: not a valid DVC lock file ({reason}), most likely cut short by an interrupted "
                         f"dvc; restore it with `{restore}` and run again: the items finished since come back "
                         "from DVC's run cache without retraining") from None
-    return {out["path"]: out.get("md5", "") for stage in lock.get("stages", {}).values()
+    return {out["path"]: json.dumps(stage, sort_keys=True) for stage in lock.get("stages", {}).values()
             for out in stage.get("outs", [])}
 
 
@@ -83,37 +90,51 @@ def preflight(study: str) -> dict[str, str]:
     return outputs
 
 
+def _link(src: str, dst: str) -> None:
+    """A hard link (a symlink into DVC's cache stays a symlink); a copy where links are refused."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
 def keep(outputs: dict[str, str]) -> None:
-    """Hard-link every existing output into KEPT, with the md5 dvc.lock records for it."""
+    """Link every existing output into KEPT, with its stage's dvc.lock entry."""
     shutil.rmtree(KEPT, ignore_errors=True)
     KEPT.mkdir(parents=True)
     kept = {}
-    for path, md5 in outputs.items():
+    for path, entry in outputs.items():
         src, dst = Path(path), KEPT / path
         if not src.exists():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, copy_function=os.link)
+        if src.is_dir() and not src.is_symlink():
+            shutil.copytree(src, dst, symlinks=True, copy_function=_link)
         else:
-            os.link(src, dst)
-        kept[path] = md5
-    KEPT_INDEX.write_text(json.dumps(kept, indent=1))
+            _link(str(src), str(dst))
+        kept[path] = entry
+    KEPT_INDEX.write_text(json.dumps(kept))
 
 
 def put_back() -> list[str]:
-    """Restore each kept output that is gone while dvc.lock still records the same md5 for it;
-    return their paths. The kept copies are removed."""
+    """For each stage whose dvc.lock entry is the one recorded when its outputs were kept, put
+    back every kept output that is gone or was replaced; return their paths. KEPT is removed."""
     if not KEPT_INDEX.is_file():
         return []
     kept = json.loads(KEPT_INDEX.read_text())
     outputs = read_lock()
     restored = []
-    for path, md5 in kept.items():
-        if not Path(path).exists() and outputs.get(path) == md5:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(KEPT / path, path)
-            restored.append(path)
+    for path, entry in kept.items():
+        current, saved = Path(path), KEPT / path
+        if outputs.get(path) != entry or (current.exists() and os.path.samefile(current, saved)):
+            continue   # the stage recorded a new run, or the output was never touched
+        if current.is_dir() and not current.is_symlink():
+            shutil.rmtree(current)
+        elif current.exists() or current.is_symlink():
+            current.unlink()
+        current.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(saved, current)
+        restored.append(path)
     shutil.rmtree(KEPT, ignore_errors=True)
     return restored
 
@@ -122,32 +143,53 @@ def dvc_command(study: str, dvc_args: list[str]) -> list[str]:
     return ["dvc", "repro", *dvc_args] if study == "quick" else ["dvc", "exp", "run", "-S", f"study={study}", *dvc_args]
 
 
+def run_dvc(command: list[str]) -> int:
+    """dvc's exit status. Ctrl-C reaches dvc (same process group) and is ignored here, so dvc stops
+    its stage and writes dvc.lock before the outputs are put back."""
+    proc = subprocess.Popen(command)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="quick", help="quick: params.yaml as committed; else conf/study/NAME.yaml")
     ap.add_argument("dvc_args", nargs="*", help="passed to dvc repro (after --), e.g. -- --force --single-item report")
     args = ap.parse_args(argv)
-    try:
-        restored = put_back()   # a study killed on the way left its kept outputs behind
+    if not Path("dvc.yaml").is_file() or not Path(".dvc").is_dir():
+        print(f"error: {Path.cwd()}: not the repository root (no dvc.yaml and .dvc/ here); cd there and run again",
+              file=sys.stderr)
+        return 2
+    ONE_AT_A_TIME.parent.mkdir(parents=True, exist_ok=True)
+    with open(ONE_AT_A_TIME, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"error: {ONE_AT_A_TIME}: another study command is running in this repository; wait for it",
+                  file=sys.stderr)
+            return 2
+        try:
+            restored = put_back()   # a study killed on the way left its kept outputs behind
+            if restored:
+                print(f"put back {len(restored)} result(s) an interrupted study had lost: {', '.join(restored)}",
+                      flush=True)
+            keep(preflight(args.study))
+        except (ConfigError, LockError, OutputError, TrackingError) as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            return 2
+        code = run_dvc(dvc_command(args.study, args.dvc_args))
+        try:
+            restored = put_back()
+        except LockError as err:   # dvc was killed while writing dvc.lock
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            return 2
         if restored:
-            print(f"put back {len(restored)} result(s) an interrupted study had lost: {', '.join(restored)}", flush=True)
-        keep(preflight(args.study))
-    except (ConfigError, LockError, OutputError, TrackingError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        code = subprocess.run(dvc_command(args.study, args.dvc_args)).returncode
-    except KeyboardInterrupt:
-        code = 130
-    try:
-        restored = put_back()
-    except LockError as err:   # dvc was killed while writing dvc.lock
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    if restored:
-        print(f"kept the last good results of the stages that failed: {', '.join(restored)}", file=sys.stderr,
-              flush=True)
-    return code
+            print(f"kept the last good results of the stages that failed: {', '.join(restored)}", file=sys.stderr,
+                  flush=True)
+        return code
 
 
 if __name__ == "__main__":

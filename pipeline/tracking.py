@@ -148,7 +148,9 @@ def _exists(client, run_id: str) -> bool:
 
     try:
         return client.get_run(run_id).info.lifecycle_stage == "active"
-    except MlflowException:
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":   # e.g. a locked database: not a lost run
+            raise
         return False
 
 

@@ -12,6 +12,7 @@ classes B (Yosinski et al. 2014), so the study needs no outside weights. Strateg
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -84,7 +85,7 @@ def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize
               rt: Runtime, seed: int, step0: int,
               on_log: Callable[[int, dict], None] | None = None) -> tuple[int, float]:
     """Train for `phase.steps` SGD steps; return the global step count reached and the mean
-    training loss of the phase's last logging window (the steps since the one before)."""
+    training loss of the phase's last `log_every` steps (a tenth of the phase)."""
     head = model.get_classifier()
     for p in model.parameters():
         p.requires_grad_(phase.trainable == "all")
@@ -95,8 +96,9 @@ def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize
     # cosine decay to zero over the phase: no milestones to tune for a few hundred steps
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, phase.steps)
     batch_size = min(recipe.batch_size, len(train))
-    step, epoch, loss_sum, wrong, seen, window_loss = step0, 0, 0.0, 0, 0, float("nan")
+    step, epoch, loss_sum, wrong, seen = step0, 0, 0.0, 0, 0
     log_every = max(phase.steps // 10, 1)
+    recent_losses = deque(maxlen=log_every)
     while step < step0 + phase.steps:
         epoch += 1
         gen = epoch_generator(seed, step0 + epoch, rt.device)
@@ -106,20 +108,19 @@ def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize
             loss, logits = sgd_step(model, optimizer, normalize(x), y, rt)
             schedule.step()
             step += 1
-            loss_sum += loss.item() * len(y)
+            recent_losses.append(loss.item())
+            loss_sum += recent_losses[-1] * len(y)
             wrong += int((logits.argmax(1) != y).sum())
             seen += len(y)
-            if (step - step0) % log_every == 0 or step >= step0 + phase.steps:
-                window_loss = loss_sum / seen
-                if on_log and (step - step0) % log_every == 0:
-                    on_log(step, {"train_loss": window_loss, "train_error": wrong / seen,
-                                  "lr": optimizer.param_groups[0]["lr"]})
+            if on_log and (step - step0) % log_every == 0:
+                on_log(step, {"train_loss": loss_sum / seen, "train_error": wrong / seen,
+                              "lr": optimizer.param_groups[0]["lr"]})
                 loss_sum, wrong, seen = 0.0, 0, 0
             if step >= step0 + phase.steps:
                 break
     for p in model.parameters():
         p.requires_grad_(True)
-    return step, window_loss
+    return step, sum(recent_losses) / len(recent_losses)
 
 
 def transfer(model: nn.Module, strategy: str, train: Split, test: Split, normalize: Normalize,
@@ -133,7 +134,7 @@ def transfer(model: nn.Module, strategy: str, train: Split, test: Split, normali
         scores = evaluate(model, test, normalize, rt)
         if on_log:
             on_log(step, {"test_error": scores["error"], "test_loss": scores["loss"]})
-        why = diverged(loss, model.get_classifier().out_features)
+        why = diverged(loss, num_classes=int(train.y.max()) + 1)   # few-shot: every class has images
         if why:
             print(f"[{strategy}] {why}: stopping, run recorded as diverged", flush=True)
             break

@@ -1,5 +1,6 @@
 """Nothing from a file is unpickled freely: a crafted pickle given to any loader of the project
 runs no code, and the loader says which file it refused."""
+import ast
 import re
 from pathlib import Path
 
@@ -64,11 +65,14 @@ def test_a_crafted_pickle_runs_no_code(tmp_path, loader, wrap):
 
 def test_every_torch_load_is_weights_only():
     """The loaders above are every torch.load in the project: each says weights_only=True."""
-    calls = []
+    calls = []   # (file, line, weights_only= as written)
     for rel in source_files(REPO):
         if rel.endswith(".py") and not rel.startswith("tests/"):
-            text = (REPO / rel).read_text()
-            calls += [(rel, m.group(0)) for m in re.finditer(r"torch\.load\([^)]*\)", text)]
-    assert calls and all("weights_only=True" in call for _, call in calls), calls
-    assert {rel for rel, _ in calls} == {"pipeline/train.py", "pipeline/transfer.py", "pipeline/data/loader.py",
+            for node in ast.walk(ast.parse((REPO / rel).read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+                    value = next((ast.unparse(k.value) for k in node.keywords if k.arg == "weights_only"), None)
+                    calls.append((rel, node.lineno, value))
+    assert calls and all(value == "True" for _, _, value in calls), calls
+    assert {rel for rel, _, _ in calls} == {"pipeline/train.py", "pipeline/transfer.py", "pipeline/data/loader.py",
                                          "pipeline/models/timm_models.py"}

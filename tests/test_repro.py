@@ -1,0 +1,54 @@
+"""The study command's keeping of results (pipeline/repro.py), on a hand-made dvc.lock."""
+import pytest
+import yaml
+
+from pipeline import repro
+
+
+def write_lock(stages: dict[str, dict[str, str]]) -> None:
+    """dvc.lock with one entry per stage: {stage: {out path: the md5's one repeated hex digit}}."""
+    lock = {"schema": "2.0", "stages": {
+        name: {"cmd": f"python {name}.py", "outs": [{"path": p, "hash": "md5", "md5": md5 * 32, "size": 1}
+                                                    for p, md5 in outs.items()]}
+        for name, outs in stages.items()}}
+    repro.LOCK.write_text(yaml.safe_dump(lock))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.json", "a.pt", "b.json"):
+        (tmp_path / name).write_text(f"old {name}")
+    write_lock({"a": {"a.json": "1", "a.pt": "2"}, "b": {"b.json": "3"}})
+    repro.keep(repro.read_lock())
+    return tmp_path
+
+
+def test_a_failed_stage_gets_all_its_outputs_back_and_a_finished_one_keeps_its_new_ones(workspace):
+    # stage a failed after writing its new model and before its metrics: DVC had deleted both
+    (workspace / "a.json").unlink()
+    (workspace / "a.pt").unlink()
+    (workspace / "a.pt").write_text("new a.pt")
+    # stage b finished: new output, new lock entry
+    (workspace / "b.json").unlink()
+    (workspace / "b.json").write_text("new b.json")
+    write_lock({"a": {"a.json": "1", "a.pt": "2"}, "b": {"b.json": "4"}})
+
+    assert sorted(repro.put_back()) == ["a.json", "a.pt"]
+    assert [(workspace / n).read_text() for n in ("a.json", "a.pt", "b.json")] == ["old a.json", "old a.pt",
+                                                                                  "new b.json"]
+    assert not repro.KEPT.exists()
+
+
+def test_untouched_outputs_are_left_alone(workspace):
+    assert repro.put_back() == []
+    assert (workspace / "a.json").read_text() == "old a.json"
+
+
+def test_a_cut_short_lock_names_the_recovery(workspace):
+    text = repro.LOCK.read_text()
+    repro.LOCK.write_text(text[: text.index("hash: md5") + 2])
+    with pytest.raises(repro.LockError, match=r"dvc.lock: not a valid DVC lock file .* restore it with `rm dvc.lock "
+                                              r"\(git has no copy of it\)`"):
+        repro.put_back()
+    assert repro.KEPT_INDEX.exists()   # kept until the lock is readable again
