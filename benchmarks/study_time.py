@@ -43,6 +43,7 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> float:
                                                  stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout:
             out.write(f"{time.time():.3f} {line}")
+            out.flush()   # the log can be followed while the study runs
         if proc.wait():
             raise SystemExit(f"{' '.join(cmd)} failed with status {proc.returncode}; see {log}")
     return time.time() - started
