@@ -17,7 +17,6 @@ import torch
 import yaml
 
 from conftest import REPO, make_study, run
-from pipeline import tracking
 
 pytestmark = pytest.mark.e2e
 
