@@ -107,6 +107,27 @@ def degradation_summary(train: pd.DataFrame) -> str:
             f"So {verdict}.\n")
 
 
+# a training error that moved less than this many points in the last epoch counts as flattened
+FLAT_POINTS = 1.0
+
+
+def training_curve_summary(histories: dict[str, pd.DataFrame]) -> str:
+    """One sentence: has the training error of each plain and residual net flattened by the end?
+    The evidence is its change over the last epoch, printed for every net."""
+    grid = sorted((m for m in histories if m.split("-")[0] in ("plain", "resnet") and len(histories[m]) > 1),
+                  key=lambda m: (m.split("-")[0], int(m.rsplit("-", 1)[1])))
+    if not grid:
+        return ""
+    change = {m: (histories[m]["train_error"].iloc[-1] - histories[m]["train_error"].iloc[-2]) * PERCENT for m in grid}
+    moving = [m for m in grid if abs(change[m]) >= FLAT_POINTS]
+    verdict = (f"still moving by {FLAT_POINTS:g} point or more an epoch: {', '.join(moving)}, so "
+               f"{'its' if len(moving) == 1 else 'their'} final training error is not where longer training would "
+               "leave it" if moving else f"every one moved less than {FLAT_POINTS:g} point: flattened at this lr")
+    return ("Training error change over the last epoch: "
+            + ", ".join(f"{m} {change[m]:+.2f}" for m in grid)
+            + f" points (lr {histories[grid[0]]['lr'].iloc[-1]:.3g}); {verdict}.\n")
+
+
 def architecture_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFrame:
     if train.empty:
         return pd.DataFrame()
@@ -202,7 +223,9 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: str) -> None:
-    """He et al. 2016 Fig. 6: training error dashed, test error solid; plain left, residual right."""
+    """He et al. 2016 Fig. 6: training error dashed, held-out error solid, plain left, residual right.
+    He et al. plot test error every epoch; the study evaluates the validation split every epoch and
+    the test set once, after the last (a dot)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -217,15 +240,18 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
             if h is None:
                 continue
             ax.plot(h["epoch"], h["train_error"] * PERCENT, "--", color=colors[depth])
+            if "val_error" in h:
+                ax.plot(h["epoch"], h["val_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}")
             if "test_error" in h:
-                ax.plot(h["epoch"], h["test_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}")
+                tested = h.dropna(subset=["test_error"])
+                ax.plot(tested["epoch"], tested["test_error"] * PERCENT, "o", color=colors[depth])
         ax.set_title(f"{title} networks")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(title="dashed: train, solid: test")
+        ax.legend(title="dashed: train, solid: validation, dot: test")
     axes[0].set_ylabel("error %")
-    fig.suptitle(f"Degradation: training and test error per epoch ({dataset})")
+    fig.suptitle(f"Degradation: training and validation error per epoch ({dataset})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -310,7 +336,8 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         plot_accuracy_vs_cost(train, measure, out_dir / "accuracy_vs_cost.png", dataset)
     if not finetune.empty:
         plot_transfer(finetune, out_dir / "transfer.png")
-    (out_dir / "README.md").write_text(_readme(title, study, dataset, tables, train, measure, finetune, pretrain))
+    (out_dir / "README.md").write_text(_readme(title, study, dataset, tables, train, measure, finetune, pretrain,
+                                               histories))
     return tables
 
 
@@ -318,6 +345,13 @@ def _length(run) -> str:
     """"3 epochs" or "64000 iterations", as the recipe set the training length."""
     iterations = run.get("recipe.iterations", 0)
     return f"{iterations} iterations" if iterations else f"{run.get('recipe.epochs', '?')} epochs"
+
+
+def _common_recipe(train: pd.DataFrame) -> pd.Series:
+    """A run with the recipe most of the study's models share (train.recipe without overrides)."""
+    fields = [c for c in train.columns if c.startswith("recipe.")]
+    key = train[fields].astype(str).agg("|".join, axis=1)
+    return train[key == key.value_counts().idxmax()].iloc[0]
 
 
 def _departures(train: pd.DataFrame, reference: pd.Series) -> str:
@@ -332,10 +366,11 @@ def _departures(train: pd.DataFrame, reference: pd.Series) -> str:
     return ("Per-model departures from this recipe (`train.overrides`): " + "; ".join(notes) + ".\n") if notes else ""
 
 
-def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -> str:
+def _readme(title, study, dataset, tables, train, measure, finetune, pretrain, histories) -> str:
     grid = train[train["family"].isin(["plain", "resnet"])] if not train.empty else train
     # the recipe the degradation grid ran with (other models may override fields of it)
     first = grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
+    common = _common_recipe(train) if not train.empty else {}
     cpu = measure["cpu_device_name"].iloc[0] if "cpu_device_name" in measure else "?"
     gpu = (measure["gpu_device_name"].dropna().iloc[0]
            if "gpu_device_name" in measure and measure["gpu_device_name"].notna().any() else None)
@@ -347,19 +382,24 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain) -
         f"(`dvc repro`) unless its column says *published*. Code version(s): {', '.join(commits) or '?'}.\n",
         "## Degradation: plain vs residual networks (He et al. 2016, Fig. 6)\n",
         f"Recipe: {_length(first)} on {first.get('train_images', '?')} training images, "
-        f"SGD lr {first.get('recipe.lr', '?')}, batch {first.get('recipe.batch_size', '?')}. "
-        "Training error is measured on the augmented batches during each epoch; test error on the full test set. "
+        f"SGD lr {first.get('recipe.lr', '?')} divided by 10 after {first.get('recipe.milestones', '?')}, "
+        f"batch {first.get('recipe.batch_size', '?')}. "
+        "Training error is measured on the augmented batches during each epoch, validation error on the "
+        "held-out part of the training split after each epoch, test error on the full test set once, after "
+        "the last epoch. "
         "Published errors are for CIFAR-10 and are not comparable when the study's dataset differs.\n",
         to_markdown(tables["degradation"]),
         degradation_summary(train) if not train.empty else "",
+        training_curve_summary(histories),
         "![degradation](degradation.png)\n",
         "## Architectures: parameters, compute, latency, error\n",
         f"GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs, convolutions and "
         f"matmuls only, torch.utils.flop_counter). CPU latency: median of timed forward passes in eval mode "
-        f"on {cpu}" + (f"; GPU latency with CUDA events on {gpu}" if gpu else "; no GPU was present") + ". "
-        "Every model is trained with the recipe above; the published errors come from each paper's own "
-        "recipe and, for DenseNet and WRN, longer training.\n",
-        _departures(train, first) if not train.empty else "",
+        f"on {cpu}" + (f"; GPU latency with CUDA events on {gpu}" if gpu else "; no GPU was present") + ". " +
+        (f"Every model is trained for {_length(common)} on {common.get('train_images', '?')} training images, "
+         f"SGD lr {common.get('recipe.lr', '?')}, unless listed below" if not train.empty else "") +
+        "; the published errors come from each paper's own recipe and, for DenseNet and WRN, longer training.\n",
+        _departures(train, common) if not train.empty else "",
         to_markdown(tables["architectures"]),
         "![accuracy vs GMACs and parameters](accuracy_vs_cost.png)\n",
         "## Heads: flatten-MLP vs global average pooling\n",

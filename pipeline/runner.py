@@ -56,7 +56,9 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     if classes is not None:
         splits = {k: s.select_classes(classes) for k, s in splits.items()}
     train = training_subset(splits["train"], recipe.train_images).to(rt.device)
-    evals = {k: splits[k].to(rt.device) for k in ("val", "test") if len(splits[k])}
+    # validation every epoch (the curves), test once after the last epoch (see train.fit)
+    evals = {"val": splits["val"].to(rt.device)} if len(splits["val"]) else {}
+    final_evals = {"test": splits["test"].to(rt.device)}
     num_classes = len(classes) if classes is not None else data.num_classes
     normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
 
@@ -86,14 +88,14 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
                 run.log_metrics(row, step=row["epoch"])
         result = fit(model, train, evals, normalize, recipe, rt, seed, checkpoint, resume,
                      meta={"run_id": run.run_id}, on_epoch=lambda row: run.log_metrics(row, step=row["epoch"]),
-                     label=name)
+                     label=name, final_evals=final_evals)
         last = result.history[-1]
         final = {"status": result.status, "epochs": last["epoch"], "train_error": last["train_error"],
                  "train_loss": last["train_loss"], "images_per_s": sum(r["images_per_s"] for r in result.history)
                  / len(result.history), "train_seconds": sum(r["epoch_seconds"] for r in result.history)}
         if result.diverged_because:
             final["diverged_because"] = result.diverged_because
-        for split in evals:
+        for split in (*evals, *final_evals):
             final[f"{split}_error"] = last[f"{split}_error"]
             final[f"{split}_loss"] = last[f"{split}_loss"]
         run.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, (int, float))})

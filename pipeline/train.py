@@ -1,8 +1,9 @@
 """The training loop: He et al. 2016 Sec. 4.2 recipe, per-epoch checkpoints, exact resume.
 
 `fit` trains one model on tensors already on the device (see data/loader.py), evaluates it
-every epoch, hands the epoch's metrics to a callback (the stage logs them to MLflow and its
-plots file), and writes a checkpoint atomically after every epoch. A run restarted with the
+on the validation split every epoch and on the test set once, after the last epoch; hands each
+epoch's metrics to a callback (the stage logs them to MLflow and its plots file), and writes a
+checkpoint atomically after every epoch. A run restarted with the
 same settings resumes from that checkpoint and ends with the same metrics as an uninterrupted
 one: the model, optimizer and iteration count are restored, the lr is a function of the
 iteration, and every epoch's random stream is a function of (seed, epoch) alone (identical numbers on the CPU; cuDNN may pick
@@ -79,15 +80,23 @@ class Runtime:
                 "channels_last": str(self.channels_last)}
 
 
+# images per forward pass in evaluation: 256 was 5-15 % faster than 500 and 2000 on a 2-core CPU
+# (benchmarks/RESULTS.md, issue 10); on a GPU any size that fits is fast enough for these splits
+EVAL_BATCH = 256
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, normalize: Normalize, rt: Runtime,
-             batch_size: int = 500) -> dict[str, float]:
+             batch_size: int = EVAL_BATCH) -> dict[str, float]:
     model.eval()
     loss_sum = torch.zeros((), device=rt.device)
     wrong = torch.zeros((), device=rt.device, dtype=torch.long)
     for x, y in eval_batches(split, batch_size):
+        x = normalize(x)
+        if rt.channels_last:   # the layout the model's weights are in: no conversion inside the first conv
+            x = x.contiguous(memory_format=torch.channels_last)
         with rt.autocast():
-            logits = model(normalize(x))
+            logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         wrong += (logits.argmax(1) != y).sum()
     n = max(len(split), 1)
@@ -204,9 +213,12 @@ class FitResult:
 def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Normalize, recipe: Recipe,
         rt: Runtime, seed: int, checkpoint: Checkpoint | None = None, resume: dict | None = None,
         meta: dict | None = None, on_epoch: Callable[[dict], None] | None = None,
-        label: str = "train") -> FitResult:
+        label: str = "train", final_evals: dict[str, Split] | None = None) -> FitResult:
     """Train `model` (already on rt.device) for recipe.epochs or recipe.iterations; evaluate on each
-    split of `evals` after every epoch (and after the last, partial one).
+    split of `evals` after every epoch (and after the last, partial one), and on each split of
+    `final_evals` only after the last epoch, or the epoch the run diverged in: the study's
+    curves use the validation split, and the test set is looked at once (issue 10: evaluating
+    the 10,000 test images every epoch was a fifth of the quick study's time).
 
     `resume` is a state returned by `checkpoint.load()`; `meta` is stored in every checkpoint
     (the stage keeps its MLflow run id there).
@@ -264,17 +276,18 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
         # the epoch's mean lr: below the scheduled one during a warm-up
         row = {"epoch": epoch, "iteration": iteration, "lr": lr_sum / steps, "train_loss": loss_sum.item() / seen,
                "train_error": wrong.item() / seen, "images_per_s": seen / seconds, "epoch_seconds": seconds}
-        for name, split in evals.items():
+        result.diverged_because = diverged(row["train_loss"], logits.shape[1])
+        now = {**evals, **(final_evals or {})} if iteration >= total or result.diverged_because else evals
+        for name, split in now.items():
             scores = evaluate(model, split, normalize, rt)
             row[f"{name}_loss"], row[f"{name}_error"] = scores["loss"], scores["error"]
         result.history.append(row)
         print(f"[{label}] epoch {epoch}/{epochs} lr {row['lr']:.4g} loss {row['train_loss']:.4f} "
               f"train err {row['train_error']:.4f} "
-              + " ".join(f"{n} err {row[f'{n}_error']:.4f}" for n in evals)
+              + " ".join(f"{n} err {row[f'{n}_error']:.4f}" for n in now)
               + f" {row['images_per_s']:.0f} img/s {seconds:.1f}s", flush=True)
         if on_epoch:
             on_epoch(row)
-        result.diverged_because = diverged(row["train_loss"], logits.shape[1])
         if result.diverged_because:
             result.status = "diverged"
             print(f"[{label}] {result.diverged_because}: stopping, run recorded as diverged", flush=True)

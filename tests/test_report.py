@@ -27,7 +27,10 @@ def write_study(tmp_path):
             "test_error": test_err, "status": "finished", "params": 1000 + depth, "dataset": "fashion_mnist",
             "recipe.lr": 0.1})
         (plots / "train").mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"epoch": [1, 2], "train_error": [0.5, train_err], "test_error": [0.5, test_err]}).to_csv(
+        # validation every epoch, test after the last (train.fit); plain-56 still falls 3 points in its last epoch
+        before_last = train_err + (0.03 if model == "plain-56" else 0.005)
+        pd.DataFrame({"epoch": [1, 2, 3], "lr": [0.1, 0.1, 0.01], "train_error": [0.5, before_last, train_err],
+                      "val_error": [0.5, before_last, test_err], "test_error": [None, None, test_err]}).to_csv(
             plots / "train" / f"{model}-s{seed}.csv", index=False)
         _write(metrics / "measure", model, {"model": model, "gmacs": depth / 1000, "gflops": depth / 500,
                                              "cpu_latency_ms_b1": 1.5, "cpu_device_name": "test cpu"})
@@ -78,6 +81,11 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
         assert (tmp_path / "reports" / figure).stat().st_size > 1000
     readme = (tmp_path / "reports" / "README.md").read_text()
     assert "test cpu" in readme
+    # whether the degradation nets' training error flattened, from the last epoch of each curve
+    assert "plain-20 -0.50, plain-56 -3.00, resnet-20 -0.50, resnet-56 -0.50 points (lr 0.01)" in readme
+    assert "still moving by 1 point or more an epoch: plain-56, so its final" in readme
+    # departures are listed against the recipe most models share: only alexnet-8-fc's lr differs
+    assert "departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme
     assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points)" in readme
     assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points)" in readme
     assert "depth hurts the plain net (+20.0 points) far more than the ResNet (-3.0)" in readme

@@ -96,6 +96,21 @@ def test_divergence_stops_the_run(data, lr):
     _, result = train(data, recipe(lr=lr, epochs=3))
     assert result.status == "diverged" and result.diverged_because
     assert len(result.history) < 3
+    assert "test_error" in result.history[-1]   # the run's final numbers include the test set
+
+
+def test_validation_every_epoch_and_the_test_set_once_at_the_end(data, monkeypatch):
+    import pipeline.train
+    evaluated = []
+    real = pipeline.train.evaluate
+    monkeypatch.setattr(pipeline.train, "evaluate", lambda model, split, *a, **k: evaluated.append(len(split))
+                        or real(model, split, *a, **k))
+    _, result = train(data, recipe(epochs=3))
+    assert [sorted(k for k in row if k.endswith("_error")) for row in result.history] == \
+        [["train_error", "val_error"]] * 2 + [["test_error", "train_error", "val_error"]]
+    assert len(evaluated) == 4   # val x 3, test x 1
+    # the same split as val and test: the same model gives the same scores
+    assert result.history[-1]["test_error"] == result.history[-1]["val_error"]
 
 
 # synthetic per-epoch mean training losses of a 10-class run, and the first epoch judged diverged

@@ -1,0 +1,183 @@
+"""Which levers speed the quick study up on this CPU (issue 10), each measured interleaved.
+
+    python benchmarks/cpu_levers.py eval        # evaluation: batch size, input layout
+    python benchmarks/cpu_levers.py compile     # torch.compile of the training step: its cost, its gain
+    python benchmarks/cpu_levers.py parallel    # two items at once (1 thread each) vs one after the other (2 threads)
+    python benchmarks/cpu_levers.py all
+
+Every comparison alternates its variants round by round on the same model, so that the shared
+machine's slow and fast minutes hit all of them alike, and prints medians. `eval` needs the prepare
+stage's data (`dvc repro prepare`); the others use random batches of the quick study's shape
+(1x28x28, batch 128). Run it alone; results, with the machine, go in benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from pipeline.data.loader import Normalize, eval_batches, load_prepared
+from pipeline.models import create_model_from_id
+from pipeline.provenance import environment
+from pipeline.train import Runtime, sgd, sgd_step
+
+SHAPE, BATCH, CLASSES = (1, 28, 28), 128, 10
+
+
+def new_model(model_id: str, rt: Runtime) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return rt.prepare_model(create_model_from_id(model_id, num_classes=CLASSES, in_chans=SHAPE[0],
+                                                 input_size=SHAPE[1:]))
+
+
+def interleaved(variants: dict, rounds: int) -> dict[str, float]:
+    """Median of `rounds` calls of each variant (a function returning images/s), alternating them."""
+    for fn in variants.values():   # warm-up: oneDNN picks its kernels on the first call
+        fn()
+    rates = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            rates[name].append(fn())
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+# (batch size, input layout); the model's weights are channels_last as in training
+EVAL_VARIANTS = [(128, "NCHW"), (256, "NCHW"), (500, "NCHW"), (2000, "NCHW"), (256, "channels_last"),
+                 (500, "channels_last")]
+
+
+def lever_eval(models: list[str], rounds: int, prepared: Path) -> None:
+    """Images/s of evaluating the 2,000-image validation split, by batch size and input layout."""
+    rt = Runtime.resolve("cpu", "auto", True)
+    data = load_prepared(prepared)
+    split, normalize = data.splits["val"], Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
+
+    def evaluate(model, batch: int, channels_last: bool):
+        @torch.no_grad()
+        def run() -> float:
+            model.eval()
+            t0 = time.perf_counter()
+            for x, _ in eval_batches(split, batch):
+                x = normalize(x)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with rt.autocast():
+                    model(x)
+            return len(split) / (time.perf_counter() - t0)
+        return run
+
+    print(f"| model | {' | '.join(f'batch {b}, {l}' for b, l in EVAL_VARIANTS)} |")
+    print("|---|" + "---|" * len(EVAL_VARIANTS))
+    for model_id in models:
+        model = new_model(model_id, rt)
+        medians = interleaved({f"{b}{l}": evaluate(model, b, l == "channels_last") for b, l in EVAL_VARIANTS}, rounds)
+        print(f"| {model_id} | " + " | ".join(f"{v:.0f}" for v in medians.values()) + " |", flush=True)
+
+
+def lever_compile(models: list[str], rounds: int, steps: int) -> None:
+    """The first step (torch.compile's cost) and the steady training rate, eager vs compiled."""
+    rt = Runtime.resolve("cpu", "auto", True)
+    x, y = torch.randn(BATCH, *SHAPE), torch.randint(0, CLASSES, (BATCH,))
+    print("| model | eager first step s | compiled first step s | eager images/s | compiled images/s | "
+          "compiled / eager | epochs of 10,000 images to repay the compile |")
+    print("|---|---|---|---|---|---|---|")
+    for model_id in models:
+        steppers, first = {}, {}
+        for compiled in (False, True):
+            model = new_model(model_id, rt)
+            optimizer = sgd(model.parameters(), 0.1, 0.9, 1e-4, device=rt.device)
+            fn = rt.compile(model) if compiled else model
+            t0 = time.perf_counter()
+            sgd_step(fn, optimizer, x, y, rt)
+            first[compiled] = time.perf_counter() - t0
+
+            def run(fn=fn, optimizer=optimizer) -> float:
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    sgd_step(fn, optimizer, x, y, rt)
+                return steps * BATCH / (time.perf_counter() - t0)
+            steppers[compiled] = run
+        rate = interleaved({"eager": steppers[False], "compiled": steppers[True]}, rounds)
+        saved_per_epoch = 10_000 / rate["eager"] - 10_000 / rate["compiled"]
+        repay = f"{(first[True] - first[False]) / saved_per_epoch:.1f}" if saved_per_epoch > 0 else "never"
+        print(f"| {model_id} | {first[False]:.1f} | {first[True]:.1f} | {rate['eager']:.0f} | {rate['compiled']:.0f} | "
+              f"{rate['compiled'] / rate['eager']:.2f}x | {repay} |", flush=True)
+
+
+def one_item(model_id: str, threads: int, steps: int) -> None:
+    """A stand-in for one train item: a fresh process, `steps` SGD steps; prints its images/s."""
+    torch.set_num_threads(threads)
+    rt = Runtime.resolve("cpu", "auto", True)
+    model = new_model(model_id, rt)
+    optimizer = sgd(model.parameters(), 0.1, 0.9, 1e-4, device=rt.device)
+    x, y = torch.randn(BATCH, *SHAPE), torch.randint(0, CLASSES, (BATCH,))
+    for _ in range(3):
+        sgd_step(model, optimizer, x, y, rt)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        sgd_step(model, optimizer, x, y, rt)
+    print(f"{steps * BATCH / (time.perf_counter() - t0):.1f}")
+
+
+def lever_parallel(models: list[str], rounds: int, steps: int) -> None:
+    """Two items of the same model: one after the other on all threads, or both at once on one thread
+    each. Wall time of the pair, process start included, as the study would pay it."""
+    cores = torch.get_num_threads()
+    cmd = lambda model_id, threads: [sys.executable, __file__, "_item", model_id, str(threads), str(steps)]
+
+    def sequential(model_id):
+        t0 = time.perf_counter()
+        for _ in range(2):
+            subprocess.run(cmd(model_id, cores), check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    def concurrent(model_id):
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(cmd(model_id, cores // 2), stdout=subprocess.PIPE) for _ in range(2)]
+        for p in procs:
+            if p.wait():
+                raise RuntimeError(f"{model_id}: an item process failed")
+        return time.perf_counter() - t0
+
+    print(f"| model | 2 items one after the other, {cores} threads: wall s | 2 at once, {cores // 2} thread each: "
+          "wall s | speed-up |")
+    print("|---|---|---|---|")
+    for model_id in models:
+        walls = {"sequential": [], "concurrent": []}
+        for _ in range(rounds):
+            walls["sequential"].append(sequential(model_id))
+            walls["concurrent"].append(concurrent(model_id))
+        seq, con = (statistics.median(walls[k]) for k in ("sequential", "concurrent"))
+        print(f"| {model_id} | {seq:.1f} | {con:.1f} | {seq / con:.2f}x |", flush=True)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_item"]:
+        return one_item(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("lever", choices=["eval", "compile", "parallel", "all"])
+    ap.add_argument("--models", nargs="+", default=["resnet-20", "resnet-56", "vgg-11-gap"])
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds per variant; medians are printed")
+    ap.add_argument("--steps", type=int, default=40, help="SGD steps per timed call (compile, parallel)")
+    ap.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    args = ap.parse_args()
+    env = environment(torch.device("cpu"))
+    print(f"{env['device_name']}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    if args.lever in ("eval", "all"):
+        print("### Evaluation, images/s (validation split, bf16 autocast where the CPU has it)\n")
+        lever_eval(args.models, args.rounds + 1, args.prepared)
+    if args.lever in ("compile", "all"):
+        print("\n### torch.compile of the training step (batch 128)\n")
+        lever_compile(args.models, args.rounds, args.steps)
+    if args.lever in ("parallel", "all"):
+        print(f"\n### Two items at once ({args.steps} steps of batch 128 per item, process start included)\n")
+        lever_parallel(args.models, args.rounds, args.steps)
+
+
+if __name__ == "__main__":
+    main()
