@@ -13,9 +13,11 @@ stage's data (`dvc repro prepare`); the others use random batches of the quick s
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,7 +82,9 @@ def lever_eval(models: list[str], rounds: int, prepared: Path) -> None:
 
 
 def lever_compile(models: list[str], rounds: int, steps: int) -> None:
-    """The first step (torch.compile's cost) and the steady training rate, eager vs compiled."""
+    """The first step (torch.compile's cost) and the steady training rate, eager vs compiled.
+    Inductor caches compiled graphs on disk; an empty cache (set in main) gives the cost a fresh
+    machine pays."""
     rt = Runtime.resolve("cpu", "auto", True)
     x, y = torch.randn(BATCH, *SHAPE), torch.randint(0, CLASSES, (BATCH,))
     print("| model | eager first step s | compiled first step s | eager images/s | compiled images/s | "
@@ -172,8 +176,10 @@ def main() -> None:
         print("### Evaluation, images/s (validation split, bf16 autocast where the CPU has it)\n")
         lever_eval(args.models, args.rounds + 1, args.prepared)
     if args.lever in ("compile", "all"):
-        print("\n### torch.compile of the training step (batch 128)\n")
-        lever_compile(args.models, args.rounds, args.steps)
+        print("\n### torch.compile of the training step (batch 128), inductor's cache empty\n")
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache   # read when inductor first compiles
+            lever_compile(args.models, args.rounds, args.steps)
     if args.lever in ("parallel", "all"):
         print(f"\n### Two items at once ({args.steps} steps of batch 128 per item, process start included)\n")
         lever_parallel(args.models, args.rounds, args.steps)

@@ -80,8 +80,8 @@ class Runtime:
                 "channels_last": str(self.channels_last)}
 
 
-# images per forward pass in evaluation: 256 was 5-15 % faster than 500 and 2000 on a 2-core CPU
-# (benchmarks/RESULTS.md, issue 10); on a GPU any size that fits is fast enough for these splits
+# images per forward pass in evaluation. On a 2-core CPU, 128 to 500 were within noise of each other
+# and 2000 up to 2x slower (benchmarks/cpu_levers.py eval, RESULTS.md); on a GPU any size is fast here
 EVAL_BATCH = 256
 
 
