@@ -13,6 +13,7 @@ stage's data (`dvc repro prepare`); the others use random batches of the quick s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -23,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data.loader import Normalize, eval_batches, load_prepared
+from pipeline.data.loader import Normalize, load_prepared
 from pipeline.models import create_model_from_id
 from pipeline.provenance import environment
-from pipeline.train import Runtime, sgd, sgd_step
+from pipeline.train import Runtime, evaluate, sgd, sgd_step
 
 SHAPE, BATCH, CLASSES = (1, 28, 28), 128, 10
 
@@ -59,17 +60,13 @@ def lever_eval(models: list[str], rounds: int, prepared: Path) -> None:
     data = load_prepared(prepared)
     split, normalize = data.splits["val"], Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
 
-    def evaluate(model, batch: int, channels_last: bool):
-        @torch.no_grad()
+    def timed(model, batch: int, channels_last: bool):
+        # the study's own evaluate; the input layout follows rt.channels_last (the weights stay channels_last)
+        layout = dataclasses.replace(rt, channels_last=channels_last)
+
         def run() -> float:
-            model.eval()
             t0 = time.perf_counter()
-            for x, _ in eval_batches(split, batch):
-                x = normalize(x)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with rt.autocast():
-                    model(x)
+            evaluate(model, split, normalize, layout, batch)
             return len(split) / (time.perf_counter() - t0)
         return run
 
@@ -77,7 +74,7 @@ def lever_eval(models: list[str], rounds: int, prepared: Path) -> None:
     print("|---|" + "---|" * len(EVAL_VARIANTS))
     for model_id in models:
         model = new_model(model_id, rt)
-        medians = interleaved({f"{b}{l}": evaluate(model, b, l == "channels_last") for b, l in EVAL_VARIANTS}, rounds)
+        medians = interleaved({f"{b}{l}": timed(model, b, l == "channels_last") for b, l in EVAL_VARIANTS}, rounds)
         print(f"| {model_id} | " + " | ".join(f"{v:.0f}" for v in medians.values()) + " |", flush=True)
 
 
