@@ -14,6 +14,9 @@ Parts, in this order:
   latency      the measure stage's numbers (pipeline.measure.measure_model_id) for every model of the
                cifar10 study at batch 1 and 256
   concurrency  1, 2, 4 and 8 ResNet-20 trainings at once on the device: total images/s
+  analysis     the analyze stage's cost for ResNet-56 at the cifar10 study's settings (51 x 51 loss surface
+               on 1,024 images, gradient norms): some surface points timed, the rest projected, beside
+               the 64k SGD iterations the train part's ResNet-56 speed implies
 
 The check keeps to a time budget (--budget-s; 8 minutes on a GPU): each part runs until the budget's
 end less what the later parts reserve, and what does not fit is recorded as skipped, not lost.
@@ -54,14 +57,16 @@ sys.path.insert(0, str(REPO))   # the GPU machine runs the check from a copy of 
 import torch  # noqa: E402
 
 from pipeline.config import Recipe, load_all  # noqa: E402
-from pipeline.data.loader import Normalize, Split  # noqa: E402
+from pipeline.data.loader import Normalize, Split, eval_batches  # noqa: E402
+from pipeline.gradient_flow import layer_gradient_norms  # noqa: E402
+from pipeline.landscape import axis, filter_normalized_direction, surface  # noqa: E402
 from pipeline.measure import measure_model_id  # noqa: E402
 from pipeline.models import create_model_from_id  # noqa: E402
 from pipeline.outputs import write_atomically, write_json  # noqa: E402
 from pipeline.provenance import device_settings, software  # noqa: E402
 from pipeline.train import Runtime, fit  # noqa: E402
 
-PARTS = ("tests", "train", "latency", "concurrency")
+PARTS = ("tests", "train", "latency", "concurrency", "analysis")
 STUDY = "cifar10"
 SPEED_MODELS = ("resnet-20", "resnet-56", "resnet-110", "plain-56", "wrn-16-4")
 FULL_RUN_MODEL = "resnet-20"
@@ -69,7 +74,8 @@ CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
 TARGET_S, STRETCH_S = 180, 60   # ResNet-20's 64k iterations on an H100: under 3 min; stretch 60 s
 SYNTHETIC = "synthetic data: random uint8 images of CIFAR-10's shape (3x32x32, 10 classes)"
 # seconds the later parts keep for themselves when an earlier part decides how long it may run
-RESERVE_S = {"tests": 0, "train": 60, "latency": 45, "concurrency": 40}
+RESERVE_S = {"tests": 0, "train": 60, "latency": 45, "concurrency": 40, "analysis": 30}
+ANALYSIS_MODEL = "resnet-56"
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class Sizes:
     concurrency: tuple[int, ...]         # trainings at once
     concurrency_steps: int               # timed steps of each, after a warm-up epoch
     concurrency_warmup_steps: int
+    analysis_points: int                 # surface points timed (after one untimed); the rest are projected
+    analysis_images: int | None          # None: the study's analysis.landscape_images and gradient_images
     budget_s: float                      # the whole check, set-up included
 
 
@@ -93,10 +101,11 @@ SIZES = {
     "cuda": Sizes(batch_size=None, speed_steps=200, compiled_models=SPEED_MODELS, full_iterations=None,
                   full_images=(45_000, 5_000, 10_000), full_cap_s=90, latency_batches=(1, 256),
                   latency_repeats=None, concurrency=(1, 2, 4, 8), concurrency_steps=300,
-                  concurrency_warmup_steps=30, budget_s=480),
+                  concurrency_warmup_steps=30, analysis_points=51, analysis_images=None, budget_s=480),
     "cpu": Sizes(batch_size=8, speed_steps=2, compiled_models=("resnet-20",), full_iterations=12,
                  full_images=(64, 16, 16), full_cap_s=120, latency_batches=(1, 2), latency_repeats=1,
-                 concurrency=(1, 2), concurrency_steps=2, concurrency_warmup_steps=1, budget_s=1800),
+                 concurrency=(1, 2), concurrency_steps=2, concurrency_warmup_steps=1, analysis_points=2,
+                 analysis_images=16, budget_s=1800),
 }
 
 
@@ -511,6 +520,48 @@ def part_concurrency(results: Results, cfg: dict, sizes: Sizes, device: torch.de
         results.set("concurrency", model=FULL_RUN_MODEL, mode="eager", batch_size=recipe.batch_size, runs=rows)
 
 
+# ---------------------------------------------------------------- analysis
+
+
+def part_analysis(results: Results, cfg: dict, sizes: Sizes, device: torch.device, until: float) -> None:
+    """What the analyze stage (stages/analyze.py) costs for ANALYSIS_MODEL: its gradient norms (at init
+    and trained: twice) and its surfaces (points_2d^2 + points_1d points), from `analysis_points` timed points."""
+    acfg = cfg["analysis"]
+    recipe = study_recipe(cfg, ANALYSIS_MODEL, sizes, device, compiled=False)
+    rt = Runtime.resolve(device.type, acfg.precision, recipe.channels_last)
+    model, norm = new_model(ANALYSIS_MODEL, rt), normalize(device)
+    grad_images = synthetic_split(sizes.analysis_images or acfg.gradient_images, device, seed=1)
+    land_images = synthetic_split(sizes.analysis_images or acfg.landscape_images, device, seed=2)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    batches = [(norm(x), y) for x, y in eval_batches(grad_images, recipe.batch_size)]
+    layer_gradient_norms(model, batches, rt)   # cuDNN autotuning
+    sync()
+    t0 = time.perf_counter()
+    layer_gradient_norms(model, batches, rt)
+    sync()
+    gradient_s = time.perf_counter() - t0
+    gen = torch.Generator().manual_seed(acfg.direction_seed)
+    directions = [filter_normalized_direction(model, gen) for _ in range(2)]
+    grid = axis(acfg.points_2d, acfg.span)
+    points = [(a, b) for b in grid for a in grid][: sizes.analysis_points + 1]
+    surface(model, directions, points[:1], land_images, norm, rt, acfg.batch_size)   # autotuning
+    sync()
+    t0 = time.perf_counter()
+    surface(model, directions, points[1:], land_images, norm, rt, acfg.batch_size)
+    sync()
+    per_point = (time.perf_counter() - t0) / (len(points) - 1)
+    total_points = acfg.points_2d ** 2 + acfg.points_1d
+    projected = 2 * gradient_s + per_point * total_points
+    speed = next((r for r in results.data.get("train", {}).get("speed", [])
+                  if r.get("model") == ANALYSIS_MODEL and r.get("mode") == "eager" and r.get("images_per_s")), None)
+    training_s = recipe.iterations * recipe.batch_size / speed["images_per_s"] if speed and recipe.iterations else None
+    results.set("analysis", model=ANALYSIS_MODEL, precision=rt.describe()["precision"], batch_size=acfg.batch_size,
+                landscape_images=len(land_images), gradient_images=len(grad_images), points_timed=len(points) - 1,
+                points_total=total_points, seconds_per_point=per_point, surface_images_per_s=len(land_images) / per_point,
+                gradient_s=gradient_s, projected_s=projected, training_s=training_s,
+                fraction_of_training=projected / training_s if training_s else None)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -608,6 +659,19 @@ def _concurrency(c: dict) -> list[str]:
                     if not _missing(r) else [r["runs"], _missing(r), "", ""] for r in runs])]
 
 
+def _analysis(a: dict) -> list[str]:
+    return [f"## Analysis stage cost: {a.get('model', '?')}, the {STUDY} study's settings\n",
+            f"{a.get('precision', '?')}; surface points of {a.get('landscape_images', '?')} images at batch "
+            f"{a.get('batch_size', '?')}, gradient norms on {a.get('gradient_images', '?')} images; "
+            f"{a.get('points_timed', '?')} of {a.get('points_total', '?')} points timed, the rest projected. Training "
+            "time: the study's iterations at the train part's eager images/s of the same model.\n",
+            _table(["s per point", "surface images/s", "gradient norms s", "projected analysis s",
+                    "training s (projected)", "analysis / training"],
+                   [[_f(a.get("seconds_per_point"), ".3f"), _f(a.get("surface_images_per_s"), ".0f"),
+                     _f(a.get("gradient_s"), ".2f"), _f(a.get("projected_s")), _f(a.get("training_s")),
+                     _f(a.get("fraction_of_training"), ".3f")]])]
+
+
 def render(data: dict) -> str:
     m = data.get("machine", {})
     out = [f"# GPU check: {m.get('device_name', '?')}\n",
@@ -622,7 +686,8 @@ def render(data: dict) -> str:
         out += ["## CUDA tests (`pytest -m cuda`)\n", f"{t.get('summary', t.get('error', ''))} (log: {t.get('log')})\n",
                 _table(["test", "outcome", "s", "message"],
                        [[c["test"], c["outcome"], f"{c['seconds']:.1f}", c["message"]] for c in t.get("cases", [])])]
-    for part, section in (("train", _train), ("latency", _latency), ("concurrency", _concurrency)):
+    for part, section in (("train", _train), ("latency", _latency), ("concurrency", _concurrency),
+                          ("analysis", _analysis)):
         if part in data:
             out += section(data[part])
     errors = [f"- {part}: {data[part]['error']}" for part in PARTS if "error" in data.get(part, {})]
@@ -681,8 +746,10 @@ def main() -> None:
                 part_train(results, cfg, sizes, device, prewarm, until, args.full_cap_s or sizes.full_cap_s)
             elif part == "latency":
                 part_latency(results, cfg, sizes, device, until)
-            else:
+            elif part == "concurrency":
                 part_concurrency(results, cfg, sizes, device, until)
+            else:
+                part_analysis(results, cfg, sizes, device, until)
         except Exception as err:   # noqa: BLE001 -- recorded; the other parts still run
             traceback.print_exc()
             failed.append(part)

@@ -6,14 +6,14 @@
 The first form clones `--repo` (its committed HEAD) into a temporary folder, times `make setup`
 (the venv, reported apart) and then `make study`, stamping every output line with the time, and
 prints the breakdown. The second reads a finished study's folder. Per stage (download, prepare,
-train, pretrain, finetune, measure, report):
+train, pretrain, finetune, measure, analyze, report):
 
 - wall: from DVC's "Running stage" line to the next one (needs the stamped log);
 - in runs: inside the items' MLflow runs (start to end of each run in DIR/mlflow.db);
 - training: the train and pretrain items' `final_train_seconds` (the SGD epochs alone);
 - evaluation + logging: in runs minus training (per-epoch evaluation, checkpoints, MLflow);
 - outside runs: wall minus in runs -- process start, imports, loading data, DVC's bookkeeping,
-  and for measure items the measurement itself, which happens before their run is opened.
+  and for measure and analyze items the measurement itself, which happens before their run is opened.
 
 Time it alone: anything else on the machine changes the numbers (see benchmarks/RESULTS.md).
 """
@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 
 STAGE_LINE = re.compile(r"^(\d+\.\d+) Running stage '([^'@]+)(?:@[^']*)?':")
-STAGES = ("download", "prepare", "train", "pretrain", "finetune", "measure", "report")
+STAGES = ("download", "prepare", "train", "pretrain", "finetune", "measure", "analyze", "report")
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> float:

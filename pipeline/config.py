@@ -114,6 +114,26 @@ class MeasureConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Why residual nets train: gradient flow (He et al. 2016 Sec. 4.1; Balduzzi et al. 2017) and loss
+    landscapes (Li et al. 2018) of trained models, each at its initialisation and its trained weights."""
+    models: list[str]               # trained models to analyse (train.models): the plain/residual grid, DenseNet
+    seed: int = 0                   # whose weights: the train item of this seed (train.seeds)
+    gradient_images: int = 512      # fixed training images for the per-layer gradient norms
+    shatter_images: int = 64        # images whose input gradients are compared with a nearby input's
+    shatter_sigma: float = 0.01     # std of that nearby input's Gaussian offset, in normalised pixel units
+    landscape_images: int = 256     # fixed training images the loss surface is evaluated on
+    points_1d: int = 21             # odd: the curve includes the trained weights (alpha = 0)
+    points_2d: int = 11             # per axis, odd: Li et al. 2018 plot 51 x 51
+    span: float = 1.0               # alpha, beta in [-span, span], in filter-normalised units (Li et al.: 1)
+    sharpness_at: float = 0.2       # the loss rise at this distance summarises the surface's sharpness
+    direction_seed: int = 0         # the random directions; recorded with the results
+    batch_size: int = 256           # images per forward pass of the surface (large on a GPU)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     title: str = "CNN architecture study"
 
@@ -129,6 +149,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "transfer": TransferConfig,
     "measure": MeasureConfig,
+    "analysis": AnalysisConfig,
     "report": ReportConfig,
 }
 
@@ -316,6 +337,29 @@ class _CHECKS:
         if not c.batch_sizes or any(b <= 0 for b in c.batch_sizes):
             raise ConfigError(f"{key}.batch_sizes: must be positive integers, got {c.batch_sizes}")
 
+    @staticmethod
+    def AnalysisConfig(c: AnalysisConfig, key: str) -> None:
+        _CHECKS._positive(c, key, "gradient_images", "shatter_images", "shatter_sigma", "landscape_images", "span",
+                          "sharpness_at", "batch_size")
+        for name in ("points_1d", "points_2d"):
+            if getattr(c, name) < 3 or getattr(c, name) % 2 == 0:
+                raise ConfigError(f"{key}.{name}: must be odd and >= 3, so the grid holds the trained weights "
+                                  f"at its centre; got {getattr(c, name)}")
+        if c.sharpness_at > c.span:
+            raise ConfigError(f"{key}.sharpness_at: must lie inside the surface (<= {key}.span = {c.span}), "
+                              f"got {c.sharpness_at}")
+
+
+def _check_across(sections: dict[str, Any]) -> None:
+    """Keys that name another section's items."""
+    train, analysis = sections["train"], sections["analysis"]
+    for i, model_id in enumerate(analysis.models):
+        if model_id not in train.models:
+            raise ConfigError(f"analysis.models[{i}]: {model_id} is not trained by the study; choose among "
+                              f"train.models ({', '.join(train.models)})")
+    if analysis.models and analysis.seed not in train.seeds:
+        raise ConfigError(f"analysis.seed: {analysis.seed} is not in train.seeds {train.seeds}")
+
 
 def read_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
@@ -347,7 +391,9 @@ def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
     missing = [s for s in SECTIONS if s not in params]
     if missing:
         raise ConfigError(f"{path}: missing section {missing[0]!r}")
-    return {name: build(cls, params[name], name) for name, cls in SECTIONS.items()}
+    sections = {name: build(cls, params[name], name) for name, cls in SECTIONS.items()}
+    _check_across(sections)
+    return sections
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -87,5 +87,22 @@ def save_model(path: Path, model: torch.nn.Module, **info: Any) -> None:
     write_atomically(path, lambda p: torch.save({"state_dict": model.state_dict(), **info}, p))
 
 
+def load_model(path: Path, remake: str) -> dict:
+    """A weights file `save_model` wrote, read with weights_only=True so a crafted file cannot run
+    code; `remake` is the command that writes it again (named in the error)."""
+    from pipeline.data.sources import DataError
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:   # noqa: BLE001 -- torch raises several kinds for a file that is not a weights file
+        raise DataError(f"{path}: not a weights file this study wrote ({str(err).strip().splitlines()[0][:200]}); "
+                        f"delete it and run {remake}") from None
+    if not isinstance(saved, dict) or "state_dict" not in saved:
+        raise DataError(f"{path}: no state_dict inside; delete it and run {remake}")
+    return saved
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.config import AnalysisConfig
 from pipeline.outputs import read_json
 from pipeline.published import published
+from pipeline.report_analysis import (analysis_table, gradient_flow_summary, landscape_summary, load_analysis,
+                                      plot_gradient_flow, plot_landscapes)
 
 PERCENT = 100.0
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
@@ -308,10 +311,11 @@ def plot_transfer(finetune: pd.DataFrame, path: Path) -> None:
 
 
 def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, plots_dir: Path,
-                 out_dir: Path) -> dict[str, pd.DataFrame]:
+                 out_dir: Path, analysis: AnalysisConfig | None = None) -> dict[str, pd.DataFrame]:
     """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them.
 
-    `items` names the study's results per stage ("train": ["resnet-20-s0", ...], "measure", "finetune")."""
+    `items` names the study's results per stage ("train": ["resnet-20-s0", ...], "measure", "finetune",
+    "analysis": model ids); `analysis` holds the settings its sentences cite."""
     out_dir = Path(out_dir)
     train = load_metrics(Path(metrics_dir) / "train", items["train"])
     measure = load_metrics(Path(metrics_dir) / "measure", items["measure"])
@@ -336,9 +340,45 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         plot_accuracy_vs_cost(train, measure, out_dir / "accuracy_vs_cost.png", dataset)
     if not finetune.empty:
         plot_transfer(finetune, out_dir / "transfer.png")
-    (out_dir / "README.md").write_text(_readme(title, study, dataset, tables, train, measure, finetune, pretrain,
-                                               histories))
+    readme = _readme(title, study, dataset, tables, train, measure, finetune, pretrain, histories)
+    if items.get("analysis") and analysis is not None:
+        readme += _analysis_section(items["analysis"], analysis, train, Path(metrics_dir) / "analysis",
+                                    Path(plots_dir) / "analysis", out_dir, tables)
+    (out_dir / "README.md").write_text(readme)
     return tables
+
+
+def _analysis_section(models: list[str], cfg: AnalysisConfig, train: pd.DataFrame, metrics_dir: Path, plots_dir: Path,
+                      out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
+    """Gradient flow and loss landscapes: the table, two figures and their sentences; adds the table
+    to `tables`."""
+    metrics, gradients, curves, planes = load_analysis(metrics_dir, plots_dir, models)
+    runs = train[train["model"].isin(models) & (train["seed"] == cfg.seed)]
+    lengths = sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()})
+    table = tables["analysis"] = analysis_table(metrics)
+    table.to_csv(out_dir / "analysis.csv", index=False)
+    (out_dir / "analysis.md").write_text(to_markdown(table))
+    plot_gradient_flow(gradients, out_dir / "gradient_flow.png")
+    plot_landscapes(curves, planes, out_dir / "landscapes.png")
+    return "\n".join([
+        "",
+        "## Why residual networks train: gradient flow and loss landscapes\n",
+        f"Each model's weights at initialisation (the He init its training started from) and after training "
+        f"(seed {cfg.seed}: {' / '.join(lengths) or '?'}), on fixed images of the split it trained on, without "
+        "augmentation (`stages/analyze.py`). Short training leaves the nets short of their minima, so the trained "
+        "numbers describe where this training ended, not converged networks.\n",
+        to_markdown(table),
+        "### Gradient flow\n",
+        gradient_flow_summary(metrics, cfg.gradient_images, cfg.shatter_sigma),
+        "![gradient flow](gradient_flow.png)\n",
+        "### Loss landscapes (Li et al. 2018)\n",
+        f"The training loss at the trained weights moved by alpha and beta times two random directions, each "
+        f"filter of a direction scaled to the norm of the weights' filter (biases and batch-norm parameters left "
+        f"out); {cfg.points_2d} x {cfg.points_2d} points over [-{cfg.span:g}, {cfg.span:g}]^2 and a "
+        f"{cfg.points_1d}-point curve (Li et al. plot 51 x 51). ",
+        landscape_summary(metrics, cfg.landscape_images, cfg.direction_seed),
+        "![loss landscapes](landscapes.png)\n",
+    ])
 
 
 def _length(run) -> str:

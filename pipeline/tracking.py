@@ -2,7 +2,7 @@
 
 Runs go to $MLFLOW_TRACKING_URI when set, else to sqlite:///mlflow.db in the working
 directory (the repository root under `dvc repro`). One MLflow experiment per study; one run per
-train, finetune, measure item, tagged so the UI can filter by stage, model, depth and seed.
+train, pretrain, finetune, measure and analyze item, tagged so the UI can filter by stage, model, depth and seed.
 """
 from __future__ import annotations
 
@@ -81,6 +81,12 @@ class Run:
         from mlflow.entities import RunTag
 
         self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, files: list[tuple[Path, str | None]]) -> None:
+        """Copy (file, folder in the run's artifacts or None for the top) pairs into the run's artifact
+        store: figures and tables, not weights, which stay in DVC."""
+        for path, folder in files:
+            self._client.log_artifact(self.run_id, str(path), folder)
 
 
 @contextmanager

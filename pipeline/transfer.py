@@ -22,7 +22,6 @@ from torch import nn
 
 from pipeline.config import STRATEGIES, ConfigError, TransferConfig, TransferRecipe
 from pipeline.data.loader import Normalize, Split, epoch_generator, train_batches
-from pipeline.data.sources import DataError
 from pipeline.train import Runtime, diverged, evaluate, sgd, sgd_step
 
 
@@ -65,20 +64,6 @@ def few_shot_indices(y: torch.Tensor, num_classes: int, shots: int, seed: int) -
             raise ConfigError(f"transfer.shots: {shots} per class, but class {c} has only {len(members)} images")
         picked.append(members[torch.randperm(len(members), generator=gen)[:shots]])
     return torch.sort(torch.cat(picked)).values
-
-
-def load_source(path: Path) -> dict:
-    """The pretrain stage's weights file; weights_only=True, so a crafted file cannot run code."""
-    try:
-        source = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:   # noqa: BLE001 -- torch raises several kinds for a file that is not a weights file
-        raise DataError(f"{path}: not a weights file this study wrote ({str(err).strip().splitlines()[0][:200]}); "
-                        "delete it and run the pretrain stage again (dvc repro pretrain)") from None
-    if not isinstance(source, dict) or "state_dict" not in source:
-        raise DataError(f"{path}: no state_dict inside; run the pretrain stage again (dvc repro pretrain)")
-    return source
 
 
 def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize, recipe: TransferRecipe,

@@ -9,10 +9,10 @@ from pipeline.cli import run_stage
 from pipeline.config import ConfigError, flatten, load_section
 from pipeline.data.loader import Normalize, load_prepared
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import check_writable, write_json, write_rows
+from pipeline.outputs import check_writable, load_model, write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.train import Runtime
-from pipeline.transfer import check_classes, few_shot_indices, load_source, transfer, uses_source_weights
+from pipeline.transfer import check_classes, few_shot_indices, transfer, uses_source_weights
 
 
 def main(argv: list[str]) -> None:
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     model = create_model_from_id(cfg.source_model, num_classes=len(cfg.source_classes), in_chans=data.in_chans,
                                  input_size=data.image_size)
     if uses_source_weights(args.strategy):
-        model.load_state_dict(load_source(args.source)["state_dict"])
+        model.load_state_dict(load_model(args.source, "dvc repro pretrain")["state_dict"])
     model.reset_classifier(len(cfg.target_classes))
     model = rt.prepare_model(model)
 

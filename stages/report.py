@@ -13,12 +13,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--plots", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    study, cfg, train, transfer = (load_section(name) for name in ("study", "report", "train", "transfer"))
+    study, cfg, train, transfer, analysis = (load_section(name)
+                                             for name in ("study", "report", "train", "transfer", "analysis"))
     # the file names dvc.yaml gives each item's metrics
     items = {"train": [f"{m}-s{s}" for m in train.models for s in train.seeds], "measure": train.models,
-             "finetune": [f"{st}-{n}" for st in transfer.strategies for n in transfer.shots]}
+             "finetune": [f"{st}-{n}" for st in transfer.strategies for n in transfer.shots],
+             "analysis": analysis.models}
     tables = build_report(title=cfg.title, study=study.name, items=items, metrics_dir=args.metrics,
-                          plots_dir=args.plots, out_dir=args.out)
+                          plots_dir=args.plots, out_dir=args.out, analysis=analysis)
     print(f"wrote {args.out}/README.md with tables: {', '.join(tables)}", flush=True)
 
 

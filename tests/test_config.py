@@ -213,3 +213,16 @@ def test_cifar10_study_trains_densenet_and_wrn_with_their_papers_recipes(tmp_pat
                                                                                         5e-4, True)
     dense = train.recipe_for("densenet_bc-100-12")
     assert (dense.epochs, dense.milestones, dense.batch_size, dense.nesterov) == (300, [150, 225], 64, True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"models": ["resnet-20", "vgg-19-gap"]}, r"analysis\.models\[1\]: vgg-19-gap is not trained by the study; "
+                                              r"choose among train\.models \(plain-20"),
+    ({"seed": 7}, r"analysis\.seed: 7 is not in train\.seeds \[0\]"),
+    ({"points_2d": 10}, r"analysis\.points_2d: must be odd and >= 3"),
+    ({"sharpness_at": 2.0}, r"analysis\.sharpness_at: must lie inside the surface \(<= analysis\.span = 1\.0\)"),
+])
+def test_bad_analysis_settings_are_named(params, tmp_path, change, message):
+    params["analysis"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        load_all(write(tmp_path, params))

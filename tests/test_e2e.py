@@ -1,5 +1,7 @@
 """The real `dvc repro` on a tiny study, in a temporary copy of the repository."""
+import math
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -27,20 +29,35 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert lenet_fc["recipe.lr"] == 0.05 and lenet_fc["head"] == "fc"   # the per-model override was applied
     transfer = pd.read_csv(work / "reports/transfer.csv")
     assert set(transfer["strategy"]) == {"scratch", "finetune", "feature_extractor", "lp_ft"}
-    for fig in ("degradation.png", "accuracy_vs_cost.png", "transfer.png"):
+    for fig in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "gradient_flow.png", "landscapes.png"):
         assert (work / "reports" / fig).stat().st_size > 1000
-    assert "Degradation" in (work / "reports/README.md").read_text()
+    readme = (work / "reports/README.md").read_text()
+    assert "Degradation" in readme and "### Gradient flow" in readme and "at distance 0.25 and at the edge, 0.5" in readme
+    analysis = pd.read_csv(work / "reports/analysis.csv")
+    assert analysis["model"].tolist() == ["plain-20", "resnet-20"]
+    surface = pd.read_csv(work / "plots/analysis/landscape_2d/resnet-20.csv")
+    assert len(surface) == 9 and surface[["alpha", "beta"]].abs().max().max() == 0.5
+    # gradients at the He init and at the train item's weights differ
+    resnet = yaml.safe_load((work / "metrics/analysis/resnet-20.json").read_text())
+    assert resnet["grad_first_last_ratio_init"] != resnet["grad_first_last_ratio_trained"]
+    assert math.isfinite(resnet["landscape_loss"]) and math.isfinite(resnet["sharpness"])
 
-    # one MLflow run per train, pretrain, finetune and measure item, in the default SQLite store
+    # one MLflow run per train, pretrain, finetune, measure and analyze item, in the default SQLite store
     with sqlite3.connect(work / "mlflow.db") as db:
         runs = db.execute("SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
                           "ON r.experiment_id = e.experiment_id WHERE e.name = 'tiny'").fetchall()
         tags = dict(((run_id, key), value) for run_id, key, value in db.execute("SELECT run_uuid, key, value FROM tags"))
         steps = db.execute("SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'train_error' AND run_uuid IN "
                            "(SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train')").fetchone()[0]
-    assert len(runs) == 4 + 1 + 4 + 4 and {s for _, s in runs} == {"FINISHED"}
+        artifacts = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (resnet["mlflow_run_id"],)).fetchone()[0]
+    assert len(runs) == 4 + 1 + 4 + 4 + 2 and {s for _, s in runs} == {"FINISHED"}
     stages = sorted(tags[(run_id, "stage")] for run_id, _ in runs)
-    assert stages == ["finetune"] * 4 + ["measure"] * 4 + ["pretrain"] + ["train"] * 4
+    assert stages == ["analyze"] * 2 + ["finetune"] * 4 + ["measure"] * 4 + ["pretrain"] + ["train"] * 4
+    # the analyze run's figure and tables are MLflow artifacts
+    logged = {p.relative_to(artifacts.removeprefix("file://")).as_posix()
+              for p in Path(artifacts.removeprefix("file://")).rglob("*") if p.is_file()}
+    assert logged == {"analysis-resnet-20.png", "gradients/resnet-20.csv", "landscape_1d/resnet-20.csv",
+                      "landscape_2d/resnet-20.csv"}
     assert all(tags[(run_id, "git_commit")] not in ("", "unknown") for run_id, _ in runs)
     assert steps == 2
 

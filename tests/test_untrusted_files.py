@@ -11,8 +11,8 @@ from conftest import REPO, source_files
 from pipeline.data.loader import load_prepared
 from pipeline.data.sources import DataError, file_digest
 from pipeline.models import create_model_from_id
+from pipeline.outputs import load_model
 from pipeline.train import Checkpoint
-from pipeline.transfer import load_source
 
 
 class Payload:
@@ -41,9 +41,9 @@ def load_prepared_split(path: Path):
         load_prepared(folder)
 
 
-def load_finetune_source(path: Path):
+def load_model_file(path: Path):
     with pytest.raises(DataError, match=re.escape(f"{path}: not a weights file this study wrote")):
-        load_source(path)
+        load_model(path, "dvc repro pretrain")
 
 
 def load_timm_weights(path: Path):
@@ -52,7 +52,7 @@ def load_timm_weights(path: Path):
 
 
 LOADERS = {"checkpoint": load_checkpoint, "prepared split": load_prepared_split,
-           "finetune source": load_finetune_source, "timm weights file": load_timm_weights}
+           "model file (finetune source, analysed weights)": load_model_file, "timm weights file": load_timm_weights}
 
 
 @pytest.mark.parametrize("loader", LOADERS.values(), ids=LOADERS.keys())
@@ -74,5 +74,5 @@ def test_every_torch_load_is_weights_only():
                     value = next((ast.unparse(k.value) for k in node.keywords if k.arg == "weights_only"), None)
                     calls.append((rel, node.lineno, value))
     assert calls and all(value == "True" for _, _, value in calls), calls
-    assert {rel for rel, _, _ in calls} == {"pipeline/train.py", "pipeline/transfer.py", "pipeline/data/loader.py",
+    assert {rel for rel, _, _ in calls} == {"pipeline/train.py", "pipeline/outputs.py", "pipeline/data/loader.py",
                                          "pipeline/models/timm_models.py"}
