@@ -58,7 +58,7 @@ import torch  # noqa: E402
 
 from pipeline.config import Recipe, load_all  # noqa: E402
 from pipeline.data.loader import Normalize, Split, eval_batches  # noqa: E402
-from pipeline.gradient_flow import layer_gradient_norms  # noqa: E402
+from pipeline.gradient_flow import gradient_correlation, layer_gradient_norms  # noqa: E402
 from pipeline.landscape import axis, filter_normalized_direction, surface  # noqa: E402
 from pipeline.measure import measure_model_id  # noqa: E402
 from pipeline.models import create_model_from_id  # noqa: E402
@@ -524,8 +524,12 @@ def part_concurrency(results: Results, cfg: dict, sizes: Sizes, device: torch.de
 
 
 def part_analysis(results: Results, cfg: dict, sizes: Sizes, device: torch.device, until: float) -> None:
-    """What the analyze stage (stages/analyze.py) costs for ANALYSIS_MODEL: its gradient norms (at init
-    and trained: twice) and its surfaces (points_2d^2 + points_1d points), from `analysis_points` timed points."""
+    """What the analyze stage (stages/analyze.py) costs for ANALYSIS_MODEL: its gradient norms and input-gradient
+    correlation (at init and trained: twice each) and its surfaces (points_2d^2 + points_1d points), from
+    `analysis_points` timed points."""
+    if left(until) < 10:
+        results.set("analysis", skipped="out of time")
+        return
     acfg = cfg["analysis"]
     recipe = study_recipe(cfg, ANALYSIS_MODEL, sizes, device, compiled=False)
     rt = Runtime.resolve(device.type, acfg.precision, recipe.channels_last)
@@ -533,11 +537,17 @@ def part_analysis(results: Results, cfg: dict, sizes: Sizes, device: torch.devic
     grad_images = synthetic_split(sizes.analysis_images or acfg.gradient_images, device, seed=1)
     land_images = synthetic_split(sizes.analysis_images or acfg.landscape_images, device, seed=2)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    shatter = synthetic_split(sizes.analysis_images or acfg.shatter_images, device, seed=3)
     batches = [(norm(x), y) for x, y in eval_batches(grad_images, recipe.batch_size)]
-    layer_gradient_norms(model, batches, rt)   # cuDNN autotuning
+
+    def gradients() -> None:
+        layer_gradient_norms(model, batches, rt)
+        gradient_correlation(model, norm(shatter.x), shatter.y, acfg.shatter_sigma, torch.Generator().manual_seed(0), rt)
+
+    gradients()   # cuDNN autotuning
     sync()
     t0 = time.perf_counter()
-    layer_gradient_norms(model, batches, rt)
+    gradients()
     sync()
     gradient_s = time.perf_counter() - t0
     gen = torch.Generator().manual_seed(acfg.direction_seed)
@@ -660,12 +670,14 @@ def _concurrency(c: dict) -> list[str]:
 
 
 def _analysis(a: dict) -> list[str]:
+    if _missing(a):
+        return [f"## Analysis stage cost: {_missing(a)}\n"]
     return [f"## Analysis stage cost: {a.get('model', '?')}, the {STUDY} study's settings\n",
             f"{a.get('precision', '?')}; surface points of {a.get('landscape_images', '?')} images at batch "
-            f"{a.get('batch_size', '?')}, gradient norms on {a.get('gradient_images', '?')} images; "
+            f"{a.get('batch_size', '?')}, gradient norms and correlation on {a.get('gradient_images', '?')} images; "
             f"{a.get('points_timed', '?')} of {a.get('points_total', '?')} points timed, the rest projected. Training "
             "time: the study's iterations at the train part's eager images/s of the same model.\n",
-            _table(["s per point", "surface images/s", "gradient norms s", "projected analysis s",
+            _table(["s per point", "surface images/s", "gradients s (once)", "projected analysis s",
                     "training s (projected)", "analysis / training"],
                    [[_f(a.get("seconds_per_point"), ".3f"), _f(a.get("surface_images_per_s"), ".0f"),
                      _f(a.get("gradient_s"), ".2f"), _f(a.get("projected_s")), _f(a.get("training_s")),

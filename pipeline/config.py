@@ -116,19 +116,19 @@ class MeasureConfig:
 @dataclass(frozen=True)
 class AnalysisConfig:
     """Why residual nets train: gradient flow (He et al. 2016 Sec. 4.1; Balduzzi et al. 2017) and loss
-    landscapes (Li et al. 2018) of trained models, each at its initialisation and its trained weights."""
+    landscapes (Li et al. 2018) of trained models. Defaults: the cifar10 study's (conf/config.yaml)."""
     models: list[str]               # trained models to analyse (train.models): the plain/residual grid, DenseNet
     seed: int = 0                   # whose weights: the train item of this seed (train.seeds)
-    gradient_images: int = 512      # fixed training images for the per-layer gradient norms
-    shatter_images: int = 64        # images whose input gradients are compared with a nearby input's
+    gradient_images: int = 1024     # fixed training images for the per-layer gradient norms
+    shatter_images: int = 256       # images whose input gradients are compared with a nearby input's
     shatter_sigma: float = 0.01     # std of that nearby input's Gaussian offset, in normalised pixel units
-    landscape_images: int = 256     # fixed training images the loss surface is evaluated on
-    points_1d: int = 21             # odd: the curve includes the trained weights (alpha = 0)
-    points_2d: int = 11             # per axis, odd: Li et al. 2018 plot 51 x 51
+    landscape_images: int = 1024    # fixed training images the loss surfaces are evaluated on
+    points_1d: int = 51             # odd: the curve includes the trained weights (alpha = 0)
+    points_2d: int = 51             # per axis, odd; Li et al. 2018 plot 51 x 51
     span: float = 1.0               # alpha, beta in [-span, span], in filter-normalised units (Li et al.: 1)
-    sharpness_at: float = 0.2       # the loss rise at this distance summarises the surface's sharpness
-    direction_seed: int = 0         # the random directions; recorded with the results
-    batch_size: int = 256           # images per forward pass of the surface (large on a GPU)
+    sharpness_at: float = 0.2       # half-width of the box Keskar et al.'s sharpness is taken over
+    direction_seed: int = 0         # the random directions and the offsets of the shattering measure
+    batch_size: int = 1024          # images per forward pass of the surface (large on a GPU)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -345,9 +345,10 @@ class _CHECKS:
             if getattr(c, name) < 3 or getattr(c, name) % 2 == 0:
                 raise ConfigError(f"{key}.{name}: must be odd and >= 3, so the grid holds the trained weights "
                                   f"at its centre; got {getattr(c, name)}")
-        if c.sharpness_at > c.span:
-            raise ConfigError(f"{key}.sharpness_at: must lie inside the surface (<= {key}.span = {c.span}), "
-                              f"got {c.sharpness_at}")
+        step = 2 * c.span / (c.points_2d - 1)
+        if not step - 1e-9 <= c.sharpness_at <= c.span:
+            raise ConfigError(f"{key}.sharpness_at: must lie between one step of the 2-D grid ({step:g}) and "
+                              f"{key}.span ({c.span:g}), so the box holds grid points; got {c.sharpness_at}")
 
 
 def _check_across(sections: dict[str, Any]) -> None:

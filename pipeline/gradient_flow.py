@@ -9,12 +9,14 @@ Two pictures of why depth hurts plain networks and not residual ones:
   degrades with depth in plain nets is the correlation of gradients between nearby inputs -- they
   approach white noise -- while residual nets keep it.
 
-Both use batch norm in training mode (batch statistics), the function SGD differentiates, on a
-copy of the model, so its running statistics are left as they were.
+Both use batch norm in training mode (batch statistics), the function SGD differentiates, with
+dropout off (its random masks would decorrelate the two passes of `gradient_correlation` by
+themselves), on a copy of the model, so its running statistics are left as they were.
 """
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +30,28 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def _as_in_training(model: nn.Module) -> nn.Module:
+    """A copy with batch norm on batch statistics and dropout off."""
+    model = copy.deepcopy(model).train()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.eval()
+    return model
+
+
+def first_last_ratio(norms: list[float], weights: list[int]) -> float:
+    """The first conv layer's per-weight RMS gradient (norm / sqrt(weights)) over the last's. Per weight,
+    so that a stem conv of 144 weights and a last conv of 36,864 compare as layers, not as sizes."""
+    return (norms[0] / math.sqrt(weights[0])) / (norms[-1] / math.sqrt(weights[-1]))
+
+
 def layer_gradient_norms(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
                          rt: Runtime) -> dict[str, float]:
     """L2 norm of d(mean cross-entropy over all `batches`)/d(weights) for each conv layer.
 
     `batches` are normalised inputs with labels, each as large as a training batch (its batch-norm
     statistics are those of one SGD step); the gradient is that of the loss averaged over them all."""
-    model = copy.deepcopy(model).train()
+    model = _as_in_training(model)
     model.zero_grad(set_to_none=True)
     total = sum(len(y) for _, y in batches)
     for x, y in batches:
@@ -51,7 +68,7 @@ def gradient_correlation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sig
 
     1 for a linear model (its input gradient is constant); about 0 when the gradients are white noise.
     `x` is normalised; the two batches go through the net separately, so each keeps its own statistics."""
-    model = copy.deepcopy(model).train()
+    model = _as_in_training(model)
     nearby = x + sigma * torch.randn(x.shape, generator=gen, device=gen.device).to(x.device)
     grads = []
     for inputs in (x, nearby):

@@ -75,9 +75,17 @@ class Progress:
     def load(self) -> dict[str, list[dict]]:
         try:
             saved = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return {}
-        return saved["rows"] if isinstance(saved, dict) and saved.get("fingerprint") == self.fingerprint else {}
+        except (OSError, ValueError) as err:
+            print(f"{self.path}: unreadable ({err}); computing the surface afresh", flush=True)
+            return {}
+        if not isinstance(saved, dict) or saved.get("fingerprint") != self.fingerprint:
+            print(f"{self.path}: from other settings, weights or code; computing the surface afresh", flush=True)
+            return {}
+        rows = saved.get("rows", {})
+        print(f"{self.path}: resuming after " + ", ".join(f"{len(v)} {k} points" for k, v in rows.items()), flush=True)
+        return rows
 
     def save(self, rows: dict[str, list[dict]]) -> None:
         write_json(self.path, {"fingerprint": self.fingerprint, "rows": rows})
@@ -107,8 +115,10 @@ def axis(points: int, span: float) -> list[float]:
     return values
 
 
-def loss_rise(alphas: list[float], losses: list[float], at: float) -> float:
-    """Mean loss increase over the centre at distance `at` on both sides of a 1-D slice (linear
-    interpolation between grid points): a sharpness number on the filter-normalised scale."""
-    centre = float(np.interp(0.0, alphas, losses))
-    return float(np.mean([np.interp(-at, alphas, losses), np.interp(at, alphas, losses)]) - centre)
+def sharpness(plane: list[dict], at: float) -> float:
+    """Keskar et al. 2017's sharpness, 100 x (max loss in the box - loss at the centre) / (1 + loss at
+    the centre), with the box |alpha|, |beta| <= `at` of the 2-D surface's grid points: in the plane of
+    the two filter-normalised directions, not maximised over all of weight space as Keskar et al. do."""
+    centre = next(r["loss"] for r in plane if r["alpha"] == 0.0 and r["beta"] == 0.0)
+    box = [r["loss"] for r in plane if abs(r["alpha"]) <= at + 1e-9 and abs(r["beta"]) <= at + 1e-9]
+    return 100 * (max(box) - centre) / (1 + centre)

@@ -14,8 +14,7 @@ import pandas as pd
 from pipeline.config import AnalysisConfig
 from pipeline.outputs import read_json
 from pipeline.published import published
-from pipeline.report_analysis import (analysis_table, gradient_flow_summary, landscape_summary, load_analysis,
-                                      plot_gradient_flow, plot_landscapes)
+from pipeline.report_analysis import analysis_section
 
 PERCENT = 100.0
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
@@ -114,15 +113,27 @@ def degradation_summary(train: pd.DataFrame) -> str:
 FLAT_POINTS = 1.0
 
 
+def last_epoch_change(histories: dict[str, pd.DataFrame], models: list[str]) -> dict[str, float]:
+    """Training-error change over the last epoch, in points, of each of `models` with two epochs or more."""
+    return {m: (histories[m]["train_error"].iloc[-1] - histories[m]["train_error"].iloc[-2]) * PERCENT
+            for m in models if m in histories and len(histories[m]) > 1}
+
+
+def still_falling(histories: dict[str, pd.DataFrame], models: list[str]) -> list[str]:
+    """The models whose training error moved FLAT_POINTS or more in their last epoch."""
+    return [m for m, c in last_epoch_change(histories, models).items() if abs(c) >= FLAT_POINTS]
+
+
 def training_curve_summary(histories: dict[str, pd.DataFrame]) -> str:
     """One sentence: has the training error of each plain and residual net flattened by the end?
     The evidence is its change over the last epoch, printed for every net."""
-    grid = sorted((m for m in histories if m.split("-")[0] in ("plain", "resnet") and len(histories[m]) > 1),
+    grid = sorted((m for m in histories if m.split("-")[0] in ("plain", "resnet")),
                   key=lambda m: (m.split("-")[0], int(m.rsplit("-", 1)[1])))
+    change = last_epoch_change(histories, grid)
+    grid = list(change)
     if not grid:
         return ""
-    change = {m: (histories[m]["train_error"].iloc[-1] - histories[m]["train_error"].iloc[-2]) * PERCENT for m in grid}
-    moving = [m for m in grid if abs(change[m]) >= FLAT_POINTS]
+    moving = still_falling(histories, grid)
     verdict = (f"still moving by {FLAT_POINTS:g} point or more an epoch: {', '.join(moving)}, so "
                f"{'its' if len(moving) == 1 else 'their'} final training error is not where longer training would "
                "leave it" if moving else f"every one moved less than {FLAT_POINTS:g} point: flattened at this lr")
@@ -342,43 +353,12 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         plot_transfer(finetune, out_dir / "transfer.png")
     readme = _readme(title, study, dataset, tables, train, measure, finetune, pretrain, histories)
     if items.get("analysis") and analysis is not None:
-        readme += _analysis_section(items["analysis"], analysis, train, Path(metrics_dir) / "analysis",
-                                    Path(plots_dir) / "analysis", out_dir, tables)
+        runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
+        length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))
+        readme += analysis_section(items["analysis"], analysis, still_falling(histories, items["analysis"]), length,
+                                   Path(metrics_dir) / "analysis", Path(plots_dir) / "analysis", out_dir, tables)
     (out_dir / "README.md").write_text(readme)
     return tables
-
-
-def _analysis_section(models: list[str], cfg: AnalysisConfig, train: pd.DataFrame, metrics_dir: Path, plots_dir: Path,
-                      out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
-    """Gradient flow and loss landscapes: the table, two figures and their sentences; adds the table
-    to `tables`."""
-    metrics, gradients, curves, planes = load_analysis(metrics_dir, plots_dir, models)
-    runs = train[train["model"].isin(models) & (train["seed"] == cfg.seed)]
-    lengths = sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()})
-    table = tables["analysis"] = analysis_table(metrics)
-    table.to_csv(out_dir / "analysis.csv", index=False)
-    (out_dir / "analysis.md").write_text(to_markdown(table))
-    plot_gradient_flow(gradients, out_dir / "gradient_flow.png")
-    plot_landscapes(curves, planes, out_dir / "landscapes.png")
-    return "\n".join([
-        "",
-        "## Why residual networks train: gradient flow and loss landscapes\n",
-        f"Each model's weights at initialisation (the He init its training started from) and after training "
-        f"(seed {cfg.seed}: {' / '.join(lengths) or '?'}), on fixed images of the split it trained on, without "
-        "augmentation (`stages/analyze.py`). Short training leaves the nets short of their minima, so the trained "
-        "numbers describe where this training ended, not converged networks.\n",
-        to_markdown(table),
-        "### Gradient flow\n",
-        gradient_flow_summary(metrics, cfg.gradient_images, cfg.shatter_sigma),
-        "![gradient flow](gradient_flow.png)\n",
-        "### Loss landscapes (Li et al. 2018)\n",
-        f"The training loss at the trained weights moved by alpha and beta times two random directions, each "
-        f"filter of a direction scaled to the norm of the weights' filter (biases and batch-norm parameters left "
-        f"out); {cfg.points_2d} x {cfg.points_2d} points over [-{cfg.span:g}, {cfg.span:g}]^2 and a "
-        f"{cfg.points_1d}-point curve (Li et al. plot 51 x 51). ",
-        landscape_summary(metrics, cfg.landscape_images, cfg.direction_seed),
-        "![loss landscapes](landscapes.png)\n",
-    ])
 
 
 def _length(run) -> str:

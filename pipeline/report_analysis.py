@@ -6,18 +6,23 @@ Balduzzi et al.'s (2017) or Li et al.'s (2018).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config import AnalysisConfig
 from pipeline.outputs import read_json
 
-# a first/last-layer gradient-norm ratio below this is "vanishing" towards the input, above its
+# a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
 # inverse "growing"; in between the layers get gradients of about the same size
 VANISHING = 1 / 3
-# a residual net's loss rise smaller than the plain net's by this factor or more is "flatter"
-FLATTER = 2.0
+# correlations closer than this are "no clear difference": five draws of offsets moved the quick
+# study's by 0.017 at most (benchmarks/RESULTS.md)
+CORRELATION_MARGIN = 0.05
+# a sharpness larger by this factor or more is "sharper"
+SHARPER = 2.0
 FAMILY_COLORS = {"plain": "Reds", "resnet": "Blues"}   # any other family (DenseNet): greens
 
 
@@ -40,18 +45,23 @@ def analysis_table(analysis: pd.DataFrame) -> pd.DataFrame:
     for _, r in analysis.iterrows():
         rows.append({
             "model": r["model"], "conv layers": int(r["conv_layers"]),
-            "first/last conv gradient norm, init": f"{r['grad_first_last_ratio_init']:.3g}",
-            "first/last conv gradient norm, trained": f"{r['grad_first_last_ratio_trained']:.3g}",
+            "first/last conv per-weight gradient, init": f"{r['grad_first_last_ratio_init']:.3g}",
+            "first/last conv per-weight gradient, trained": f"{r['grad_first_last_ratio_trained']:.3g}",
             "input-gradient correlation, init": f"{r['grad_correlation_init']:.3f}",
             "input-gradient correlation, trained": f"{r['grad_correlation_trained']:.3f}",
-            "loss at trained weights": f"{r['landscape_loss']:.4f}",
-            f"loss rise at distance {r['sharpness_at']:g}": f"{r['sharpness']:.4f}",
-            f"loss rise at the edge, {r['span']:g}": f"{r['edge_rise']:.4g}",
+            "training loss at trained weights": f"{r['landscape_loss']:.4f}",
+            f"sharpness (Keskar et al.), box {r['sharpness_at']:g}": f"{r['sharpness']:.1f}",
         })
     return pd.DataFrame(rows)
 
 
+def _usable(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
 def _ratio_words(ratio: float) -> str:
+    if not _usable(ratio):
+        return f"{ratio}x the last's (not a usable ratio)"
     if ratio < VANISHING:
         return f"{1 / ratio:.3g}x smaller than the last's"
     if ratio > 1 / VANISHING:
@@ -63,86 +73,141 @@ def _by_family(analysis: pd.DataFrame, family: str) -> pd.DataFrame:
     return analysis[analysis["family"] == family].sort_values("depth")
 
 
-def gradient_flow_summary(analysis: pd.DataFrame, images: int, sigma: float) -> str:
+def _norms_sentence(analysis: pd.DataFrame, state: str) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """The ratios of every model in `state` ("init" or "trained"), and the plain nets vanishing / growing."""
+    column = f"grad_first_last_ratio_{state}"
+    listing = "; ".join(f"{r['model']} {_ratio_words(r[column])}" for _, r in analysis.iterrows())
+    plain = _by_family(analysis, "plain")
+    usable = plain[plain[column].map(_usable)]
+    return listing, usable[usable[column] < VANISHING], usable[usable[column] > 1 / VANISHING]
+
+
+def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
     """Which picture the gradient numbers support: vanishing norms (the slide), healthy norms with
     batch norm (He et al. Sec. 4.1), shattered gradients (Balduzzi et al. 2017)."""
-    norms = "; ".join(f"{r['model']} {_ratio_words(r['grad_first_last_ratio_init'])}" for _, r in analysis.iterrows())
+    first = analysis.iloc[0]
+    init, vanish_init, grow_init = _norms_sentence(analysis, "init")
+    trained, vanish_trained, _ = _norms_sentence(analysis, "trained")
+    text = (f"The first conv layer's per-weight gradient (norm / sqrt(weights), batch norm on batch statistics as in "
+            f"training, {first['gradient_images']} training images), at initialisation (the He init training "
+            f"started from): {init}. With the trained weights: {trained}. ")
     plain = _by_family(analysis, "plain")
-    vanishing = plain[plain["grad_first_last_ratio_init"] < VANISHING]
-    growing = plain[plain["grad_first_last_ratio_init"] > 1 / VANISHING]
-    text = (f"At initialisation (the seed's He init; batch norm with batch statistics, as in training; {images} "
-            f"training images), the first conv layer's gradient norm is: {norms}. ")
-    if plain.empty:
-        pass
-    elif vanishing.empty:
-        text += ("No plain net's gradients vanish towards the input: this agrees with He et al. (Sec. 4.1: "
-                 "with batch norm, plain nets' gradients have healthy norms) and not with the slide's wording "
-                 "that deep plain nets fail because their gradients vanish. ")
-        if not growing.empty:
-            top = growing.loc[growing["grad_first_last_ratio_init"].idxmax()]
-            text += (f"They grow towards the input instead, most in {top['model']} "
-                     f"({top['grad_first_last_ratio_init']:.3g}x): at initialisation batch norm makes deep plain "
-                     "nets' gradients explode backwards (Yang et al. 2019, a mean-field theory of batch norm). ")
-    else:
-        text += (f"In {', '.join(vanishing['model'])} the gradients shrink towards the input, the vanishing "
-                 "the slide describes. ")
-    resnet = _by_family(analysis, "resnet")
-    common = sorted(set(plain["depth"]) & set(resnet["depth"]))
-    if len(common) >= 1:
-        corr = {(f, d): float(analysis[(analysis["family"] == f) & (analysis["depth"] == d)]
-                              ["grad_correlation_init"].iloc[0]) for f in ("plain", "resnet") for d in common}
-        listing = "; ".join(f"{f}: " + ", ".join(f"{corr[(f, d)]:.3f} at depth {d}" for d in common)
-                            for f in ("plain", "resnet"))
-        text += (f"\n\nShattering (Balduzzi et al. 2017): the correlation between the input gradients of the true "
-                 f"class's logit at an image and at a nearby one (Gaussian offset, sigma {sigma:g} in normalised "
-                 f"pixel units), mean over images, at initialisation -- {listing}. ")
-        deepest = common[-1]
-        if corr[("plain", deepest)] < corr[("resnet", deepest)]:
-            text += (f"At depth {deepest} the plain net's gradients are less correlated than the residual net's: "
-                     "they are closer to white noise, the shattering Balduzzi et al. found in plain nets and not in "
-                     "residual ones")
-        else:
-            text += (f"At depth {deepest} the plain net's gradients are not less correlated than the residual "
-                     "net's, unlike Balduzzi et al.'s finding")
-        if len(common) >= 2:
-            drops = {f: corr[(f, common[0])] - corr[(f, deepest)] for f in ("plain", "resnet")}
-            text += (f"; from depth {common[0]} to {deepest} the correlation falls by {drops['plain']:.3f} in the "
-                     f"plain nets and by {drops['resnet']:.3f} in the residual ones")
-        text += ". One seed, one draw of offsets; a difference in the second decimal is within what another draw moves.\n"
-    return text + "\n"
+    vanishing = sorted(set(vanish_init["model"]) | set(vanish_trained["model"]))
+    if not plain.empty and not vanishing:
+        text += ("No plain net's gradients vanish towards the input, at initialisation or after training: this "
+                 "agrees with He et al. (Sec. 4.1: with batch norm, plain nets' gradients have healthy norms) and "
+                 "not with the slide's wording that deep plain nets fail because their gradients vanish. ")
+    elif vanishing:
+        when = {m: [s for s, frame in (("at init", vanish_init), ("trained", vanish_trained))
+                    if m in set(frame["model"])] for m in vanishing}
+        text += ("The gradients shrink towards the input, the vanishing the slide describes, in "
+                 + ", ".join(f"{m} ({' and '.join(w)})" for m, w in when.items()) + ". ")
+    if not grow_init.empty:
+        top = grow_init.loc[grow_init["grad_first_last_ratio_init"].idxmax()]
+        text += (f"At initialisation they grow towards the input instead, most in {top['model']} "
+                 f"({top['grad_first_last_ratio_init']:.3g}x): batch norm makes a deep plain net's gradients "
+                 "explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm). ")
+    return text + "\n\n" + _shattering_summary(analysis, sigma)
 
 
-def _compare(depth: int, plain: float, resnet: float, where: str) -> str:
-    if plain > FLATTER * resnet:
-        return (f"at depth {depth}, {where} the plain net's loss rises {plain / max(resnet, 1e-12):.1f}x as much as "
-                "the residual net's (sharper, as Li et al. 2018 Fig. 5 show for plain nets)")
-    if resnet > FLATTER * plain:
-        return (f"at depth {depth}, {where} the residual net's loss rises {resnet / max(plain, 1e-12):.1f}x as much "
-                "as the plain net's (here the plain net's surface is the flatter one, unlike Li et al.'s figures)")
-    return f"at depth {depth}, {where} the two rises are within a factor {FLATTER:g}: no clear difference"
-
-
-def landscape_summary(analysis: pd.DataFrame, images: int, seed: int) -> str:
-    """Sharpness of plain vs residual surfaces at equal depth (Li et al. 2018, Fig. 5), near the trained
-    weights and at the surface's edge: the two can disagree."""
+def _shattering_summary(analysis: pd.DataFrame, sigma: float) -> str:
     plain, resnet = _by_family(analysis, "plain"), _by_family(analysis, "resnet")
-    at, span = float(analysis["sharpness_at"].iloc[0]), float(analysis["span"].iloc[0])
-    rises = "; ".join(f"{r['model']} {r['sharpness']:.4f} and {r['edge_rise']:.4g} (loss {r['landscape_loss']:.4f} "
-                      "at the trained weights)" for _, r in analysis.iterrows())
-    text = (f"Loss rise over the trained weights' loss at distance {at:g} and at the edge, {span:g} (filter-normalised "
-            f"units; mean over both signs of two random directions, direction seed {seed}; {images} training images, "
-            f"batch norm in eval mode): {rises}. ")
-    clauses = []
+    common = sorted(set(plain["depth"]) & set(resnet["depth"]))
+    if not common:
+        return ""
+    corr = {(f, d): float(frame[frame["depth"] == d]["grad_correlation_init"].iloc[0])
+            for f, frame in (("plain", plain), ("resnet", resnet)) for d in common}
+    listing = "; ".join(f"{f}: " + ", ".join(f"{corr[(f, d)]:.3f} at depth {d}" for d in common)
+                        for f in ("plain", "resnet"))
+    text = (f"Shattering (Balduzzi et al. 2017): the correlation between the input gradients of the true class's "
+            f"logit at an image and at a nearby one (Gaussian offset, sigma {sigma:g} in normalised pixel units), "
+            f"mean over {analysis.iloc[0]['shatter_images']} images, at initialisation -- {listing}. ")
+    deepest = common[-1]
+    gap = corr[("resnet", deepest)] - corr[("plain", deepest)]
+    if not math.isfinite(gap):
+        text += f"At depth {deepest} a correlation is not a number, so no comparison"
+    elif gap > CORRELATION_MARGIN:
+        text += (f"At depth {deepest} the plain net's gradients are less correlated than the residual net's by "
+                 f"{gap:.3f}: closer to white noise, the shattering Balduzzi et al. found in plain nets and not in "
+                 "residual ones")
+    elif gap < -CORRELATION_MARGIN:
+        text += (f"At depth {deepest} the plain net's gradients are more correlated than the residual net's by "
+                 f"{-gap:.3f}, unlike Balduzzi et al.'s finding")
+    else:
+        text += (f"At depth {deepest} the two correlations are within {CORRELATION_MARGIN:g}: no clear difference, "
+                 "so this measurement does not show Balduzzi et al.'s finding")
+    if len(common) >= 2:
+        changes = []
+        for f in ("plain", "resnet"):
+            change = corr[(f, deepest)] - corr[(f, common[0])]
+            changes.append(f"{'falls' if change < 0 else 'rises'} by {abs(change):.3f} in the "
+                           f"{'plain' if f == 'plain' else 'residual'} nets")
+        text += f"; from depth {common[0]} to {deepest} the correlation " + " and ".join(changes)
+    return text + ". One seed and one draw of offsets.\n"
+
+
+def _compare(depth: int, plain: float, resnet: float) -> str:
+    if not (math.isfinite(plain) and math.isfinite(resnet)) or min(plain, resnet) <= 0:
+        return f"At depth {depth} a sharpness is zero, negative or not a number: no comparison. "
+    if plain > SHARPER * resnet:
+        return (f"At depth {depth} the plain net is {plain / resnet:.1f}x as sharp as the residual net, as Li et al. "
+                "2018 (Fig. 5) show for plain nets. ")
+    if resnet > SHARPER * plain:
+        return (f"At depth {depth} the residual net is {resnet / plain:.1f}x as sharp as the plain net, unlike Li et "
+                "al.'s figures. ")
+    return f"At depth {depth} the two are within a factor {SHARPER:g}: no clear difference in sharpness. "
+
+
+def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
+    """Sharpness of plain vs residual minima at equal depth (Li et al. 2018, Fig. 5; Keskar et al. 2017)."""
+    plain, resnet = _by_family(analysis, "plain"), _by_family(analysis, "resnet")
+    first = analysis.iloc[0]
+    listing = "; ".join(f"{r['model']} {r['sharpness']:.1f} (loss {r['landscape_loss']:.4f} at the trained weights)"
+                        for _, r in analysis.iterrows())
+    text = (f"Sharpness (Keskar et al. 2017): 100 x (highest loss in the box |alpha|, |beta| <= "
+            f"{first['sharpness_at']:g} - loss at the trained weights) / (1 + loss at the trained weights), over the "
+            f"2-D surface's grid points -- the plane of two random directions (seed {seed}), not all of weight space; "
+            f"{first['landscape_images']} training images, batch norm in eval mode: {listing}. ")
     for depth in sorted(set(plain["depth"]) & set(resnet["depth"])):
-        p, r = (frame[frame["depth"] == depth].iloc[0] for frame in (plain, resnet))
-        clauses += [_compare(depth, p["sharpness"], r["sharpness"], f"at distance {at:g}"),
-                    _compare(depth, p["edge_rise"], r["edge_rise"], f"at the edge ({span:g})")]
-    if clauses:
-        joined = "; ".join(clauses)
-        text += joined[0].upper() + joined[1:] + ". "
-    text += ("One pair of random directions and one seed: Li et al. show the picture is stable across directions, "
-             "but a single draw is not a measurement of its spread.\n")
-    return text
+        text += _compare(depth, float(plain[plain["depth"] == depth]["sharpness"].iloc[0]),
+                         float(resnet[resnet["depth"] == depth]["sharpness"].iloc[0]))
+    return text + ("Far from the trained weights, where every net is at chance, the loss measures confidence more "
+                   "than shape, so the comparison stays inside the box. One pair of directions and one seed.\n")
+
+
+def analysis_section(models: list[str], cfg: AnalysisConfig, still_falling: list[str], length: str, metrics_dir: Path,
+                     plots_dir: Path, out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
+    """The report's section: the table (added to `tables`), two figures and their sentences.
+    `still_falling`: analysed models whose training error still fell in the last epoch; `length`: their training."""
+    from pipeline.report import FLAT_POINTS, to_markdown   # here: pipeline.report imports this module
+
+    metrics, gradients, curves, planes = load_analysis(metrics_dir, plots_dir, models)
+    table = tables["analysis"] = analysis_table(metrics)
+    table.to_csv(out_dir / "analysis.csv", index=False)
+    (out_dir / "analysis.md").write_text(to_markdown(table))
+    plot_gradient_flow(gradients, metrics, out_dir / "gradient_flow.png")
+    plot_landscapes(curves, planes, metrics, out_dir / "landscapes.png")
+    caveat = (f" The training error of {', '.join(still_falling)} still moved by {FLAT_POINTS:g} point or more in "
+              "the last epoch, so their trained numbers describe where this training ended, not converged networks."
+              if still_falling else "")
+    return "\n".join([
+        "",
+        "## Why residual networks train: gradient flow and loss landscapes\n",
+        f"Each model's weights at initialisation (the He init its training started from) and after training "
+        f"(seed {cfg.seed}: {length}), on fixed images of the split it trained on, without augmentation "
+        f"(`stages/analyze.py`).{caveat}\n",
+        to_markdown(table),
+        "### Gradient flow\n",
+        gradient_flow_summary(metrics, cfg.shatter_sigma),
+        "![gradient flow](gradient_flow.png)\n",
+        "### Loss landscapes (Li et al. 2018)\n",
+        f"The training loss at the trained weights moved by alpha and beta times two random directions, each "
+        f"filter of a direction scaled to the norm of the weights' filter (biases and batch-norm parameters left "
+        f"out); {cfg.points_2d} x {cfg.points_2d} points over [-{cfg.span:g}, {cfg.span:g}]^2 (Li et al. plot "
+        f"51 x 51), and a {cfg.points_1d}-point curve along a third direction.\n",
+        landscape_summary(metrics, cfg.direction_seed),
+        "![loss landscapes](landscapes.png)\n",
+    ])
 
 
 def _plt():
@@ -152,34 +217,36 @@ def _plt():
     return plt
 
 
-def _colors(models: list[str], plt) -> dict[str, tuple]:
+def _colors(analysis: pd.DataFrame, plt) -> dict[str, tuple]:
     """A colour map per family, darker with depth."""
     out = {}
-    families = {}
-    for m in models:
-        families.setdefault(m.split("-")[0], []).append(m)
-    for family, members in families.items():
+    for family, members in analysis.sort_values("depth").groupby("family", sort=False):
         cmap = plt.get_cmap(FAMILY_COLORS.get(family, "Greens"))
-        for i, m in enumerate(members):
-            out[m] = cmap(0.45 + 0.5 * i / max(len(members) - 1, 1))
+        for i, model in enumerate(members["model"]):
+            out[model] = cmap(0.45 + 0.5 * i / max(len(members) - 1, 1))
     return out
 
 
-def plot_gradient_flow(gradients: dict[str, pd.DataFrame], path: Path) -> None:
-    """Per-layer gradient norms, at initialisation (left) and trained (right), log scale."""
+def per_weight(g: pd.DataFrame, column: str) -> pd.Series:
+    """A layer's gradient norm over sqrt(its weights): the RMS gradient of one weight."""
+    return g[column] / np.sqrt(g["weights"])
+
+
+def plot_gradient_flow(gradients: dict[str, pd.DataFrame], analysis: pd.DataFrame, path: Path) -> None:
+    """Per-layer RMS gradient per weight, at initialisation (left) and trained (right), log scale."""
     plt = _plt()
-    colors = _colors(list(gradients), plt)
+    colors = _colors(analysis, plt)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, column, title in ((axes[0], "init", "at initialisation"), (axes[1], "trained", "trained weights")):
         for model, g in gradients.items():
-            ax.plot(g["layer"], g[column], "-", color=colors[model], label=model, lw=1.5)
+            ax.plot(g["layer"], per_weight(g, column), "-", color=colors[model], label=model, lw=1.5)
         ax.set_yscale("log")
         ax.set_xlabel("conv layer (input to output)")
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("gradient norm of the loss w.r.t. the layer's weights")
+    axes[0].set_ylabel("gradient norm / sqrt(weights) of the layer")
     axes[1].legend(fontsize=8)
-    fig.suptitle("Gradient flow: per-layer gradient norms (batch norm in training mode)")
+    fig.suptitle("Gradient flow: per-weight RMS gradient of the loss by conv layer (batch norm in training mode)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -212,36 +279,50 @@ def _shared_scale(planes: list[pd.DataFrame]):
     return LogNorm(low, high), levels
 
 
-def plot_landscapes(curves: dict[str, pd.DataFrame], planes: dict[str, pd.DataFrame], path: Path) -> None:
-    """Li et al. 2018: 1-D curves of every model (top left), and each model's 2-D contour, plain
-    and residual nets of equal depth side by side, one colour scale for all."""
+def _panel_grid(analysis: pd.DataFrame) -> tuple[list[str], dict[tuple[int, int], str]]:
+    """Columns = families; plain and residual nets of one depth share a row, other families fill theirs
+    from the top, in order of depth."""
+    families = list(dict.fromkeys(analysis["family"]))
+    grid_depths = sorted(set(analysis[analysis["family"].isin(["plain", "resnet"])]["depth"]))
+    cells = {}
+    for col, family in enumerate(families):
+        members = analysis[analysis["family"] == family].sort_values("depth")
+        for i, (_, r) in enumerate(members.iterrows()):
+            row = grid_depths.index(r["depth"]) if family in ("plain", "resnet") else i
+            cells[(row, col)] = r["model"]
+    return families, cells
+
+
+def plot_landscapes(curves: dict[str, pd.DataFrame], planes: dict[str, pd.DataFrame], analysis: pd.DataFrame,
+                    path: Path) -> None:
+    """Li et al. 2018: every model's 1-D curve (top left), and each model's 2-D contour, plain and
+    residual nets of equal depth side by side, one colour scale for all."""
     plt = _plt()
-    families = list(dict.fromkeys(m.split("-")[0] for m in planes))
-    rows = max(sum(1 for m in planes if m.split("-")[0] == f) for f in families)
+    families, cells = _panel_grid(analysis)
+    rows = max(r for r, _ in cells) + 1
     fig, axes = plt.subplots(rows + 1, len(families), figsize=(3.6 * len(families) + 1, 3.4 * (rows + 1)),
                              squeeze=False, layout="constrained")
-    colors = _colors(list(curves), plt)
+    colors = _colors(analysis, plt)
     for model, c in curves.items():
         axes[0][0].plot(c["alpha"], c["loss"], color=colors[model], label=model)
     axes[0][0].set_yscale("log")
     axes[0][0].set_xlabel("alpha (filter-normalised)")
     axes[0][0].set_ylabel("training loss")
-    axes[0][0].set_title("1-D: loss along one direction")
+    axes[0][0].set_title("1-D: loss along a third direction")
     axes[0][0].legend(fontsize=7)
     axes[0][0].grid(alpha=0.3)
     for ax in axes[0][1:]:
         ax.axis("off")
     norm, levels = _shared_scale(list(planes.values()))
     filled = None
-    for col, family in enumerate(families):
-        members = [m for m in planes if m.split("-")[0] == family]
-        for row in range(rows):
-            ax = axes[row + 1][col]
-            if row >= len(members):
+    for row in range(rows):
+        for col in range(len(families)):
+            ax, model = axes[row + 1][col], cells.get((row, col))
+            if model is None:
                 ax.axis("off")
                 continue
-            filled = _contour(ax, planes[members[row]], norm, levels)
-            ax.set_title(members[row])
+            filled = _contour(ax, planes[model], norm, levels)
+            ax.set_title(model)
             ax.set_xlabel("alpha")
             ax.set_ylabel("beta")
     fig.colorbar(filled, ax=[a for r in axes[1:] for a in r], label="training loss (log scale, shared; clipped)",
@@ -256,11 +337,11 @@ def plot_model_analysis(model: str, gradients: list[dict], curve: list[dict], pl
     plt = _plt()
     g, c, p = pd.DataFrame(gradients), pd.DataFrame(curve), pd.DataFrame(plane)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    axes[0].plot(g["layer"], g["init"], "--", label="at initialisation")
-    axes[0].plot(g["layer"], g["trained"], "-", label="trained")
+    axes[0].plot(g["layer"], per_weight(g, "init"), "--", label="at initialisation")
+    axes[0].plot(g["layer"], per_weight(g, "trained"), "-", label="trained")
     axes[0].set_yscale("log")
     axes[0].set_xlabel("conv layer (input to output)")
-    axes[0].set_ylabel("gradient norm")
+    axes[0].set_ylabel("gradient norm / sqrt(weights)")
     axes[0].legend()
     axes[1].plot(c["alpha"], c["loss"])
     axes[1].set_yscale("log")

@@ -3,8 +3,8 @@
 For the model's weights at initialisation (the seed's He init, as training began) and after
 training: per-layer gradient norms and the correlation of input gradients at nearby inputs
 (pipeline/gradient_flow.py); for the trained weights: the loss along one and over two
-filter-normalised random directions (pipeline/landscape.py). All on fixed images of the split
-the model trained on, without augmentation.
+filter-normalised random directions and Keskar et al.'s sharpness (pipeline/landscape.py). All on
+fixed images of the split the model trained on, without augmentation.
 """
 import argparse
 import tempfile
@@ -18,8 +18,8 @@ from pipeline.cli import run_stage
 from pipeline.config import AnalysisConfig, ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import Normalize, Split, eval_batches, load_prepared
 from pipeline.data.sources import file_digest
-from pipeline.gradient_flow import gradient_correlation, layer_gradient_norms
-from pipeline.landscape import Progress, axis, filter_normalized_direction, loss_rise, surfaces
+from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
+from pipeline.landscape import Progress, axis, filter_normalized_direction, sharpness, surfaces
 from pipeline.models import create_model_from_id, parse_model_id
 from pipeline.outputs import check_writable, load_model, write_json, write_rows
 from pipeline.provenance import environment
@@ -32,14 +32,12 @@ def first(split: Split, n: int) -> Split:
     return split.subset(torch.arange(min(n, len(split))))
 
 
-def gradient_flow(model: torch.nn.Module, images: Split, normalize: Normalize, cfg: AnalysisConfig,
-                  batch_size: int, rt: Runtime) -> tuple[dict[str, float], float]:
-    """Per-conv-layer gradient norms on `cfg.gradient_images` images in training-size batches, and
-    the input-gradient correlation on the first `cfg.shatter_images` of them."""
-    batches = [(normalize(x), y) for x, y in eval_batches(first(images, cfg.gradient_images), batch_size)]
-    shatter = first(images, cfg.shatter_images)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.direction_seed)
-    corr = gradient_correlation(model, normalize(shatter.x), shatter.y, cfg.shatter_sigma, gen, rt)
+def measure_gradients(model: torch.nn.Module, gradient_images: Split, shatter_images: Split, normalize: Normalize,
+                      cfg: AnalysisConfig, batch_size: int, rt: Runtime) -> tuple[dict[str, float], float]:
+    """Per-conv-layer gradient norms in training-size batches, and the input-gradient correlation."""
+    batches = [(normalize(x), y) for x, y in eval_batches(gradient_images, batch_size)]
+    gen = torch.Generator(device="cpu").manual_seed(cfg.direction_seed)   # the offsets of x'
+    corr = gradient_correlation(model, normalize(shatter_images.x), shatter_images.y, cfg.shatter_sigma, gen, rt)
     return layer_gradient_norms(model, batches, rt), corr
 
 
@@ -57,8 +55,7 @@ def main(argv: list[str]) -> None:
     study, cfg, train_cfg = load_section("study"), load_section("analysis"), load_section("train")
     if args.model not in cfg.models:
         raise ConfigError(f"--model {args.model}: not in analysis.models ({', '.join(cfg.models)})")
-    outputs = (args.metrics, args.gradients, args.landscape_1d, args.landscape_2d, args.checkpoint)
-    check_writable(*outputs)
+    check_writable(args.metrics, args.gradients, args.landscape_1d, args.landscape_2d, args.checkpoint)
     started = time.perf_counter()
     saved = load_model(args.weights, f"dvc repro train@{args.model}-{cfg.seed}")
     recipe = train_cfg.recipe_for(args.model)
@@ -66,46 +63,50 @@ def main(argv: list[str]) -> None:
     data = load_prepared(args.data)
     # the images the model was trained on (its subset of the training split), unaugmented
     images = training_subset(data.splits["train"], recipe.train_images).to(rt.device)
+    gradient_images, shatter_images, landscape_images = (
+        first(images, n) for n in (cfg.gradient_images, cfg.shatter_images, cfg.landscape_images))
     normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
 
     torch.manual_seed(cfg.seed)   # the same He init the train item started from (pipeline/runner.py)
     model = rt.prepare_model(create_model_from_id(args.model, num_classes=saved["num_classes"],
                                                   in_chans=data.in_chans, input_size=data.image_size))
-    init_norms, init_corr = gradient_flow(model, images, normalize, cfg, recipe.batch_size, rt)
-    model.load_state_dict(saved["state_dict"])
-    trained_norms, trained_corr = gradient_flow(model, images, normalize, cfg, recipe.batch_size, rt)
-    gradients = [{"layer": i + 1, "name": name, "init": init_norms[name], "trained": trained_norms[name]}
-                 for i, name in enumerate(init_norms)]
+    measured = {}
+    for state in ("init", "trained"):
+        if state == "trained":
+            model.load_state_dict(saved["state_dict"])
+        measured[state] = measure_gradients(model, gradient_images, shatter_images, normalize, cfg,
+                                            recipe.batch_size, rt)
+    (init_norms, init_corr), (trained_norms, trained_corr) = measured["init"], measured["trained"]
+    sizes = {name: conv.weight.numel() for name, conv in conv_layers(model)}
+    gradients = [{"layer": i + 1, "name": name, "weights": sizes[name], "init": init_norms[name],
+                  "trained": trained_norms[name]} for i, name in enumerate(init_norms)]
 
+    # three directions: the 2-D surface's two axes and the 1-D curve's own (Li et al. draw them apart)
     gen = torch.Generator(device="cpu").manual_seed(cfg.direction_seed)
-    directions = [filter_normalized_direction(model, gen) for _ in range(2)]
+    x_dir, y_dir, curve_dir = (filter_normalized_direction(model, gen) for _ in range(3))
     alphas, grid = axis(cfg.points_1d, cfg.span), axis(cfg.points_2d, cfg.span)
     points = [(a, b) for b in grid for a in grid]
-    # points already computed by an interrupted run with the same settings, weights and code are kept
-    settings = {k: v for k, v in flatten(cfg).items() if k != "models"}
-    progress = Progress(args.checkpoint, fingerprint(
-        settings, rt.describe(), recipe.train_images, data.manifest["sha256"], file_digest(args.weights, "sha256"),
-        code_digest(), file_digest(Path(landscape.__file__), "sha256")))
-    done = surfaces(model, {"1d": (directions[:1], [(a,) for a in alphas]), "2d": (directions, points)},
-                    first(images, cfg.landscape_images), normalize, rt, cfg.batch_size, progress)
+    # points already computed by an interrupted run with the same surface settings, weights and code are kept
+    surface_settings = [cfg.seed, cfg.landscape_images, cfg.points_1d, cfg.points_2d, cfg.span, cfg.direction_seed,
+                        cfg.batch_size, rt.describe(), recipe.train_images, data.manifest["sha256"]]
+    code = [code_digest()] + [file_digest(Path(f), "sha256") for f in (__file__, landscape.__file__)]
+    progress = Progress(args.checkpoint, fingerprint(surface_settings, file_digest(args.weights, "sha256"), code))
+    done = surfaces(model, {"1d": ([curve_dir], [(a,) for a in alphas]), "2d": ([x_dir, y_dir], points)},
+                    landscape_images, normalize, rt, cfg.batch_size, progress)
     curve = [{"alpha": a, **r} for a, r in zip(alphas, done["1d"])]
     plane = [{"alpha": a, "beta": b, **r} for (a, b), r in zip(points, done["2d"])]
     centre = curve[len(curve) // 2]
-    # sharpness from the 2-D surface's two axes: four directions, not one
-    slices = [[r["loss"] for r in plane if r[other] == 0.0] for other in ("beta", "alpha")]
-    rises = [loss_rise(grid, losses, cfg.sharpness_at) for losses in slices]
-    edge_rises = [loss_rise(grid, losses, cfg.span) for losses in slices]
+    weights = [g["weights"] for g in gradients]
     spec = parse_model_id(args.model)
     result = {
         "model": args.model, "family": spec.family, "depth": spec.depth, "seed": cfg.seed,
-        "conv_layers": len(gradients),
-        "grad_first_last_ratio_init": gradients[0]["init"] / gradients[-1]["init"],
-        "grad_first_last_ratio_trained": gradients[0]["trained"] / gradients[-1]["trained"],
+        "conv_layers": len(gradients), "gradient_images": len(gradient_images),
+        "shatter_images": len(shatter_images), "landscape_images": len(landscape_images),
+        "grad_first_last_ratio_init": first_last_ratio([g["init"] for g in gradients], weights),
+        "grad_first_last_ratio_trained": first_last_ratio([g["trained"] for g in gradients], weights),
         "grad_correlation_init": init_corr, "grad_correlation_trained": trained_corr,
         "landscape_loss": centre["loss"], "landscape_error": centre["error"],
-        "sharpness": sum(rises) / len(rises), "sharpness_at": cfg.sharpness_at,
-        "edge_rise": sum(edge_rises) / len(edge_rises), "span": cfg.span,
-        "landscape_max_loss": max(r["loss"] for r in plane),
+        "sharpness": sharpness(plane, cfg.sharpness_at), "sharpness_at": cfg.sharpness_at,
         "analysis_seconds": time.perf_counter() - started,
     }
     env = environment(rt.device)
@@ -124,10 +125,10 @@ def main(argv: list[str]) -> None:
                                (args.landscape_2d, "landscape_2d")])
         write_json(args.metrics, {**result, "mlflow_run_id": run.run_id, **env})
     progress.remove()
-    print(f"[analyze {args.model}] first/last conv gradient norm: {result['grad_first_last_ratio_init']:.3g} at "
-          f"init, {result['grad_first_last_ratio_trained']:.3g} trained; input-gradient correlation "
-          f"{init_corr:.3f} / {trained_corr:.3f}; loss {centre['loss']:.4f}, rise at {cfg.sharpness_at}: "
-          f"{result['sharpness']:.4f} ({result['analysis_seconds']:.0f} s)", flush=True)
+    print(f"[analyze {args.model}] first/last conv per-weight gradient: {result['grad_first_last_ratio_init']:.3g}x "
+          f"at init, {result['grad_first_last_ratio_trained']:.3g}x trained; input-gradient correlation "
+          f"{init_corr:.3f} / {trained_corr:.3f}; loss {centre['loss']:.4f}, sharpness at {cfg.sharpness_at:g}: "
+          f"{result['sharpness']:.2f} ({result['analysis_seconds']:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

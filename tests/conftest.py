@@ -139,7 +139,7 @@ def make_study(repo: Path, root: Path, models=("plain-20", "resnet-20", "lenet-5
     params["measure"].update(repeats=2, warmup=1)
     params["analysis"].update(models=[m for m in models if m.startswith(("plain", "resnet"))], gradient_images=16,
                               shatter_images=8, landscape_images=16, points_1d=5, points_2d=3, span=0.5,
-                              sharpness_at=0.25, batch_size=16)
+                              sharpness_at=0.5, batch_size=16)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     return work, env
 

@@ -13,11 +13,12 @@ from torch import nn
 from conftest import tiny_splits
 from pipeline.config import AnalysisConfig, load_section
 from pipeline.data.loader import Normalize
-from pipeline.gradient_flow import conv_layers, gradient_correlation, layer_gradient_norms
+from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
 from pipeline import landscape
-from pipeline.landscape import Progress, axis, filter_normalized_direction, loss_rise, surface, surfaces
+from pipeline.landscape import Progress, axis, filter_normalized_direction, sharpness, surface, surfaces
 from pipeline.models import create_model_from_id
 from pipeline.report_analysis import gradient_flow_summary, landscape_summary
+from pipeline.studies import compose
 from pipeline.train import Runtime, evaluate
 
 FP32 = Runtime(torch.device("cpu"), None, False)
@@ -80,10 +81,12 @@ def test_an_interrupted_surface_resumes_from_its_progress_file_and_ignores_anoth
     assert surfaces(model, jobs, *args, Progress(tmp_path / "c.json", "run"))["1d"] == full
 
 
-def test_axis_holds_zero_exactly_and_loss_rise_reads_a_parabola():
-    alphas = axis(11, 1.0)
-    assert alphas[5] == 0.0 and alphas[0] == -1.0 and alphas[-1] == 1.0
-    assert loss_rise(alphas, [3 * a * a + 1 for a in alphas], at=0.2) == pytest.approx(3 * 0.04, rel=1e-9)
+def test_axis_holds_zero_exactly_and_sharpness_is_keskar_et_als_over_the_box():
+    grid = axis(11, 1.0)
+    assert grid[5] == 0.0 and grid[0] == -1.0 and grid[-1] == 1.0
+    plane = [{"alpha": a, "beta": b, "loss": 1 + 3 * a * a + b * b} for b in grid for a in grid]
+    # the box |alpha|, |beta| <= 0.2 peaks at its corners: 1 + 3 * 0.04 + 0.04; centre 1
+    assert sharpness(plane, at=0.2) == pytest.approx(100 * 0.16 / 2, rel=1e-9)
 
 
 class ScaledChain(nn.Module):
@@ -113,11 +116,19 @@ def test_layer_gradient_norms_give_the_analytic_ratios_of_a_scaled_linear_chain(
     assert norms[0] / norms[-1] == pytest.approx(factor ** (depth - 1), rel=1e-4)
 
 
-def test_gradient_norms_are_finite_and_positive_for_every_layer_of_every_analysed_model(repo):
+def test_the_first_last_ratio_is_per_weight():
+    # a stem conv of 144 weights with gradient norm 4 and a last conv of 36,864 with norm 1: per weight,
+    # 4 / 12 against 1 / 192
+    assert first_last_ratio([4.0, 2.0, 1.0], [144, 1000, 36864]) == pytest.approx(64.0)
+
+
+def test_gradient_norms_are_finite_and_positive_for_every_layer_of_every_analysed_model(repo, tmp_path):
     images, _ = tiny_splits(torch.device("cpu"))
     normalize = Normalize([60.0], [50.0], torch.device("cpu"))
     batches = [(normalize(images.x[:8]), images.y[:8]), (normalize(images.x[8:16]), images.y[8:16])]
-    for model_id in load_section("analysis", repo / "params.yaml").models:
+    compose("cifar10", tmp_path / "cifar10.yaml")
+    models = {*load_section("analysis", repo / "params.yaml").models, *load_section("analysis", tmp_path / "cifar10.yaml").models}
+    for model_id in sorted(models):
         torch.manual_seed(0)
         model = create_model_from_id(model_id, num_classes=4, in_chans=1, input_size=12)
         norms = layer_gradient_norms(model, batches, FP32)
@@ -146,33 +157,50 @@ def test_gradient_correlation_is_one_for_a_linear_model_and_about_zero_for_white
     assert abs(corr) < 0.05
 
 
+def test_gradient_correlation_measures_with_dropout_off():
+    """Two dropout masks would decorrelate the two passes by themselves; with dropout off, an offset
+    too small to change any ReLU's sign leaves the gradient as it was."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 1, 8, 8, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 3))
+    assert gradient_correlation(net, x, y, 1e-7, torch.Generator().manual_seed(1), FP32) == pytest.approx(1.0, abs=1e-4)
+
+
 def _analysis(rows):
-    return pd.DataFrame([{"model": f"{f}-{d}", "family": f, "depth": d, "grad_first_last_ratio_init": r,
-                          "grad_correlation_init": c, "sharpness": s, "sharpness_at": 0.2, "edge_rise": 10 * s,
-                          "span": 1.0, "landscape_loss": 0.3} for f, d, r, c, s in rows])
+    """Analyze metrics: (family, depth, first/last ratio at init, trained, correlation at init, sharpness)."""
+    return pd.DataFrame([{"model": f"{f}-{d}", "family": f, "depth": d, "grad_first_last_ratio_init": r0,
+                          "grad_first_last_ratio_trained": r1, "grad_correlation_init": c, "sharpness": s,
+                          "sharpness_at": 0.2, "landscape_loss": 0.3, "gradient_images": 256, "shatter_images": 64,
+                          "landscape_images": 128} for f, d, r0, r1, c, s in rows])
 
 
 def test_the_report_says_which_picture_the_gradient_numbers_support():
-    healthy = _analysis([("plain", 20, 3.0, 0.5, 0.1), ("plain", 56, 900.0, 0.1, 0.9),
-                         ("resnet", 20, 2.0, 0.6, 0.1), ("resnet", 56, 5.0, 0.5, 0.1)])
-    text = gradient_flow_summary(healthy, images=256, sigma=0.1)
+    healthy = _analysis([("plain", 20, 3.0, 1.0, 0.5, 1), ("plain", 56, 900.0, 1.5, 0.1, 9),
+                         ("resnet", 20, 2.0, 1.0, 0.6, 1), ("resnet", 56, 5.0, 1.0, 0.5, 1)])
+    text = gradient_flow_summary(healthy, sigma=0.01)
     assert "plain-56 900x larger than the last's" in text
-    assert "No plain net's gradients vanish" in text and "agrees with He et al." in text
-    assert "closer to white noise" in text and "falls by 0.400 in the plain nets and by 0.100" in text
-    vanishing = _analysis([("plain", 56, 0.01, 0.6, 0.1), ("resnet", 56, 1.0, 0.5, 0.1)])
-    text = gradient_flow_summary(vanishing, images=256, sigma=0.1)
-    assert "In plain-56 the gradients shrink towards the input" in text and "100x smaller" in text
-    assert "not less correlated than the residual net's, unlike Balduzzi" in text
+    assert "No plain net's gradients vanish towards the input, at initialisation or after training" in text
+    assert "most in plain-56 (900x)" in text
+    assert "less correlated than the residual net's by 0.400: closer to white noise" in text
+    assert "falls by 0.400 in the plain nets and falls by 0.100 in the residual nets" in text
+    # vanishing after training only, and correlations within the margin
+    vanishing = _analysis([("plain", 56, 1.0, 0.01, 0.52, 1), ("resnet", 56, 1.0, 1.0, 0.5, 1)])
+    text = gradient_flow_summary(vanishing, sigma=0.01)
+    assert "the vanishing the slide describes, in plain-56 (trained)" in text and "100x smaller" in text
+    assert "within 0.05: no clear difference" in text
+    # a ratio that is not a number gets no verdict
+    broken = _analysis([("plain", 56, float("nan"), 1.0, 0.5, 1), ("resnet", 56, 1.0, 1.0, 0.5, 1)])
+    assert "not a usable ratio" in gradient_flow_summary(broken, sigma=0.01)
 
 
 def test_the_report_compares_sharpness_at_equal_depth():
-    text = landscape_summary(_analysis([("plain", 56, 1.0, 0.5, 0.9), ("resnet", 56, 1.0, 0.5, 0.1)]), 128, 0)
-    assert "At depth 56, at distance 0.2 the plain net's loss rises 9.0x as much as the residual net's (sharper, as Li et al." in text
-    analysis = _analysis([("plain", 56, 1.0, 0.5, 0.15), ("resnet", 56, 1.0, 0.5, 0.1)])
-    analysis.loc[1, "edge_rise"] = 40.0   # the residual net's surface rises far more at the edge
-    text = landscape_summary(analysis, 128, 0)
-    assert "at distance 0.2 the two rises are within a factor 2: no clear difference" in text
-    assert "at the edge (1) the residual net's loss rises 26.7x as much as the plain net's" in text
+    text = landscape_summary(_analysis([("plain", 56, 1, 1, 0.5, 9.0), ("resnet", 56, 1, 1, 0.5, 1.0)]), 0)
+    assert "At depth 56 the plain net is 9.0x as sharp as the residual net, as Li et al." in text
+    text = landscape_summary(_analysis([("plain", 56, 1, 1, 0.5, 1.5), ("resnet", 56, 1, 1, 0.5, 1.0)]), 0)
+    assert "within a factor 2: no clear difference in sharpness" in text
+    text = landscape_summary(_analysis([("plain", 56, 1, 1, 0.5, -0.1), ("resnet", 56, 1, 1, 0.5, 1.0)]), 0)
+    assert "no comparison" in text
 
 
 def test_every_analysis_setting_but_the_model_list_is_a_dvc_param_of_the_analyze_items(repo):

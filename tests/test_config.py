@@ -220,7 +220,7 @@ def test_cifar10_study_trains_densenet_and_wrn_with_their_papers_recipes(tmp_pat
                                               r"choose among train\.models \(plain-20"),
     ({"seed": 7}, r"analysis\.seed: 7 is not in train\.seeds \[0\]"),
     ({"points_2d": 10}, r"analysis\.points_2d: must be odd and >= 3"),
-    ({"sharpness_at": 2.0}, r"analysis\.sharpness_at: must lie inside the surface \(<= analysis\.span = 1\.0\)"),
+    ({"sharpness_at": 2.0}, r"analysis\.sharpness_at: must lie between one step of the 2-D grid \(0\.2\) and"),
 ])
 def test_bad_analysis_settings_are_named(params, tmp_path, change, message):
     params["analysis"].update(change)

@@ -32,7 +32,7 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     for fig in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "gradient_flow.png", "landscapes.png"):
         assert (work / "reports" / fig).stat().st_size > 1000
     readme = (work / "reports/README.md").read_text()
-    assert "Degradation" in readme and "### Gradient flow" in readme and "at distance 0.25 and at the edge, 0.5" in readme
+    assert "Degradation" in readme and "### Gradient flow" in readme and "Sharpness (Keskar et al. 2017)" in readme
     analysis = pd.read_csv(work / "reports/analysis.csv")
     assert analysis["model"].tolist() == ["plain-20", "resnet-20"]
     surface = pd.read_csv(work / "plots/analysis/landscape_2d/resnet-20.csv")
