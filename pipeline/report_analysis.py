@@ -73,21 +73,21 @@ def _by_family(analysis: pd.DataFrame, family: str) -> pd.DataFrame:
     return analysis[analysis["family"] == family].sort_values("depth")
 
 
-def _norms_sentence(analysis: pd.DataFrame, state: str) -> tuple[str, pd.DataFrame, pd.DataFrame]:
-    """The ratios of every model in `state` ("init" or "trained"), and the plain nets vanishing / growing."""
+def _norms_sentence(analysis: pd.DataFrame, state: str) -> tuple[str, pd.DataFrame]:
+    """The ratios of every model in `state` ("init" or "trained"), and the plain nets whose gradients vanish."""
     column = f"grad_first_last_ratio_{state}"
     listing = "; ".join(f"{r['model']} {_ratio_words(r[column])}" for _, r in analysis.iterrows())
     plain = _by_family(analysis, "plain")
     usable = plain[plain[column].map(_usable)]
-    return listing, usable[usable[column] < VANISHING], usable[usable[column] > 1 / VANISHING]
+    return listing, usable[usable[column] < VANISHING]
 
 
 def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
     """Which picture the gradient numbers support: vanishing norms (the slide), healthy norms with
     batch norm (He et al. Sec. 4.1), shattered gradients (Balduzzi et al. 2017)."""
     first = analysis.iloc[0]
-    init, vanish_init, grow_init = _norms_sentence(analysis, "init")
-    trained, vanish_trained, _ = _norms_sentence(analysis, "trained")
+    init, vanish_init = _norms_sentence(analysis, "init")
+    trained, vanish_trained = _norms_sentence(analysis, "trained")
     text = (f"The first conv layer's per-weight gradient (norm / sqrt(weights), batch norm on batch statistics as in "
             f"training, {first['gradient_images']} training images), at initialisation (the He init training "
             f"started from): {init}. With the trained weights: {trained}. ")
@@ -102,11 +102,16 @@ def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
                     if m in set(frame["model"])] for m in vanishing}
         text += ("The gradients shrink towards the input, the vanishing the slide describes, in "
                  + ", ".join(f"{m} ({' and '.join(w)})" for m, w in when.items()) + ". ")
-    if not grow_init.empty:
-        top = grow_init.loc[grow_init["grad_first_last_ratio_init"].idxmax()]
-        text += (f"At initialisation they grow towards the input instead, most in {top['model']} "
-                 f"({top['grad_first_last_ratio_init']:.3g}x): batch norm makes a deep plain net's gradients "
-                 "explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm). ")
+    resnet = _by_family(analysis, "resnet")
+    common = sorted(set(plain["depth"]) & set(resnet["depth"]))
+    if common:
+        depth = common[-1]
+        p, r = (float(f[f["depth"] == depth]["grad_first_last_ratio_init"].iloc[0]) for f in (plain, resnet))
+        if _usable(p) and _usable(r) and p > r / VANISHING:
+            text += (f"At initialisation plain-{depth}'s gradients grow towards the input {p / r:.3g}x as much as "
+                     f"resnet-{depth}'s ({p:.3g}x against {r:.3g}x): batch norm makes a deep plain net's gradients "
+                     "explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm); "
+                     "the residual net's grow far less. ")
     return text + "\n\n" + _shattering_summary(analysis, sigma)
 
 
