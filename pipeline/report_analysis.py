@@ -78,7 +78,7 @@ def _norms_sentence(analysis: pd.DataFrame, state: str) -> tuple[str, pd.DataFra
     column = f"grad_first_last_ratio_{state}"
     listing = "; ".join(f"{r['model']} {_ratio_words(r[column])}" for _, r in analysis.iterrows())
     plain = _by_family(analysis, "plain")
-    usable = plain[plain[column].map(_usable)]
+    usable = plain.loc[plain[column].map(_usable).astype(bool)]   # astype: an empty mask must stay a mask
     return listing, usable[usable[column] < VANISHING]
 
 

@@ -189,6 +189,10 @@ def test_the_report_says_which_picture_the_gradient_numbers_support():
     text = gradient_flow_summary(vanishing, sigma=0.01)
     assert "the vanishing the slide describes, in plain-56 (trained)" in text and "100x smaller" in text
     assert "within 0.05: no clear difference" in text
+    # a study that analyses residual nets only
+    only_residual = _analysis([("resnet", 20, 2.0, 1.0, 0.6, 1)])
+    assert "resnet-20 about the last's" in gradient_flow_summary(only_residual, sigma=0.01)
+    assert "resnet-20 1.0" in landscape_summary(only_residual, 0)
     # a ratio that is not a number gets no verdict
     broken = _analysis([("plain", 56, float("nan"), 1.0, 0.5, 1), ("resnet", 56, 1.0, 1.0, 0.5, 1)])
     assert "not a usable ratio" in gradient_flow_summary(broken, sigma=0.01)
