@@ -112,14 +112,18 @@ def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
     params["transfer"]["pretrain"]["device"] = device.type
     params["transfer"]["finetune"]["device"] = device.type
     params["transfer"]["strategies"] = ["scratch", "lp_ft"]
+    params["analysis"].update(models=["resnet-20"], device=device.type)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     run(["dvc", "repro"], work, env)
 
     trained = read_json(work / "metrics/train/resnet-20-s0.json")
     assert trained["device"] == device.type and trained["status"] == "finished"
     measured = read_json(work / "metrics/measure/resnet-20.json")
+    analysed = read_json(work / "metrics/analysis/resnet-20.json")
+    assert analysed["landscape_images"] > 0
     if device.type == "cuda":
         assert trained["device_name"] == torch.cuda.get_device_name() and trained["cuda"] == torch.version.cuda
+        assert analysed["device_name"] == torch.cuda.get_device_name()
         assert measured["gpu_latency_ms_b1"] > 0 and measured["gpu_cuda"] == torch.version.cuda
         assert "GPU latency ms (batch 1)" in (work / "reports/architectures.md").read_text()
     for strategy in ("scratch", "lp_ft"):
