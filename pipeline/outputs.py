@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from pipeline.data.sources import DataError
+
 MiB = 1 << 20
 
 
@@ -90,8 +92,6 @@ def save_model(path: Path, model: torch.nn.Module, **info: Any) -> None:
 def load_model(path: Path, remake: str) -> dict:
     """A weights file `save_model` wrote, read with weights_only=True so a crafted file cannot run
     code; `remake` is the command that writes it again (named in the error)."""
-    from pipeline.data.sources import DataError
-
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -70,13 +70,11 @@ def main(argv: list[str]) -> None:
     torch.manual_seed(cfg.seed)   # the same He init the train item started from (pipeline/runner.py)
     model = rt.prepare_model(create_model_from_id(args.model, num_classes=saved["num_classes"],
                                                   in_chans=data.in_chans, input_size=data.image_size))
-    measured = {}
-    for state in ("init", "trained"):
-        if state == "trained":
-            model.load_state_dict(saved["state_dict"])
-        measured[state] = measure_gradients(model, gradient_images, shatter_images, normalize, cfg,
-                                            recipe.batch_size, rt)
-    (init_norms, init_corr), (trained_norms, trained_corr) = measured["init"], measured["trained"]
+    init_norms, init_corr = measure_gradients(model, gradient_images, shatter_images, normalize, cfg,
+                                              recipe.batch_size, rt)
+    model.load_state_dict(saved["state_dict"])
+    trained_norms, trained_corr = measure_gradients(model, gradient_images, shatter_images, normalize, cfg,
+                                                    recipe.batch_size, rt)
     sizes = {name: conv.weight.numel() for name, conv in conv_layers(model)}
     gradients = [{"layer": i + 1, "name": name, "weights": sizes[name], "init": init_norms[name],
                   "trained": trained_norms[name]} for i, name in enumerate(init_norms)]
