@@ -11,13 +11,13 @@ STUDY ?= quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup study test report ui params lock gpu-check gpu-wheels
+.PHONY: setup study test report ui tracking-server params lock gpu-check gpu-wheels
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,ray]'
 	@# Debian, as root: the original Fashion-MNIST files, so the quick study runs offline
 	@if [ -f /etc/debian_version ] && [ "$$(id -u)" = 0 ] && [ ! -d $(FASHION_MNIST) ]; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
@@ -27,8 +27,12 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 # quick: the committed params.yaml; any other study is composed from conf/study/$(STUDY).yaml.
 # pipeline/repro.py checks every input first, then runs dvc repro (or dvc exp run -S study=...),
 # and puts back the last good results of a stage that fails.
+# RAY=local fans the items out over this machine's GPUs or cores (the default where Ray is installed:
+# two 1-thread items at once beat one 2-thread item on a 2-core CPU, benchmarks/RESULTS.md), RAY=auto or
+# RAY=host:port over a Ray cluster (pipeline/fanout.py); RAY= runs them one after another.
+RAY ?= $(shell $(PY) -c 'import ray' 2>/dev/null && echo local)
 study: setup
-	$(PY) -m pipeline.repro --study $(STUDY)
+	$(PY) -m pipeline.repro --study $(STUDY) $(if $(RAY),--ray $(RAY))
 
 test: setup
 	$(PY) -m pytest
@@ -39,6 +43,14 @@ report: setup
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# one MLflow server for the runs of every node of a cluster (workers: MLFLOW_TRACKING_URI=http://HOST:PORT),
+# over the same mlflow.db and mlruns/ as the default store. Loopback unless HOST says otherwise (README).
+HOST ?= 127.0.0.1
+PORT ?= 5000
+tracking-server: setup
+	mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --artifacts-destination $(CURDIR)/mlruns \
+		--host $(HOST) --port $(PORT)
 
 # rewrite params.yaml from conf/ for $(STUDY) (what `dvc exp run -S study=...` does)
 params: setup

@@ -1,14 +1,16 @@
 """How long the study takes from a fresh clone, and where the time goes.
 
-    python benchmarks/study_time.py [--repo .] [--study quick] [--out study-time]
+    python benchmarks/study_time.py [--repo .] [--study quick] [--ray ADDRESS] [--out study-time]
     python benchmarks/study_time.py --analyze DIR [--log DIR/study.log]   # a study already run
 
 The first form clones `--repo` (its committed HEAD) into a temporary folder, times `make setup`
-(the venv, reported apart) and then `make study`, stamping every output line with the time, and
+(the venv, reported apart) and then `make study` (with `RAY=ADDRESS` where --ray is given: `--ray ''`
+runs the items one after another even where Ray is installed), stamping every output line with the time, and
 prints the breakdown. The second reads a finished study's folder. Per stage (download, prepare,
 train, pretrain, finetune, measure, analyze, report):
 
-- wall: from DVC's "Running stage" line to the next one (needs the stamped log);
+- wall: from DVC's "Running stage" line to the next one (needs the stamped log); the items fanned
+  out over Ray (pipeline/fanout.py) run side by side, so their wall is the "fan-out" row's;
 - in runs: inside the items' MLflow runs (start to end of each run in DIR/mlflow.db);
 - training: the train and pretrain items' `final_train_seconds` (the SGD epochs alone);
 - evaluation + logging: in runs minus training (per-epoch evaluation, checkpoints, MLflow);
@@ -31,8 +33,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-STAGE_LINE = re.compile(r"^(\d+\.\d+) Running stage '([^'@]+)(?:@[^']*)?':")
-STAGES = ("download", "prepare", "train", "pretrain", "finetune", "measure", "analyze", "report")
+# DVC's line as a stage starts, and pipeline/fanout.py's as the fan-out starts
+STAGE_LINE = re.compile(r"^(\d+\.\d+) (?:Running stage '([^'@]+)(?:@[^']*)?':|(fan-out): )")
+STAGES = ("download", "prepare", "fan-out", "train", "pretrain", "finetune", "measure", "analyze", "report")
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> float:
@@ -52,7 +55,7 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> float:
 def stage_walls(log: Path) -> tuple[dict[str, float], float, float]:
     """Wall seconds per stage from the stamped log, and the first and last stamp."""
     stamps = [(float(line.split(" ", 1)[0]), line) for line in log.read_text().splitlines() if line[:1].isdigit()]
-    starts = [(float(m.group(1)), m.group(2)) for _, line in stamps if (m := STAGE_LINE.match(line))]
+    starts = [(float(m.group(1)), m.group(2) or m.group(3)) for _, line in stamps if (m := STAGE_LINE.match(line))]
     end = stamps[-1][0]
     walls: dict[str, float] = defaultdict(float)
     for (t, stage), (t_next, _) in zip(starts, starts[1:] + [(end, "")]):
@@ -108,6 +111,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", type=Path, default=Path("."))
     ap.add_argument("--study", default="quick")
+    ap.add_argument("--ray", help="make study RAY=...: local, a cluster's address, or '' for no fan-out")
     ap.add_argument("--out", type=Path, default=Path("study-time"))
     ap.add_argument("--analyze", type=Path, help="a folder where the study has run (no new run)")
     ap.add_argument("--log", type=Path, help="with --analyze: the stamped log of that run")
@@ -124,7 +128,9 @@ def main() -> None:
         result["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
                                           check=True).stdout.strip()
         result["setup s"] = timed(["make", "setup"], folder, log)
-        result["study s"] = timed(["make", "study", f"STUDY={args.study}"], folder, log)
+        ray = [] if args.ray is None else [f"RAY={args.ray}"]
+        result["ray"] = args.ray
+        result["study s"] = timed(["make", "study", f"STUDY={args.study}", *ray], folder, log)
         result["folder"] = str(folder)
     result["stages"] = breakdown(folder, log)
     (args.out / "study_time.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -134,6 +134,22 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class ItemResources:
+    """What one model's items ask of Ray; 0 = the default."""
+    gpus: float = 0.0           # share of one GPU in (0, 1]; 0 = by the model's cost (pipeline/fanout.py)
+    cpus: float = 0.0           # 0 = fanout.cpus
+
+
+@dataclass(frozen=True)
+class FanoutConfig:
+    """What each item asks of Ray when the study is fanned out (`make study RAY=...`); no stage reads
+    it, so changing it re-runs nothing."""
+    cpus: float = 1.0           # CPUs per item; its torch threads are this, rounded, at least 1
+    # model id -> its items' resources, e.g. wrn-28-10: {gpus: 1, cpus: 4}
+    models: dict[str, ItemResources] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     title: str = "CNN architecture study"
 
@@ -150,6 +166,7 @@ SECTIONS: dict[str, type] = {
     "transfer": TransferConfig,
     "measure": MeasureConfig,
     "analysis": AnalysisConfig,
+    "fanout": FanoutConfig,
     "report": ReportConfig,
 }
 
@@ -349,6 +366,24 @@ class _CHECKS:
         if not step - 1e-9 <= c.sharpness_at <= c.span:
             raise ConfigError(f"{key}.sharpness_at: must lie between one step of the 2-D grid ({step:g}) and "
                               f"{key}.span ({c.span:g}), so the box holds grid points; got {c.sharpness_at}")
+
+
+    @staticmethod
+    def ItemResources(c: ItemResources, key: str) -> None:
+        if not 0 <= c.gpus <= 1 or c.cpus < 0:
+            raise ConfigError(f"{key}: gpus must lie in [0, 1] (an item trains on one device) and cpus be >= 0, "
+                              f"got gpus {c.gpus}, cpus {c.cpus}")
+
+    @staticmethod
+    def FanoutConfig(c: FanoutConfig, key: str) -> None:
+        from pipeline.models import parse_model_id
+
+        _CHECKS._positive(c, key, "cpus")
+        for model_id in c.models:
+            try:
+                parse_model_id(model_id)
+            except ValueError as err:
+                raise ConfigError(f"{key}.models.{model_id}: {err}") from None
 
 
 def _check_across(sections: dict[str, Any]) -> None:

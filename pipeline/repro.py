@@ -1,6 +1,10 @@
 """The study command (`make study`): check every input, run `dvc repro`, keep the last good results.
 
     python -m pipeline.repro [--study NAME] [-- DVC_ARGS...]
+    python -m pipeline.repro [--study NAME] --ray local|ADDRESS [--cpus N] [--gpus N]
+
+With --ray the items run side by side as Ray tasks (pipeline/fanout.py), on this machine or a
+Ray cluster; a study other than quick is first written to params.yaml (as `make params` does).
 
 1. Before DVC touches anything: every params section is validated (for a study other than the
    committed params.yaml, the params composed from conf/), dvc.lock is checked against DVC's own
@@ -157,8 +161,14 @@ def run_dvc(command: list[str]) -> int:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="quick", help="quick: params.yaml as committed; else conf/study/NAME.yaml")
+    ap.add_argument("--ray", metavar="ADDRESS", help="fan the items out over Ray: local (a Ray instance on this "
+                    "machine), auto (the cluster this node joined with `ray start`) or a head node's host:port")
+    ap.add_argument("--cpus", type=int, help="with --ray local: the CPUs Ray may use (default: all)")
+    ap.add_argument("--gpus", type=int, help="with --ray local: the GPUs Ray may use (default: all)")
     ap.add_argument("dvc_args", nargs="*", help="passed to dvc repro (after --), e.g. -- --force --single-item report")
     args = ap.parse_args(argv)
+    if args.ray and args.dvc_args:
+        ap.error("--ray runs the whole study; dvc arguments go with a plain run")
     if not Path("dvc.yaml").is_file() or not Path(".dvc").is_dir():
         print(f"error: {Path.cwd()}: not the repository root (no dvc.yaml and .dvc/ here); cd there and run again",
               file=sys.stderr)
@@ -177,10 +187,21 @@ def main(argv: list[str]) -> int:
                 print(f"put back {len(restored)} result(s) an interrupted study had lost: {', '.join(restored)}",
                       flush=True)
             keep(preflight(args.study))
+            if args.ray:
+                if args.study != "quick":
+                    from pipeline.studies import compose
+
+                    compose(args.study, Path("params.yaml"))
+                from pipeline.fanout import fan_out
+
+                code = fan_out(args.ray, args.cpus, args.gpus)
+            else:
+                code = run_dvc(dvc_command(args.study, args.dvc_args))
         except (ConfigError, LockError, OutputError, TrackingError) as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
-            return 2
-        code = run_dvc(dvc_command(args.study, args.dvc_args))
+            code = 2
+        except KeyboardInterrupt:   # the fan-out cancelled its items; put back what they had removed
+            code = 130
         try:
             restored = put_back()
         except LockError as err:   # dvc was killed while writing dvc.lock

@@ -65,6 +65,20 @@ def check_store() -> None:
                                     "results in metrics/ are unaffected") from None
 
 
+def create_experiment(study: str) -> None:
+    """The store and the study's experiment, made once before items run side by side (pipeline/fanout.py):
+    processes that find a fresh SQLite store all migrate its schema at once and crash, and two that
+    create one experiment race."""
+    import mlflow
+
+    try:
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+        if client.get_experiment_by_name(study) is None:
+            client.create_experiment(study)
+    except Exception as err:   # noqa: BLE001 -- as in start_run
+        raise TrackingError(f"{tracking_uri()}: MLflow store failed: {str(err).splitlines()[0][:300]}") from err
+
+
 class Run:
     def __init__(self, client, run_id: str, lost_run_id: str | None = None):
         self._client, self.run_id = client, run_id
@@ -98,8 +112,8 @@ def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str,
     run shows as such in the UI until it is resumed. If `resume_run_id` is gone from the store
     (mlflow.db replaced, another MLFLOW_TRACKING_URI), a new run is begun and `run.lost_run_id` says so.
     A new run ends as FAILED every run of the same name and workspace still RUNNING: a stage killed
-    (SIGKILL) before it could end its run, and not resumed. DVC runs one item at a time per
-    workspace, so such a run is never still alive.
+    (SIGKILL) before it could end its run, and not resumed. An item runs once at a time per
+    workspace (dvc repro, or one Ray task of the fan-out), so such a run is never still alive.
     """
     import mlflow
     from mlflow.entities import Param

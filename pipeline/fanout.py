@@ -1,0 +1,234 @@
+"""The study's items fanned out over Ray: every GPU (or core) of a machine, or a Ray cluster.
+
+    python -m pipeline.repro --ray local|ADDRESS [--study NAME]      (make study RAY=...)
+
+`dvc repro` runs one item at a time and has no --jobs (iterative/dvc#755). Several
+`dvc repro -s <item>` processes in one workspace do run side by side: DVC holds its repository
+lock only around its bookkeeping, and with `dvc --wait-for-lock` each waits for it rather than
+failing to record an item that trained for an hour. Ray decides where and when each one runs:
+
+1. the trunk every item needs (download, prepare) runs once, with `dvc repro`;
+2. the MLflow store and the study's experiment are created once (several processes migrating a
+   fresh SQLite store at once crash);
+3. `dvc status` names the stale items; each one, and each item downstream of one, becomes a Ray task
+   running `dvc --wait-for-lock repro -s <item>` with the CPUs and the share of a GPU that params
+   `fanout` gives its model; Ray starts it once the tasks of its upstream items have finished;
+4. a plain `dvc repro` ends it: the report, and the items that time latency (measure), which must
+   have the machine to themselves.
+
+A failed item does not stop the others: the command then exits 1 naming each failed item and its
+log, without step 4, and the next run starts only what is missing. Each item's node, GPUs and
+start and end times go to logs/fanout.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import tracking
+from pipeline.config import ConfigError, FanoutConfig, load_all
+
+LOGS = Path("logs")                 # one log per item, and the timeline
+TIMELINE = LOGS / "fanout.json"
+ALONE = ("measure",)                # stages that time latency: nothing may run beside them
+# the share of one GPU an item asks for when params do not say, by its model's forward GMACs per
+# image: CIFAR ResNet-20..56 (0.04-0.13 GMACs) at batch 128 leave most of a modern GPU idle, so four
+# share one; ResNet-110 (0.25) gets half; WRN-28-10 (5.2) and ResNet-1202 (2.6) a whole GPU
+GPU_SHARE_BY_GMACS = ((0.2, 0.25), (1.0, 0.5))
+REACH_TIMEOUT_S = 5                 # a Ray head that does not accept a connection in this long is down
+LOCAL_OBJECT_STORE = 256 * 2**20    # bytes: tasks pass only small dicts; Ray's default takes 30 % of RAM
+
+
+@dataclass(frozen=True)
+class Graph:
+    """DVC's graph of the study's items (stages and stage items alike), by name."""
+    order: list[str]                # upstream before downstream
+    upstream: dict[str, set[str]]   # item -> every item it depends on, directly or not
+    cmds: dict[str, str]
+
+    @classmethod
+    def read(cls) -> "Graph":
+        import networkx as nx
+        from dvc.repo import Repo
+
+        with Repo(".") as repo:
+            graph = repo.index.graph   # edges point from a stage to the stages it depends on
+            graph = nx.relabel_nodes(graph, {stage: stage.addressing for stage in graph})
+            cmds = {stage.addressing: stage.cmd for stage in repo.index.stages}
+        return cls(list(reversed(list(nx.topological_sort(graph)))), {s: nx.descendants(graph, s) for s in graph}, cmds)
+
+    def trunk(self) -> list[str]:
+        """The items every other item depends on or is depended on by (download, prepare, report)."""
+        return [s for s in self.order if all(t == s or t in self.upstream[s] or s in self.upstream[t]
+                                             for t in self.order)]
+
+    def first(self) -> list[str]:
+        """The trunk items the others depend on: run once, before the fan-out."""
+        trunk = self.trunk()
+        return [s for s in trunk if any(s in self.upstream[t] for t in self.order if t not in trunk)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    items: list[str]                # to fan out, upstream before downstream
+    upstream: dict[str, list[str]]  # item -> the fanned-out items it waits for
+    model: dict[str, str]           # item -> the model whose cost sets its resources
+
+
+def plan(graph: Graph, stale: set[str], source_model: str) -> Plan:
+    """The items off the trunk that are stale or downstream of a stale one, but those of ALONE. An
+    item without a --model (pretrain, finetune) is sized by the transfer source model."""
+    trunk = graph.trunk()
+    items = [s for s in graph.order if s not in trunk and s.split("@")[0] not in ALONE
+             and (s in stale or stale & graph.upstream[s])]
+    model = {s: m.group(1) if (m := re.search(r"--model (\S+)", graph.cmds[s])) else source_model for s in items}
+    return Plan(items, {s: [u for u in items if u in graph.upstream[s]] for s in items}, model)
+
+
+def gpu_share(model_id: str, in_shape: tuple[int, ...], num_classes: int) -> float:
+    from pipeline.measure import model_cost
+    from pipeline.models import create_model_from_id
+
+    model = create_model_from_id(model_id, num_classes=num_classes, in_chans=in_shape[0], input_size=in_shape[1:])
+    gmacs = model_cost(model, in_shape)["gmacs"]
+    return next((share for below, share in GPU_SHARE_BY_GMACS if gmacs < below), 1.0)
+
+
+def resources(todo: Plan, cfg: FanoutConfig, data: tuple[tuple[int, ...], int] | None) -> dict[str, tuple[float, float]]:
+    """item -> (CPUs, share of a GPU) it asks Ray for. `data`: the images' (C, H, W) shape and the
+    number of classes on a cluster with GPUs, which size a model's cost; None: no GPU, no share."""
+    share: dict[str, float] = {}
+    for model in set(todo.model.values()) if data else ():
+        asked = cfg.models.get(model)
+        share[model] = asked.gpus if asked and asked.gpus else gpu_share(model, *data)
+    cpus = {model: getattr(cfg.models.get(model), "cpus", 0) or cfg.cpus for model in todo.model.values()}
+    return {item: (cpus[model], share.get(model, 0.0)) for item, model in todo.model.items()}
+
+
+def run_item(item: str, root: str, threads: int, tracking_uri: str, *upstream: dict) -> dict:
+    """Ray task: `dvc --wait-for-lock repro -s item` in `root`, its output in logs/<item>.log."""
+    import ray
+
+    failed = [u["item"] for u in upstream if u["status"] != "done"]
+    if failed:
+        return {"item": item, "status": "skipped", "because": failed}
+    log = Path(root) / LOGS / f"{item}.log"
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MLFLOW_TRACKING_URI": tracking_uri,
+           # the `dvc` and `python` of this worker's environment (the project's venv)
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    start = time.time()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["dvc", "--wait-for-lock", "repro", "--single-item", item], cwd=root, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait()
+        except BaseException:   # cancelled: dvc stops its stage as on Ctrl-C, and the train checkpoint stays
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            raise
+    return {"item": item, "status": "done" if code == 0 else "failed", "exit": code, "log": str(LOGS / f"{item}.log"),
+            "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(),
+            "gpus": [str(g) for g in ray.get_gpu_ids()], "threads": threads, "start": start, "end": time.time()}
+
+
+def connect(address: str, num_cpus: int | None, num_gpus: int | None):
+    """Ray: a new local instance for "local", else the cluster at `address` ("auto": the one started
+    on this node with `ray start`)."""
+    import ray
+
+    if address == "local":
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 object_store_memory=LOCAL_OBJECT_STORE, configure_logging=False)
+    else:
+        if num_cpus is not None or num_gpus is not None:
+            raise ConfigError("--cpus and --gpus size a local Ray instance; a cluster's nodes declare their own "
+                              "(ray start --num-cpus ... --num-gpus ...)")
+        host, _, port = address.rpartition(":")
+        try:
+            if address != "auto":   # Ray itself retries an unreachable address for minutes
+                socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+            ray.init(address=address, configure_logging=False)
+        except (OSError, ValueError, RuntimeError) as err:   # ConnectionError is an OSError
+            raise ConfigError(f"--ray {address}: no Ray cluster there ({str(err).splitlines()[0][:200]}); start one "
+                              "(ray start --head) or use --ray local") from None
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    if len(nodes) > 1 and tracking.tracking_uri().startswith("sqlite:"):
+        ray.shutdown()
+        raise ConfigError(f"the Ray cluster at {address} has {len(nodes)} nodes, and an SQLite MLflow store must "
+                          "not be shared across machines: start `make tracking-server` on the head node and set "
+                          "MLFLOW_TRACKING_URI to it (README, 'On a cluster')")
+    return ray
+
+
+def fan_out(address: str, num_cpus: int | None = None, num_gpus: int | None = None) -> int:
+    """Steps 1-4 of the module docstring; the exit status."""
+    from pipeline.repro import run_dvc
+
+    sections = load_all()
+    ray = connect(address, num_cpus, num_gpus)
+    try:
+        graph = Graph.read()
+        first = graph.first()
+        if first and run_dvc(["dvc", "repro", *first]):
+            print(f"error: {', '.join(first)} failed: nothing was fanned out", file=sys.stderr)
+            return 1
+        tracking.create_experiment(sections["study"].name)
+        status = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True, check=True).stdout
+        todo = plan(graph, set(json.loads(status or "{}")), sections["transfer"].source_model)
+        LOGS.mkdir(exist_ok=True)
+        results = _run(ray, todo, sections["fanout"]) if todo.items else []
+    finally:
+        ray.shutdown()
+    TIMELINE.write_text(json.dumps(results, indent=1))
+    failed = [r for r in results if r["status"] != "done"]
+    if failed:
+        for r in failed:
+            why = (f"dvc exit status {r['exit']}; its log: {r['log']}" if r["status"] == "failed"
+                   else f"it needs {', '.join(r['because'])}")
+            print(f"error: {r['item']} {r['status']} ({why})", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(results)} items did not finish; the others are recorded in dvc.lock. "
+              "Fix the cause and run again: only what is missing runs", file=sys.stderr, flush=True)
+        return 1
+    return run_dvc(["dvc", "repro"])
+
+
+def _run(ray, todo: Plan, cfg: FanoutConfig) -> list[dict]:
+    """Every item of `todo` as a Ray task; their results as they finish."""
+    uri = tracking.tracking_uri()
+    data = None
+    if ray.cluster_resources().get("GPU", 0):
+        manifest = json.loads(Path("data/prepared/manifest.json").read_text())
+        data = tuple(manifest["shape"]), len(manifest["classes"])
+    asks = resources(todo, cfg, data)
+    task = ray.remote(run_item)
+    refs = {}
+    for item in todo.items:
+        cpus, gpus = asks[item]
+        refs[item] = task.options(num_cpus=cpus, num_gpus=gpus, name=item, max_retries=0).remote(
+            item, str(Path.cwd()), max(1, round(cpus)), uri, *(refs[u] for u in todo.upstream[item]))
+    print(f"fan-out: {len(refs)} items over {len(ray.nodes())} Ray node(s), "
+          f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs",
+          flush=True)
+    pending, results = list(refs.values()), []
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            r = ray.get(done[0])
+            results.append(r)
+            took = f" in {r['end'] - r['start']:.0f} s on {r['host']}" + (f", GPU {','.join(r['gpus'])}" if r["gpus"] else "") \
+                if "end" in r else ""
+            print(f"[{len(results)}/{len(refs)}] {r['item']} {r['status']}{took}", flush=True)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)
+        ray.wait(pending, num_returns=len(pending), timeout=120)
+        raise
+    return results
