@@ -191,8 +191,9 @@ def fan_out(address: str, num_cpus: int | None = None, num_gpus: int | None = No
     failed = [r for r in results if r["status"] != "done"]
     if failed:
         for r in failed:
-            why = (f"dvc exit status {r['exit']}; its log: {r['log']}" if r["status"] == "failed"
-                   else f"it needs {', '.join(r['because'])}")
+            why = (f"it needs {', '.join(r['because'])}" if r["status"] == "skipped" else
+                   f"{'Ray: ' + r['ray_error'] if 'ray_error' in r else 'dvc exit status ' + str(r['exit'])}; "
+                   f"its log: {r['log']}")
             print(f"error: {r['item']} {r['status']} ({why})", file=sys.stderr)
         print(f"error: {len(failed)} of {len(results)} items did not finish; the others are recorded in dvc.lock. "
               "Fix the cause and run again: only what is missing runs", file=sys.stderr, flush=True)
@@ -217,15 +218,21 @@ def _run(ray, todo: Plan, cfg: FanoutConfig) -> list[dict]:
     print(f"fan-out: {len(refs)} items over {len(ray.nodes())} Ray node(s), "
           f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs",
           flush=True)
+    item_of = {ref: item for item, ref in refs.items()}
     pending, results = list(refs.values()), []
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            r = ray.get(done[0])
+            try:
+                r = ray.get(done[0])
+            except ray.exceptions.RayError as err:   # its worker or node died (or an upstream one's did)
+                item = item_of[done[0]]
+                r = {"item": item, "status": "failed", "log": f"{LOGS / item}.log",
+                     "ray_error": str(err).strip().splitlines()[0][:200]}
             results.append(r)
-            took = f" in {r['end'] - r['start']:.0f} s on {r['host']}" + (f", GPU {','.join(r['gpus'])}" if r["gpus"] else "") \
-                if "end" in r else ""
-            print(f"[{len(results)}/{len(refs)}] {r['item']} {r['status']}{took}", flush=True)
+            where = f" in {r['end'] - r['start']:.0f} s on {r['host']}" if "end" in r else ""
+            gpus = f", GPU {','.join(r['gpus'])}" if r.get("gpus") else ""
+            print(f"[{len(results)}/{len(refs)}] {r['item']} {r['status']}{where}{gpus}", flush=True)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)

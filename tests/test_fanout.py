@@ -201,3 +201,12 @@ def test_fan_out_refuses_a_missing_cluster_and_dvc_arguments(repo, tmp_path):
     assert bad.returncode == 2 and "--ray 127.0.0.1:1: no Ray cluster there" in bad.stderr
     both = run([sys.executable, "-m", "pipeline.repro", "--ray", "local", "--", "--force"], work, env, check=False)
     assert both.returncode == 2 and "--ray runs the whole study" in both.stderr
+
+
+def test_the_slurm_recipe_parses_and_fans_out_over_its_ray_cluster(repo):
+    """No SLURM here: the recipe is checked as bash, and for the two commands it is for."""
+    recipe = repo / "cluster/slurm.sbatch"
+    assert subprocess.run(["bash", "-n", str(recipe)], capture_output=True).returncode == 0
+    text = recipe.read_text()
+    assert 'make tracking-server HOST="$head_ip"' in text
+    assert 'python -m pipeline.repro --study "$STUDY" --ray "$head_ip:$RAY_PORT"' in text

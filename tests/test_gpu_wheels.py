@@ -20,4 +20,4 @@ def test_the_gpu_machine_keeps_its_own_torch():
     have = gpu_wheels.read_names(REPO / "benchmarks/gpu_machine_packages.txt")
     travelling = {pin.split("==")[0].lower() for pin in gpu_wheels.missing_pins(REPO / "requirements.lock", have)}
     assert {"torch", "torchvision", "numpy", "triton"} <= have
-    assert {"dvc", "mlflow", "hydra-core"} <= travelling and not travelling & {"torch", "torchvision", "numpy"}
+    assert {"dvc", "mlflow", "hydra-core"} <= travelling and not travelling & {"torch", "torchvision", "numpy", "ray"}
