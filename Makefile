@@ -25,8 +25,9 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # quick: the committed params.yaml; any other study is composed from conf/study/$(STUDY).yaml.
-# pipeline/repro.py checks every input first, then runs dvc repro (or dvc exp run -S study=...),
-# and puts back the last good results of a stage that fails.
+# pipeline/repro.py checks every input first, then runs dvc repro (or dvc exp run -S study=...; with
+# RAY, params.yaml is rewritten for the study and the items fan out), and puts back the last good
+# results of a stage that fails.
 # RAY=local fans the items out over this machine's GPUs or cores (the default where Ray is installed:
 # two 1-thread items at once beat one 2-thread item on a 2-core CPU, benchmarks/RESULTS.md), RAY=auto or
 # RAY=host:port over a Ray cluster (pipeline/fanout.py); RAY= runs them one after another.

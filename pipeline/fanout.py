@@ -43,7 +43,6 @@ ALONE = ("measure",)                # stages that time latency: nothing may run 
 # image: CIFAR ResNet-20..56 (0.04-0.13 GMACs) at batch 128 leave most of a modern GPU idle, so four
 # share one; ResNet-110 (0.25) gets half; WRN-28-10 (5.2) and ResNet-1202 (2.6) a whole GPU
 GPU_SHARE_BY_GMACS = ((0.2, 0.25), (1.0, 0.5))
-REACH_TIMEOUT_S = 5                 # a Ray head that does not accept a connection in this long is down
 LOCAL_OBJECT_STORE = 256 * 2**20    # bytes: tasks pass only small dicts; Ray's default takes 30 % of RAM
 
 
@@ -106,7 +105,8 @@ def resources(todo: Plan, cfg: FanoutConfig, data: tuple[tuple[int, ...], int] |
     """item -> (CPUs, share of a GPU) it asks Ray for. `data`: the images' (C, H, W) shape and the
     number of classes on a cluster with GPUs, which size a model's cost; None: no GPU, no share."""
     share: dict[str, float] = {}
-    for model in set(todo.model.values()) if data else ():
+    sized = set(todo.model.values()) if data else set()
+    for model in sized:
         asked = cfg.models.get(model)
         share[model] = asked.gpus if asked and asked.gpus else gpu_share(model, *data)
     cpus = {model: getattr(cfg.models.get(model), "cpus", 0) or cfg.cpus for model in todo.model.values()}
@@ -154,7 +154,7 @@ def connect(address: str, num_cpus: int | None, num_gpus: int | None):
         host, _, port = address.rpartition(":")
         try:
             if address != "auto":   # Ray itself retries an unreachable address for minutes
-                socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+                socket.create_connection((host, int(port)), timeout=tracking.REACH_TIMEOUT_S).close()
             ray.init(address=address, configure_logging=False)
         except (OSError, ValueError, RuntimeError) as err:   # ConnectionError is an OSError
             raise ConfigError(f"--ray {address}: no Ray cluster there ({str(err).splitlines()[0][:200]}); start one "
@@ -225,10 +225,12 @@ def _run(ray, todo: Plan, cfg: FanoutConfig) -> list[dict]:
             done, pending = ray.wait(pending, num_returns=1)
             try:
                 r = ray.get(done[0])
-            except ray.exceptions.RayError as err:   # its worker or node died (or an upstream one's did)
+            except ray.exceptions.RayError as err:   # its worker or node died, or an upstream item's did
                 item = item_of[done[0]]
-                r = {"item": item, "status": "failed", "log": f"{LOGS / item}.log",
-                     "ray_error": str(err).strip().splitlines()[0][:200]}
+                gone = [r["item"] for r in results if r["status"] != "done" and r["item"] in todo.upstream[item]]
+                r = ({"item": item, "status": "skipped", "because": gone} if gone else
+                     {"item": item, "status": "failed", "log": f"{LOGS / item}.log",
+                      "ray_error": str(err).strip().splitlines()[0][:200]})
             results.append(r)
             where = f" in {r['end'] - r['start']:.0f} s on {r['host']}" if "end" in r else ""
             gpus = f", GPU {','.join(r['gpus'])}" if r.get("gpus") else ""
@@ -236,6 +238,10 @@ def _run(ray, todo: Plan, cfg: FanoutConfig) -> list[dict]:
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)
-        ray.wait(pending, num_returns=len(pending), timeout=120)
+        _, still = ray.wait(pending, num_returns=len(pending), timeout=120)
+        if still:   # their dvc may still write: putting back the kept results now would mix two runs
+            print(f"error: {', '.join(item_of[r] for r in still)} did not stop in 120 s; the last good results "
+                  "stay kept (.dvc/tmp/last-good) and are put back by the next `make study`", file=sys.stderr)
+            sys.exit(130)
         raise
     return results

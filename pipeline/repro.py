@@ -169,6 +169,8 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.ray and args.dvc_args:
         ap.error("--ray runs the whole study; dvc arguments go with a plain run")
+    if not args.ray and (args.cpus or args.gpus):
+        ap.error("--cpus and --gpus size the Ray instance of --ray local")
     if not Path("dvc.yaml").is_file() or not Path(".dvc").is_dir():
         print(f"error: {Path.cwd()}: not the repository root (no dvc.yaml and .dvc/ here); cd there and run again",
               file=sys.stderr)
@@ -202,6 +204,9 @@ def main(argv: list[str]) -> int:
             code = 2
         except KeyboardInterrupt:   # the fan-out cancelled its items; put back what they had removed
             code = 130
+        except Exception:   # a failing tool or a bug: put back what the items removed, then the traceback
+            put_back()
+            raise
         try:
             restored = put_back()
         except LockError as err:   # dvc was killed while writing dvc.lock

@@ -16,7 +16,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-REACH_TIMEOUT_S = 5   # a tracking server that does not answer /health in this long is down
+REACH_TIMEOUT_S = 5   # a server (MLflow's, a Ray head) that does not answer in this long is down
 
 
 class TrackingError(RuntimeError):

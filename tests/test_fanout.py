@@ -54,12 +54,12 @@ def max_at_once(items) -> int:
     return max(sum(o["start"] <= r["start"] < o["end"] for o in items) for r in items)
 
 
-def finished_runs(uri: str) -> list:
+def tiny_runs(uri: str) -> list:
+    """Every MLflow run of the tiny study's experiment."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name("tiny")
-    return [r for r in client.search_runs([exp.experiment_id], max_results=1000)]
+    return client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=1000)
 
 
 def assert_recorded(work, env, uri, seeds: int):
@@ -67,7 +67,7 @@ def assert_recorded(work, env, uri, seeds: int):
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     assert train_items(seeds) | {"pretrain", "finetune@finetune-5", "measure@lenet-5-fc", "report"} <= set(lock)
     assert "up to date" in run(["dvc", "status"], work, env).stdout
-    runs = finished_runs(uri)
+    runs = tiny_runs(uri)
     names = sorted(r.info.run_name for r in runs)
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert len(names) == len(set(names)) == 2 * seeds + 1 + 1 + 2   # train, pretrain, finetune, measure
@@ -182,7 +182,8 @@ def test_a_failed_item_is_named_the_others_recorded_and_a_rerun_runs_only_it(rep
 
     failed = fan_out(work, {**env, "FAIL_ITEM": "lenet-5-gap-1"}, "local", "--cpus", "2", check=False)
     assert failed.returncode == 1
-    assert "train@lenet-5-gap-1 failed (dvc exit status 255; its log: logs/train@lenet-5-gap-1.log)" in failed.stderr
+    assert "train@lenet-5-gap-1 failed (dvc exit status " in failed.stderr
+    assert "its log: logs/train@lenet-5-gap-1.log)" in failed.stderr
     assert "injected failure" in (work / "logs/train@lenet-5-gap-1.log").read_text()
     items = timeline(work)
     assert {i for i, r in items.items() if r["status"] == "done"} == fanned(2) - {"train@lenet-5-gap-1"}
@@ -203,8 +204,8 @@ def test_fan_out_refuses_a_missing_cluster_and_dvc_arguments(repo, tmp_path):
     assert both.returncode == 2 and "--ray runs the whole study" in both.stderr
 
 
-def test_the_slurm_recipe_parses_and_fans_out_over_its_ray_cluster(repo):
-    """No SLURM here: the recipe is checked as bash, and for the two commands it is for."""
+def test_the_slurm_recipe_is_valid_bash_and_starts_the_server_and_the_study(repo):
+    """No SLURM here, so the recipe is not run: checked as bash, and for the two commands it is for."""
     recipe = repo / "cluster/slurm.sbatch"
     assert subprocess.run(["bash", "-n", str(recipe)], capture_output=True).returncode == 0
     text = recipe.read_text()
