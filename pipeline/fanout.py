@@ -173,6 +173,7 @@ def fan_out(address: str, num_cpus: int | None = None, num_gpus: int | None = No
     from pipeline.repro import run_dvc
 
     sections = load_all()
+    TIMELINE.unlink(missing_ok=True)   # a run that stops before its items must not show the last run's
     ray = connect(address, num_cpus, num_gpus)
     try:
         graph = Graph.read()
