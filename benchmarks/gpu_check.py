@@ -11,8 +11,9 @@ Parts, in this order:
   train        images/s of the study's training loop (pipeline.train.fit) for ResNet-20/56/110, plain-56
                and WRN-16-4, eager and with recipe.compile; then ResNet-20 with the cifar10 study's He et
                al. recipe -- 64k iterations at batch 128, validation every epoch, test once -- timed end to end
-  latency      the measure stage's numbers (pipeline.measure.measure_model_id) for every model of the
-               cifar10 study at batch 1 and 256
+  latency      the latency stage's protocol (pipeline.latency: one process, interleaved rounds, CUDA
+               events) for every model of the cifar10 study in its eager modes at batch 1 and 256, and
+               ResNet-20 in its compiled modes beside eager fp32
   concurrency  1, 2, 4 and 8 ResNet-20 trainings at once on the device: total images/s
   analysis     the analyze stage's cost for ResNet-56 at the cifar10 study's settings (51 x 51 loss surface
                on 1,024 images, gradient norms): some surface points timed, the rest projected, beside
@@ -60,7 +61,7 @@ from pipeline.config import Recipe, load_all  # noqa: E402
 from pipeline.data.loader import Normalize, Split, eval_batches  # noqa: E402
 from pipeline.gradient_flow import gradient_correlation, layer_gradient_norms  # noqa: E402
 from pipeline.landscape import axis, filter_normalized_direction, surface  # noqa: E402
-from pipeline.measure import measure_model_id  # noqa: E402
+from pipeline.latency import measure_latency  # noqa: E402
 from pipeline.models import create_model_from_id  # noqa: E402
 from pipeline.outputs import write_atomically, write_json  # noqa: E402
 from pipeline.provenance import device_settings, software  # noqa: E402
@@ -74,7 +75,7 @@ CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
 TARGET_S, STRETCH_S = 180, 60   # ResNet-20's 64k iterations on an H100: under 3 min; stretch 60 s
 SYNTHETIC = "synthetic data: random uint8 images of CIFAR-10's shape (3x32x32, 10 classes)"
 # seconds the later parts keep for themselves when an earlier part decides how long it may run
-RESERVE_S = {"tests": 0, "train": 60, "latency": 45, "concurrency": 40, "analysis": 30}
+RESERVE_S = {"tests": 0, "train": 60, "latency": 90, "concurrency": 40, "analysis": 30}
 ANALYSIS_MODEL = "resnet-56"
 
 
@@ -88,7 +89,8 @@ class Sizes:
     full_images: tuple[int, int, int]    # synthetic train / val / test images (He et al.: 45k / 5k / 10k)
     full_cap_s: float                    # the full run stops after the epoch that passes this, and projects
     latency_batches: tuple[int, ...]
-    latency_repeats: int | None          # None: the study's measure.warmup and measure.repeats
+    latency_rounds: int | None           # None: the study's latency.rounds
+    latency_compiled: tuple[str, ...]    # the models also timed in the study's compiled modes
     concurrency: tuple[int, ...]         # trainings at once
     concurrency_steps: int               # timed steps of each, after a warm-up epoch
     concurrency_warmup_steps: int
@@ -100,10 +102,12 @@ class Sizes:
 SIZES = {
     "cuda": Sizes(batch_size=None, speed_steps=200, compiled_models=SPEED_MODELS, full_iterations=None,
                   full_images=(45_000, 5_000, 10_000), full_cap_s=90, latency_batches=(1, 256),
-                  latency_repeats=None, concurrency=(1, 2, 4, 8), concurrency_steps=300,
+                  latency_rounds=None, latency_compiled=(FULL_RUN_MODEL,), concurrency=(1, 2, 4, 8),
+                  concurrency_steps=300,
                   concurrency_warmup_steps=30, analysis_points=51, analysis_images=None, budget_s=480),
     "cpu": Sizes(batch_size=8, speed_steps=2, compiled_models=("resnet-20",), full_iterations=12,
-                 full_images=(64, 16, 16), full_cap_s=120, latency_batches=(1, 2), latency_repeats=1,
+                 full_images=(64, 16, 16), full_cap_s=120, latency_batches=(1, 2), latency_rounds=1,
+                 latency_compiled=(),
                  concurrency=(1, 2), concurrency_steps=2, concurrency_warmup_steps=1, analysis_points=2,
                  analysis_images=16, budget_s=1800),
 }
@@ -431,21 +435,31 @@ def wait_for(prewarm: list, log: Path, timeout_s: float) -> dict:
 # ---------------------------------------------------------------- latency
 
 
+def latency_model(model_id: str) -> torch.nn.Module:
+    return create_model_from_id(model_id, num_classes=CIFAR_CLASSES, in_chans=CIFAR_SHAPE[0],
+                                input_size=CIFAR_SHAPE[1:])
+
+
 def part_latency(results: Results, cfg: dict, sizes: Sizes, device: torch.device, until: float) -> None:
-    measure_cfg = dataclasses.replace(cfg["measure"], batch_sizes=list(sizes.latency_batches))
-    if sizes.latency_repeats:
-        measure_cfg = dataclasses.replace(measure_cfg, warmup=0, repeats=sizes.latency_repeats)
-    rows: list[dict] = []
-    for model_id in cfg["train"].models:
-        if left(until) < 5:
-            rows.append({"model": model_id, "skipped": "out of time"})
+    """Two measurements by the latency stage's protocol: every model in the study's eager modes, then the
+    compiled models in the compiled modes beside the first mode (compilation takes tens of seconds each)."""
+    study = dataclasses.replace(cfg["latency"], devices=[device.type], batch_sizes=list(sizes.latency_batches),
+                                rounds=sizes.latency_rounds or cfg["latency"].rounds)
+    compiled = [m for m in study.modes if m.compile]
+    plans = {"eager": (list(cfg["train"].models), [m for m in study.modes if not m.compile])}
+    if compiled and sizes.latency_compiled:
+        plans["compiled"] = (list(sizes.latency_compiled), [study.modes[0]] + compiled)
+    for name, (models, modes) in plans.items():
+        if left(until) < (60 if name == "compiled" else 10):
+            results.set("latency", **{name: {"skipped": "out of time"}})
             continue
+        settings = dataclasses.replace(study, modes=modes)
         try:
-            rows.append(measure_model_id(model_id, CIFAR_SHAPE, CIFAR_CLASSES, measure_cfg, [device]))
+            measured = measure_latency(models, latency_model, CIFAR_SHAPE, settings)
+            results.set("latency", **{name: {"settings": dataclasses.asdict(settings), **measured}})
         except Exception as err:   # noqa: BLE001 -- e.g. out of memory at batch 256: recorded, the rest goes on
-            rows.append({"model": model_id, "error": f"{type(err).__name__}: {str(err)[:300]}"})
+            results.set("latency", **{name: {"error": f"{type(err).__name__}: {str(err)[:300]}"}})
         release()
-        results.set("latency", settings=dataclasses.asdict(measure_cfg), models=rows)
 
 
 # ---------------------------------------------------------------- concurrency
@@ -634,27 +648,32 @@ def _train(t: dict) -> list[str]:
 
 
 def _latency(lat: dict) -> list[str]:
-    bs = lat.get("settings", {}).get("batch_sizes", [])
-    rows = []
-    for r in lat.get("models", []):
-        if _missing(r):
-            rows.append([r["model"], _missing(r)] + [""] * (1 + 2 * len(bs)))
+    out = ["## Latency: the latency stage's protocol, the cifar10 study's models\n"]
+    for name in ("eager", "compiled"):
+        part = lat.get(name)
+        if not part:
             continue
-        tag = "gpu" if any(k.startswith("gpu_latency") for k in r) else "cpu"
-        cells = [r["model"], f"{r['params']:,}", _f(r["gmacs"], ".3f")]
-        for b in bs:
-            cells += [f"{r[f'{tag}_latency_ms_b{b}']:.3f} ({r[f'{tag}_latency_ms_b{b}_p10']:.3f}-"
-                      f"{r[f'{tag}_latency_ms_b{b}_p90']:.3f})", _f(r[f"{tag}_images_per_s_b{b}"], ".0f")]
-        rows.append(cells)
-    first = next((r for r in lat.get("models", []) if "mode" in r), {})
-    settings = lat.get("settings", {})
-    return ["## Latency: the measure stage, every model of the cifar10 study\n",
-            f"{first.get('mode', '')}, {first.get('precision', '')}; median (p10-p90) of {settings.get('repeats', '?')} "
-            f"timed forward passes after {settings.get('warmup', '?')} untimed"
-            + (f"; cuDNN {first['gpu_cudnn']}, benchmark {first['gpu_cudnn_benchmark']}, allow_tf32 "
-               f"{first['gpu_cudnn_allow_tf32']}" if "gpu_cudnn" in first else "") + ".\n",
-            _table(["model", "params", "GMACs/image"] + [h for b in bs for h in (f"ms, batch {b}", f"images/s, batch {b}")],
-                   rows)]
+        if _missing(part):
+            out.append(f"**{name}**: {_missing(part)}\n")
+            continue
+        settings, gpu = part["settings"], next(iter(part["devices"].values()))
+        modes = list(dict.fromkeys(c["mode"] for c in part["cells"]))
+        rows = {}
+        for c in part["cells"]:
+            row = rows.setdefault((c["model"], c["batch"]), {"model": c["model"], "batch": c["batch"]})
+            row[c["mode"]] = f"{c['median_ms']:.3f} [{c['q1_ms']:.3f}-{c['q3_ms']:.3f}]"
+            if c["mode"] == modes[0]:
+                row["images/s"], row["peak MiB"] = _f(c["images_per_s"], ".0f"), _f(c.get("peak_mib"), ".0f")
+        out += [f"**{name}** on {gpu['device_name']}"
+                + (f" (cuDNN {gpu['cudnn']}, benchmark {gpu['cudnn_benchmark']}, allow_tf32 {gpu['cudnn_allow_tf32']})"
+                   if "cudnn" in gpu else "")
+                + f": ms per forward pass, median [IQR] over {settings['rounds']} rounds x {settings['blocks']} blocks "
+                f"of about {settings['block_ms']:g} ms, interleaved; images/s and the peak memory of one pass above "
+                f"the resident (MiB) in {modes[0]}. Set-up {part['setup_s']:.0f} s, timing {part['timing_s']:.0f} s.\n",
+                _table(["model", "batch"] + modes + ["images/s", "peak MiB"],
+                       [[r["model"], r["batch"]] + [r.get(m, "–") for m in modes] + [r.get("images/s", "–"),
+                        r.get("peak MiB", "–")] for r in sorted(rows.values(), key=lambda r: r["batch"])])]
+    return out
 
 
 def _concurrency(c: dict) -> list[str]:

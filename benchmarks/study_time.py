@@ -7,7 +7,7 @@ The first form clones `--repo` (its committed HEAD) into a temporary folder, tim
 (the venv, reported apart) and then `make study` (with `RAY=ADDRESS` where --ray is given: `--ray ''`
 runs the items one after another even where Ray is installed), stamping every output line with the time, and
 prints the breakdown. The second reads a finished study's folder. Per stage (download, prepare,
-train, pretrain, finetune, measure, analyze, report):
+train, pretrain, finetune, measure, analyze, machine, latency, report):
 
 - wall: from DVC's "Running stage" line to the next one (needs the stamped log); the items fanned
   out over Ray (pipeline/fanout.py) run side by side, so their wall is the "fan-out" row's;
@@ -15,7 +15,7 @@ train, pretrain, finetune, measure, analyze, report):
 - training: the train and pretrain items' `final_train_seconds` (the SGD epochs alone);
 - evaluation + logging: in runs minus training (per-epoch evaluation, checkpoints, MLflow);
 - outside runs: wall minus in runs -- process start, imports, loading data, DVC's bookkeeping,
-  and for measure and analyze items the measurement itself, which happens before their run is opened.
+  and for measure, analyze and latency the measurement itself, which happens before their run is opened.
 
 Time it alone: anything else on the machine changes the numbers (see benchmarks/RESULTS.md).
 """
@@ -35,7 +35,8 @@ from pathlib import Path
 
 # DVC's line as a stage starts, and pipeline/fanout.py's as the fan-out starts
 STAGE_LINE = re.compile(r"^(\d+\.\d+) (?:Running stage '([^'@]+)(?:@[^']*)?':|(fan-out): )")
-STAGES = ("download", "prepare", "fan-out", "train", "pretrain", "finetune", "measure", "analyze", "report")
+STAGES = ("download", "prepare", "fan-out", "train", "pretrain", "finetune", "measure", "analyze", "machine", "latency",
+          "report")
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> float:

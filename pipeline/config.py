@@ -106,11 +106,27 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
-class MeasureConfig:
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 128])
-    warmup: int = 10            # untimed forward passes before timing
-    repeats: int = 50           # timed forward passes; the median is reported
-    threads: int = 0            # CPU threads for latency; 0 = torch's default
+class LatencyMode:
+    """One way of running inference that practitioners compare."""
+    precision: Literal["fp32", "bf16"] = "fp32"     # bf16: torch.autocast, weights stay fp32
+    compile: bool = False       # torch.compile (inductor); compiled once per batch size, before timing
+    channels_last: bool = True  # NHWC weights and inputs (the layout cuDNN and oneDNN prefer for convs)
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Forward-pass latency of every model of the study, timed in one process and interleaved round by
+    round (pipeline.latency). Defaults: a GPU study's; conf/study/quick.yaml trims them for a CPU."""
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64, 256])
+    modes: list[LatencyMode] = field(default_factory=lambda: [
+        LatencyMode(), LatencyMode(precision="bf16"), LatencyMode(compile=True),
+        LatencyMode(precision="bf16", compile=True), LatencyMode(channels_last=False)])
+    devices: list[Literal["cpu", "cuda"]] = field(default_factory=lambda: ["cpu", "cuda"])   # those present
+    rounds: int = 5             # every model, mode and batch size once per round
+    blocks: int = 3             # timed blocks per model, mode and batch size in each round
+    block_ms: float = 20.0      # a block repeats the forward pass until it lasts about this long
+    warmup: int = 3             # untimed passes per cell before round 1: compilation, cuDNN autotuning
+    threads: int = 0            # CPU threads (torch.set_num_threads); 0 = torch's default on this machine
 
 
 @dataclass(frozen=True)
@@ -164,7 +180,7 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "train": TrainConfig,
     "transfer": TransferConfig,
-    "measure": MeasureConfig,
+    "latency": LatencyConfig,
     "analysis": AnalysisConfig,
     "fanout": FanoutConfig,
     "report": ReportConfig,
@@ -347,12 +363,16 @@ class _CHECKS:
             raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(STRATEGIES)}")
 
     @staticmethod
-    def MeasureConfig(c: MeasureConfig, key: str) -> None:
-        _CHECKS._positive(c, key, "repeats")
-        if c.threads < 0 or c.warmup < 0:
-            raise ConfigError(f"{key}.threads and {key}.warmup: must be >= 0")
+    def LatencyConfig(c: LatencyConfig, key: str) -> None:
+        _CHECKS._positive(c, key, "rounds", "blocks", "block_ms", "warmup")
+        if c.threads < 0:
+            raise ConfigError(f"{key}.threads: must be >= 0 (0 = torch's default), got {c.threads}")
         if not c.batch_sizes or any(b <= 0 for b in c.batch_sizes):
             raise ConfigError(f"{key}.batch_sizes: must be positive integers, got {c.batch_sizes}")
+        for name in ("batch_sizes", "modes", "devices"):
+            values = getattr(c, name)
+            if not values or len(set(map(str, values))) != len(values):
+                raise ConfigError(f"{key}.{name}: must be a non-empty list without repeats, got {values}")
 
     @staticmethod
     def AnalysisConfig(c: AnalysisConfig, key: str) -> None:

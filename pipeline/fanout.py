@@ -13,8 +13,8 @@ failing to record an item that trained for an hour. Ray decides where and when e
 3. `dvc status` names the stale items; each one, and each item downstream of one, becomes a Ray task
    running `dvc --wait-for-lock repro -s <item>` with the CPUs and the share of a GPU that params
    `fanout` gives its model; Ray starts it once the tasks of its upstream items have finished;
-4. a plain `dvc repro` ends it: the report, and the items that time latency (measure), which must
-   have the machine to themselves.
+4. a plain `dvc repro` ends it: the report, and the stages of LAST: latency, which must have the
+   machine to itself, and the machine fingerprint it depends on (taken outside Ray's thread limits).
 
 A failed item does not stop the others: the command then exits 1 naming each failed item and its
 log, without step 4, and the next run starts only what is missing. Each item's node, GPUs and
@@ -38,7 +38,7 @@ from pipeline.config import ConfigError, FanoutConfig, load_all
 
 LOGS = Path("logs")                 # one log per item, and the timeline
 TIMELINE = LOGS / "fanout.json"
-ALONE = ("measure",)                # stages that time latency: nothing may run beside them
+LAST = ("machine", "latency")       # run in the final plain `dvc repro`: latency needs the machine to itself
 # the share of one GPU an item asks for when params do not say, by its model's forward GMACs per
 # image: CIFAR ResNet-20..56 (0.04-0.13 GMACs) at batch 128 leave most of a modern GPU idle, so four
 # share one; ResNet-110 (0.25) gets half; WRN-28-10 (5.2) and ResNet-1202 (2.6) a whole GPU
@@ -65,9 +65,10 @@ class Graph:
         return cls(list(reversed(list(nx.topological_sort(graph)))), {s: nx.descendants(graph, s) for s in graph}, cmds)
 
     def trunk(self) -> list[str]:
-        """The items every other item depends on or is depended on by (download, prepare, report)."""
-        return [s for s in self.order if all(t == s or t in self.upstream[s] or s in self.upstream[t]
-                                             for t in self.order)]
+        """The items every other item, but those of LAST, depends on or is depended on by (download,
+        prepare, report)."""
+        others = [t for t in self.order if t.split("@")[0] not in LAST]
+        return [s for s in others if all(t == s or t in self.upstream[s] or s in self.upstream[t] for t in others)]
 
     def first(self) -> list[str]:
         """The trunk items the others depend on: run once, before the fan-out."""
@@ -83,10 +84,10 @@ class Plan:
 
 
 def plan(graph: Graph, stale: set[str], source_model: str) -> Plan:
-    """The items off the trunk that are stale or downstream of a stale one, but those of ALONE. An
+    """The items off the trunk that are stale or downstream of a stale one, but those of LAST. An
     item without a --model (pretrain, finetune) is sized by the transfer source model."""
     trunk = graph.trunk()
-    items = [s for s in graph.order if s not in trunk and s.split("@")[0] not in ALONE
+    items = [s for s in graph.order if s not in trunk and s.split("@")[0] not in LAST
              and (s in stale or stale & graph.upstream[s])]
     model = {s: m.group(1) if (m := re.search(r"--model (\S+)", graph.cmds[s])) else source_model for s in items}
     return Plan(items, {s: [u for u in items if u in graph.upstream[s]] for s in items}, model)

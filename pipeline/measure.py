@@ -1,105 +1,96 @@
-"""Cost of a model: parameters, MACs/FLOPs, latency and throughput.
+"""Cost of a model that does not depend on the machine: parameters, MACs/FLOPs, and the size of the
+operations the MAC count leaves out. Latency, which does, is pipeline.latency's.
 
-Conventions: torch.utils.flop_counter counts FLOPs = 2 x MACs for
-convolutions and matmuls only (no BN, ReLU, pooling). We report both GMACs (the unit of
-torchvision's `_ops`, fvcore, thop, ptflops) and GFLOPs, per image. Latency is the median
-wall time of a forward pass in eval mode; on a GPU it is timed with CUDA events after a
-synchronise, on the CPU with perf_counter, and every number carries its device.
+Counting convention (torch.utils.flop_counter): multiply-adds of convolutions, linear layers and
+matrix products, attention included: counting runs on the CPU under PyTorch's math attention
+backend with nn.MultiheadAttention's fast path off, so attention decomposes into the matrix
+products the counter knows, and every device gets the same count (the fused CPU and CUDA kernels
+are counted differently or not at all). GMACs is the unit of torchvision's `_ops`, fvcore, thop and
+ptflops; GFLOPs = 2 x GMACs. Not counted: batch norm, activations, residual adds, SE scaling,
+pooling, softmax. Their size is reported beside it as "other ops": one op per output element of
+every other operation that computes values (views and copies excluded) -- a lower bound on
+their arithmetic, and the measure of the memory traffic that makes them cost time on real hardware.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-import statistics
-import time
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from pipeline.config import MeasureConfig
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.provenance import device_settings, device_tag
+
+# operations that move or allocate memory without computing values
+_NOT_COMPUTING = {torch.ops.aten._to_copy, torch.ops.aten.clone, torch.ops.aten.copy_, torch.ops.aten.contiguous,
+                  torch.ops.aten.empty_like, torch.ops.aten.zeros_like, torch.ops.aten.ones_like,
+                  torch.ops.aten.new_empty, torch.ops.aten.new_zeros, torch.ops.aten.cat, torch.ops.aten.stack}
+
+
+class OtherOpsCounter(TorchDispatchMode):
+    """One op per output element of every operation that the MAC count leaves out."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        packet = func.overloadpacket
+        aliases = any(r.alias_info is not None for r in func._schema.returns)
+        takes_tensor = any(isinstance(a, torch.Tensor) for a in args)
+        if packet not in flop_registry and packet not in _NOT_COMPUTING and not aliases and takes_tensor:
+            self.total += sum(t.numel() for t in (out if isinstance(out, (tuple, list)) else (out,))
+                              if isinstance(t, torch.Tensor))
+        return out
+
+
+@contextlib.contextmanager
+def _attention_as_matmuls():
+    """Math SDPA backend and no nn.MultiheadAttention fast path: attention runs as counted bmm/mm."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(FLOPs, other ops) of one forward pass in eval mode on one image of `input_shape` (C, H, W),
+    counted on a CPU copy when the model lives elsewhere."""
+    on_cpu = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+    on_cpu.eval()
+    with (torch.no_grad(), _attention_as_matmuls(), FlopCounterMode(display=False) as flops,
+          OtherOpsCounter() as other):
+        on_cpu(torch.zeros(1, *input_shape))
+    return flops.get_total_flops(), other.total
+
+
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass on one image of `input_shape` (C, H, W)."""
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-    return counter.get_total_flops()
-
-
-def latency_ms(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> dict[str, float]:
-    """Median and spread of `repeats` timed forward passes of batch `x`, in milliseconds."""
-    model.eval()
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
-            for _ in range(repeats):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                model(x)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-        else:
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - t0) * 1000)
-    qs = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
-    return {"median": statistics.median(times), "p10": qs[0], "p90": qs[-1]}
+    """FLOPs (2 x MACs) of one forward pass on one image, by the convention above."""
+    return count_ops(model, input_shape)[0]
 
 
 def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float | int]:
-    """Params, GFLOPs and GMACs per image, counted on the CPU: the same numbers whatever device
-    the model is timed on."""
-    on_cpu = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
-    flops = count_flops(on_cpu, input_shape)
-    return {"params": count_params(model), "gflops": flops / 1e9, "gmacs": flops / 2e9}
+    """Params, GMACs and GFLOPs per image, and the ops they leave out (GOPs and % of the GMACs)."""
+    flops, other = count_ops(model, input_shape)
+    return {"params": count_params(model), "gflops": flops / 1e9, "gmacs": flops / 2e9,
+            "other_gops": other / 1e9, "other_ops_per_mac_pct": 100 * other / (flops / 2) if flops else 0.0}
 
 
-def time_model(model: nn.Module, input_shape: tuple[int, ...], batch_sizes: list[int], warmup: int, repeats: int,
-               device: torch.device, channels_last: bool) -> dict[str, float]:
-    """Latency (ms) and throughput (images/s) per batch size on `device`, keys prefixed by its tag."""
-    if device.type == "cuda":
-        # fixed shapes: cuDNN times its conv algorithms on the first pass of each shape (the warm-up)
-        torch.backends.cudnn.benchmark = True
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    tag, out = device_tag(device), {}
-    for bs in batch_sizes:
-        x = torch.randn(bs, *input_shape, device=device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        lat = latency_ms(model, x, warmup, repeats)
-        out[f"{tag}_latency_ms_b{bs}"] = lat["median"]
-        out[f"{tag}_latency_ms_b{bs}_p10"] = lat["p10"]
-        out[f"{tag}_latency_ms_b{bs}_p90"] = lat["p90"]
-        out[f"{tag}_images_per_s_b{bs}"] = bs / (lat["median"] / 1000)
-    return out
-
-
-def measure_model_id(model_id: str, input_shape: tuple[int, ...], num_classes: int, cfg: MeasureConfig,
-                     devices: list[torch.device]) -> dict:
-    """What the measure stage records for one model: its cost, and its latency on each of `devices`
-    beside the settings of that device (gpu_latency_ms_b1 next to gpu_device_name, gpu_cudnn, ...)."""
+def measure_model_id(model_id: str, input_shape: tuple[int, ...], num_classes: int) -> dict:
+    """What the measure stage records for one model: what it is and what it costs per image."""
     spec = parse_model_id(model_id)
     model = create_model_from_id(model_id, num_classes=num_classes, in_chans=input_shape[0],
                                  input_size=input_shape[1:])
-    result: dict = {"model": model_id, "family": spec.family, "depth": spec.depth, "width": spec.width,
-                    "head": spec.head, "input_shape": list(input_shape), "num_classes": num_classes,
-                    "precision": "fp32", "mode": "eval, eager, channels_last", **model_cost(model, input_shape)}
-    for device in devices:
-        result.update(time_model(model, input_shape, cfg.batch_sizes, cfg.warmup, cfg.repeats, device,
-                                 channels_last=True))
-        result.update({f"{device_tag(device)}_{k}": v for k, v in device_settings(device).items()})
-    return result
+    return {"model": model_id, "family": spec.family, "depth": spec.depth, "width": spec.width, "head": spec.head,
+            "input_shape": list(input_shape), "num_classes": num_classes, **model_cost(model, input_shape)}

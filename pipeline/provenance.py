@@ -1,6 +1,7 @@
 """What every result records about where it came from: code version, machine, software."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -45,6 +46,28 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def gpu_driver() -> str:
+    """The NVIDIA driver's version, from nvidia-smi ("unknown" without it)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.splitlines()[0].strip() if out.strip() else "unknown"
+
+
+def machine_fingerprint() -> dict:
+    """What latency depends on besides the code and the settings: the processors, their count and
+    the software that drives them. Equal on two machines of the same kind; a new CPU model, GPU,
+    driver or torch version changes it (the latency stage depends on it, stages/machine.py)."""
+    info = {"cpu": cpu_name(), "logical_cpus": os.cpu_count() or 0, "torch_default_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "gpus": []}
+    if torch.cuda.is_available():
+        info.update(gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+                    gpu_driver=gpu_driver(), cuda=str(torch.version.cuda), cudnn=str(torch.backends.cudnn.version()))
+    return info
 
 
 def device_tag(device: torch.device) -> str:

@@ -15,6 +15,8 @@ from pipeline.config import AnalysisConfig
 from pipeline.outputs import read_json
 from pipeline.published import published
 from pipeline.report_analysis import analysis_section
+from pipeline.report_latency import (architecture_columns, cells_frame, latency_table, machine_sentence, mode_summary,
+                                     plot_throughput)
 
 PERCENT = 100.0
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
@@ -142,7 +144,9 @@ def training_curve_summary(histories: dict[str, pd.DataFrame]) -> str:
             + f" points (lr {histories[grid[0]]['lr'].iloc[-1]:.3g}); {verdict}.\n")
 
 
-def architecture_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFrame:
+def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Per model: params, GMACs and what they leave out, latency and throughput per device (in the
+    headline mode), train and test error, and the published numbers."""
     if train.empty:
         return pd.DataFrame()
     rows = []
@@ -156,19 +160,27 @@ def architecture_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFra
             "published params (M, 3x32x32, 10 classes)": _fmt(pub.params if pub else None, ".2f"),
             "GMACs / image": _fmt(m["gmacs"] if m is not None else None, ".4f"),
             "GFLOPs / image (2 x MACs)": _fmt(m["gflops"] if m is not None else None, ".4f"),
+            "other ops, % of MACs": _fmt(m["other_ops_per_mac_pct"] if m is not None else None, ".1f"),
+            **(architecture_columns(cells, model) if not cells.empty else {}),
+            "train error %": _mean_std(group["train_error"]),
+            "test error %": _mean_std(group["test_error"]),
+            "published test error %": (f"{pub.test_error:.2f} ({pub.dataset}, {pub.source})"
+                                       if pub and pub.test_error is not None else "–"),
+            "status": ",".join(sorted(set(group["status"]))),
         }
-        if m is not None:
-            for key in m.index:
-                if key.startswith(("cpu_latency_ms_b", "gpu_latency_ms_b")) and not key.endswith(("p10", "p90")):
-                    device, bs = key.split("_")[0], key.rsplit("_b", 1)[1]
-                    row[f"{device.upper()} latency ms (batch {bs})"] = _fmt(m[key], ".2f")
-        row["train error %"] = _mean_std(group["train_error"])
-        row["test error %"] = _mean_std(group["test_error"])
-        row["published test error %"] = (f"{pub.test_error:.2f} ({pub.dataset}, {pub.source})"
-                                          if pub and pub.test_error is not None else "–")
-        row["status"] = ",".join(sorted(set(group["status"])))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def counting_sentence(measure: pd.DataFrame) -> str:
+    """What GMACs count, what they leave out and how big that is in this study (pipeline/measure.py)."""
+    share = measure["other_ops_per_mac_pct"] if "other_ops_per_mac_pct" in measure else pd.Series(dtype=float)
+    size = (f": {share.min():.1f}-{share.max():.1f} % of the MACs across these models" if len(share) else "")
+    return ("GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs; torch.utils.flop_counter) count "
+            "the multiply-adds of convolutions, linear layers, matrix products and attention, counted on the CPU "
+            "under PyTorch's math attention backend so that every device gets the same count. Not counted: batch "
+            "norm, activations, residual adds, SE scaling, pooling and softmax; their size is the column *other "
+            f"ops* (one op per output element of each such operation){size}.")
 
 
 def _head_pairs(train: pd.DataFrame):
@@ -331,13 +343,19 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     train = load_metrics(Path(metrics_dir) / "train", items["train"])
     measure = load_metrics(Path(metrics_dir) / "measure", items["measure"])
     finetune = load_metrics(Path(metrics_dir) / "finetune", items["finetune"])
+    latency_path = Path(metrics_dir) / "latency.json"
+    if not latency_path.is_file():
+        raise FileNotFoundError(f"{latency_path}: missing; run the study (make study) to measure latency")
+    latency = read_json(latency_path)
+    cells = cells_frame(latency)
     out_dir.mkdir(parents=True, exist_ok=True)
     pretrain_path = Path(metrics_dir) / "pretrain.json"
     pretrain = read_json(pretrain_path) if pretrain_path.is_file() else None
     dataset = str(train["dataset"].iloc[0]) if not train.empty else "?"
     tables = {
         "degradation": degradation_table(train, dataset),
-        "architectures": architecture_table(train, measure),
+        "architectures": architecture_table(train, measure, cells),
+        "latency": latency_table(cells),
         "heads": heads_table(train, measure),
         "transfer": transfer_table(finetune),
     }
@@ -351,7 +369,9 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         plot_accuracy_vs_cost(train, measure, out_dir / "accuracy_vs_cost.png", dataset)
     if not finetune.empty:
         plot_transfer(finetune, out_dir / "transfer.png")
-    readme = _readme(title, study, dataset, tables, train, measure, finetune, pretrain, histories)
+    cells.to_csv(out_dir / "latency_cells.csv", index=False)
+    plot_throughput(cells, out_dir / "throughput.png")
+    readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, pretrain, histories)
     if items.get("analysis") and analysis is not None:
         runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
         length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))
@@ -386,14 +406,11 @@ def _departures(train: pd.DataFrame, reference: pd.Series) -> str:
     return ("Per-model departures from this recipe (`train.overrides`): " + "; ".join(notes) + ".\n") if notes else ""
 
 
-def _readme(title, study, dataset, tables, train, measure, finetune, pretrain, histories) -> str:
+def _readme(title, study, dataset, tables, train, measure, latency, finetune, pretrain, histories) -> str:
     grid = train[train["family"].isin(["plain", "resnet"])] if not train.empty else train
     # the recipe the degradation grid ran with (other models may override fields of it)
     first = grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
     common = _common_recipe(train) if not train.empty else {}
-    cpu = measure["cpu_device_name"].iloc[0] if "cpu_device_name" in measure else "?"
-    gpu = (measure["gpu_device_name"].dropna().iloc[0]
-           if "gpu_device_name" in measure and measure["gpu_device_name"].notna().any() else None)
     commits = sorted(set(train.get("git_commit", pd.Series(dtype=str))) | set(finetune.get("git_commit", pd.Series(dtype=str))))
     parts = [
         f"# {title}\n",
@@ -413,15 +430,19 @@ def _readme(title, study, dataset, tables, train, measure, finetune, pretrain, h
         training_curve_summary(histories),
         "![degradation](degradation.png)\n",
         "## Architectures: parameters, compute, latency, error\n",
-        f"GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs, convolutions and "
-        f"matmuls only, torch.utils.flop_counter). CPU latency: median of timed forward passes in eval mode "
-        f"on {cpu}" + (f"; GPU latency with CUDA events on {gpu}" if gpu else "; no GPU was present") + ". " +
+        counting_sentence(measure) + " " + machine_sentence(latency, set(train.get("host_cpu", pd.Series(dtype=str)).dropna())),
         (f"Every model is trained for {_length(common)} on {common.get('train_images', '?')} training images, "
          f"SGD lr {common.get('recipe.lr', '?')}, unless listed below" if not train.empty else "") +
         "; the published errors come from each paper's own recipe and, for DenseNet and WRN, longer training.\n",
         _departures(train, common) if not train.empty else "",
         to_markdown(tables["architectures"]),
         "![accuracy vs GMACs and parameters](accuracy_vs_cost.png)\n",
+        "## Latency: modes and batch sizes\n",
+        "The same measurement in every mode and at every batch size of `latency` (milliseconds per forward pass, "
+        "median [IQR]; every number with its images/s in latency_cells.csv). "
+        + mode_summary(cells_frame(latency)),
+        to_markdown(tables["latency"]),
+        "![throughput against batch size](throughput.png)\n",
         "## Heads: flatten-MLP vs global average pooling\n",
         "The same feature extractor with the flatten-MLP head of the original paper and with global average "
         "pooling and one linear layer (Lin et al. 2014). Training error is measured on augmented batches "

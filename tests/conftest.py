@@ -136,7 +136,7 @@ def make_study(repo: Path, root: Path, models=("plain-20", "resnet-20", "lenet-5
     params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
     params["transfer"].update(source_classes=[0, 1, 2], target_classes=[3, 4, 5], shots=[5])
     params["transfer"]["finetune"].update(steps=3, head_steps=3, batch_size=8)
-    params["measure"].update(repeats=2, warmup=1)
+    params["latency"].update(batch_sizes=[1, 2], rounds=2, blocks=1, block_ms=1.0, warmup=1)
     params["analysis"].update(models=[m for m in models if m.startswith(("plain", "resnet"))], gradient_images=16,
                               shatter_images=8, landscape_images=16, points_1d=5, points_2d=3, span=0.5,
                               sharpness_at=0.5, batch_size=16)

@@ -5,9 +5,10 @@ import pytest
 import torch
 import yaml
 
-from pipeline.config import MeasureConfig, Recipe
+from pipeline.config import LatencyConfig, LatencyMode, Recipe
 from pipeline.data.loader import Split, epoch_generator, random_crop_flip, train_batches
-from pipeline.measure import count_flops, measure_model_id
+from pipeline.latency import build_cells, run_rounds
+from pipeline.measure import count_flops
 from pipeline.models import create_model, create_model_from_id
 from pipeline.outputs import read_json
 from pipeline.train import Checkpoint, Runtime, sgd, sgd_step
@@ -89,19 +90,24 @@ def test_a_checkpoint_written_on_the_device_resumes(device, tmp_path, capsys):
     assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"], rel=0.05)
 
 
-def test_latency_is_timed_on_the_device_and_labelled_with_it(device):
-    result = measure_model_id("resnet-20", (3, 32, 32), 10, MeasureConfig(batch_sizes=[1, 4], warmup=1, repeats=3),
-                              [device])
-    tag = "gpu" if device.type == "cuda" else "cpu"
-    for bs in (1, 4):
-        assert 0 < result[f"{tag}_latency_ms_b{bs}_p10"] <= result[f"{tag}_latency_ms_b{bs}"] \
-            <= result[f"{tag}_latency_ms_b{bs}_p90"]
+def test_latency_is_timed_on_the_device_with_its_peak_memory(device):
+    cfg = LatencyConfig(batch_sizes=[1, 4], modes=[LatencyMode(), LatencyMode(precision="bf16")], rounds=2, blocks=2,
+                        block_ms=2.0, warmup=2)
+
+    def new_model(model_id):
+        return create_model_from_id(model_id, num_classes=10, in_chans=3)
+
+    cells = build_cells(["resnet-20"], new_model, (3, 32, 32), cfg, [device])
+    run_rounds(cells, cfg.rounds, cfg.blocks)
+    for cell in (c.result() for c in cells):
+        assert cell["device"] == ("gpu" if device.type == "cuda" else "cpu") and cell["samples"] == 4
+        assert 0 < cell["q1_ms"] <= cell["median_ms"] <= cell["q3_ms"]
+        assert (cell.get("peak_mib", 0) > 0) == (device.type == "cuda")
     if device.type == "cuda":
-        assert result["gpu_device_name"] == torch.cuda.get_device_name()
-        assert result["gpu_cuda"] == torch.version.cuda and result["gpu_cudnn_benchmark"] == "True"
+        assert torch.backends.cudnn.benchmark
     # the cost of a model does not depend on the device it is counted on
-    model = create_model_from_id("resnet-20", num_classes=10, in_chans=3)
-    assert result["gmacs"] == count_flops(model, (3, 32, 32)) / 2e9 == count_flops(model.to(device), (3, 32, 32)) / 2e9
+    model = new_model("resnet-20")
+    assert count_flops(model, (3, 32, 32)) == count_flops(model.to(device), (3, 32, 32))
 
 
 def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
@@ -118,13 +124,14 @@ def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
 
     trained = read_json(work / "metrics/train/resnet-20-s0.json")
     assert trained["device"] == device.type and trained["status"] == "finished"
-    measured = read_json(work / "metrics/measure/resnet-20.json")
+    latency = read_json(work / "metrics/latency.json")
     analysed = read_json(work / "metrics/analysis/resnet-20.json")
     assert analysed["landscape_images"] > 0
     if device.type == "cuda":
         assert trained["device_name"] == torch.cuda.get_device_name() and trained["cuda"] == torch.version.cuda
         assert analysed["device_name"] == torch.cuda.get_device_name()
-        assert measured["gpu_latency_ms_b1"] > 0 and measured["gpu_cuda"] == torch.version.cuda
-        assert "GPU latency ms (batch 1)" in (work / "reports/architectures.md").read_text()
+        assert latency["devices"]["gpu"]["cuda"] == torch.version.cuda
+        assert {c["device"] for c in latency["cells"]} == {"cpu", "gpu"}
+        assert "GPU ms, batch 1 (median [IQR])" in (work / "reports/architectures.md").read_text()
     for strategy in ("scratch", "lp_ft"):
         assert read_json(work / f"metrics/finetune/{strategy}-5.json")["device"] == device.type

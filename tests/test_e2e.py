@@ -42,7 +42,8 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert resnet["grad_first_last_ratio_init"] != resnet["grad_first_last_ratio_trained"]
     assert math.isfinite(resnet["landscape_loss"]) and math.isfinite(resnet["sharpness"])
 
-    # one MLflow run per train, pretrain, finetune, measure and analyze item, in the default SQLite store
+    # one MLflow run per train, pretrain, finetune, measure and analyze item and one for latency, in the
+    # default SQLite store
     with sqlite3.connect(work / "mlflow.db") as db:
         runs = db.execute("SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
                           "ON r.experiment_id = e.experiment_id WHERE e.name = 'tiny'").fetchall()
@@ -50,9 +51,9 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
         steps = db.execute("SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'train_error' AND run_uuid IN "
                            "(SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train')").fetchone()[0]
         artifacts = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (resnet["mlflow_run_id"],)).fetchone()[0]
-    assert len(runs) == 4 + 1 + 4 + 4 + 2 and {s for _, s in runs} == {"FINISHED"}
+    assert len(runs) == 4 + 1 + 4 + 4 + 2 + 1 and {s for _, s in runs} == {"FINISHED"}
     stages = sorted(tags[(run_id, "stage")] for run_id, _ in runs)
-    assert stages == ["analyze"] * 2 + ["finetune"] * 4 + ["measure"] * 4 + ["pretrain"] + ["train"] * 4
+    assert stages == ["analyze"] * 2 + ["finetune"] * 4 + ["latency"] + ["measure"] * 4 + ["pretrain"] + ["train"] * 4
     # the analyze run's figure and tables are MLflow artifacts
     logged = {p.relative_to(artifacts.removeprefix("file://")).as_posix()
               for p in Path(artifacts.removeprefix("file://")).rglob("*") if p.is_file()}
@@ -63,6 +64,17 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
 
     status = run(["dvc", "status"], work, env)
     assert "up to date" in status.stdout
+
+    # latency follows the machine: on one of another kind (here: another default thread count) a
+    # repro re-measures latency, and rewrites the report, and nothing else
+    machine = yaml.safe_load((work / "metrics/machine.json").read_text())
+    other = {**env, "OMP_NUM_THREADS": str(machine["torch_default_threads"] + 1)}
+    again = run(["dvc", "repro"], work, other).stdout
+    ran = sorted(line.split("'")[1] for line in again.splitlines() if line.startswith("Running stage"))
+    assert ran == ["latency", "machine", "report"]
+    latency = yaml.safe_load((work / "metrics/latency.json").read_text())
+    assert latency["devices"]["cpu"]["threads"] == other["OMP_NUM_THREADS"]
+    assert latency["machine"] == yaml.safe_load((work / "metrics/machine.json").read_text())
 
     # changing one matrix item's list leaves the others cached: adding a seed trains only new items
     params = yaml.safe_load((work / "params.yaml").read_text())

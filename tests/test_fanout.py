@@ -4,7 +4,6 @@ Ray's logical GPUs stand in for real ones: Ray hands each item its GPU ids and C
 the same way, and the tiny study's items train on the CPU.
 """
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -25,7 +24,8 @@ def train_items(seeds: int) -> set[str]:
 
 
 def fanned(seeds: int) -> set[str]:
-    return train_items(seeds) | {"pretrain", "finetune@finetune-5"}   # measure items run after, alone
+    # the machine fingerprint and latency run after, alone
+    return train_items(seeds) | {"pretrain", "finetune@finetune-5"} | {f"measure@{m}" for m in MODELS}
 
 
 def fanout_study(repo, root, seeds: int):
@@ -65,24 +65,24 @@ def tiny_runs(uri: str) -> list:
 def assert_recorded(work, env, uri, seeds: int):
     """Every item in dvc.lock, nothing stale, one FINISHED MLflow run per item."""
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
-    assert train_items(seeds) | {"pretrain", "finetune@finetune-5", "measure@lenet-5-fc", "report"} <= set(lock)
+    assert fanned(seeds) | {"machine", "latency", "report"} <= set(lock)
     assert "up to date" in run(["dvc", "status"], work, env).stdout
     runs = tiny_runs(uri)
     names = sorted(r.info.run_name for r in runs)
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert len(names) == len(set(names)) == 2 * seeds + 1 + 1 + 2   # train, pretrain, finetune, measure
+    assert len(names) == len(set(names)) == 2 * seeds + 1 + 1 + 2 + 1   # train, pretrain, finetune, measure, latency
 
 
 def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
     """The committed study: the trunk runs first, a stale item brings its downstream items along, the
-    latency items and the report wait for the final dvc repro."""
+    machine fingerprint, latency and the report wait for the final dvc repro."""
     from pipeline.fanout import Graph, plan
 
     monkeypatch.chdir(repo)
     graph = Graph.read()
     assert graph.first() == ["download", "prepare"] and graph.trunk()[-1] == "report"
-    todo = plan(graph, {"train@resnet-20-0", "pretrain"}, "resnet-20")
-    assert set(todo.items) == {"train@resnet-20-0", "analyze@resnet-20", "pretrain"} | {
+    todo = plan(graph, {"train@resnet-20-0", "pretrain", "measure@resnet-20", "machine", "latency"}, "resnet-20")
+    assert set(todo.items) == {"train@resnet-20-0", "analyze@resnet-20", "pretrain", "measure@resnet-20"} | {
         i for i in graph.order if i.startswith("finetune@")}
     assert todo.items.index("train@resnet-20-0") < todo.items.index("analyze@resnet-20")
     assert todo.upstream["analyze@resnet-20"] == ["train@resnet-20-0"]
@@ -106,7 +106,7 @@ def test_gpu_share_by_model_cost_unless_params_say():
 def test_fan_out_on_one_machine_shares_logical_gpus_and_records_every_item(repo, tmp_path):
     work, env = fanout_study(repo, tmp_path, seeds=4)
     out = fan_out(work, env, "local", "--cpus", "2", "--gpus", "2")
-    assert "fan-out: 10 items" in out.stdout
+    assert "fan-out: 12 items" in out.stdout
     items = timeline(work)
     assert set(items) == fanned(4) and {r["status"] for r in items.values()} == {"done"}
     assert max_at_once(items.values()) > 1   # the items overlapped

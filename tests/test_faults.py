@@ -110,7 +110,7 @@ BAD_INPUTS = [
     ("params key typo", rename_key("train.recipe", "epochs", "epoch"), "train.recipe.epoch: unknown key"),
     ("params not YAML", lambda w, env: (w / "params.yaml").write_text((w / "params.yaml").read_text() + "x: [\n"),
      "params.yaml: not valid YAML at line "),
-    ("params value out of range", set_key("measure.repeats", 0), "measure.repeats: must be > 0, got 0"),
+    ("params value out of range", set_key("latency.rounds", 0), "latency.rounds: must be > 0, got 0"),
     ("params value of a wrong type", set_key("train.recipe.lr", "fast"), "train.recipe.lr: expected a number"),
     ("no models", set_key("train.models", []), "train.models and train.seeds: must not be empty"),
     ("unknown architecture", set_key("train.models", ["resnet-21"]), "train.models[0]: "),

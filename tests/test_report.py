@@ -16,6 +16,23 @@ def _write(folder, name, data):
     (folder / f"{name}.json").write_text(json.dumps(data))
 
 
+def write_latency(metrics, models):
+    """The latency stage's file: fp32 1 ms per layer-ish at batch 1 and 100x that at batch 128, bf16 half of it."""
+    cells = []
+    for model in models:
+        base = int(model.split("-")[1]) * 3 / 112   # resnet-56: 1.5 ms
+        for mode, factor in (("fp32 eager channels_last", 1.0), ("bf16 eager channels_last", 0.5)):
+            for batch in (1, 128):
+                median = base * factor * (1 if batch == 1 else 100)
+                cells.append({"model": model, "device": "cpu", "mode": mode, "batch": batch, "median_ms": median,
+                              "q1_ms": median * 0.9, "q3_ms": median * 1.1, "images_per_s": batch / (median / 1000),
+                              "samples": 10})
+    (metrics / "latency.json").write_text(json.dumps({
+        "settings": {"rounds": 5, "blocks": 2, "block_ms": 20, "warmup": 3}, "machine": {"cpu": "test cpu"},
+        "devices": {"cpu": {"device_name": "test cpu (2 threads)", "threads": "2"}}, "torch": "2.x",
+        "git_commit": "abc", "cells": cells}))
+
+
 def write_study(tmp_path):
     metrics, plots = tmp_path / "metrics", tmp_path / "plots"
     for family, depth, seed, train_err, test_err in [("plain", 20, 0, 0.10, 0.12), ("plain", 56, 0, 0.30, 0.31),
@@ -25,7 +42,7 @@ def write_study(tmp_path):
         _write(metrics / "train", f"{model}-s{seed}", {
             "model": model, "family": family, "depth": depth, "seed": seed, "train_error": train_err,
             "test_error": test_err, "status": "finished", "params": 1000 + depth, "dataset": "fashion_mnist",
-            "recipe.lr": 0.1})
+            "recipe.lr": 0.1, "host_cpu": "train cpu"})
         (plots / "train").mkdir(parents=True, exist_ok=True)
         # validation every epoch, test after the last (train.fit); plain-56 still falls 3 points in its last epoch
         before_last = train_err + (0.03 if model == "plain-56" else 0.005)
@@ -33,19 +50,19 @@ def write_study(tmp_path):
                       "val_error": [0.5, before_last, test_err], "test_error": [None, None, test_err]}).to_csv(
             plots / "train" / f"{model}-s{seed}.csv", index=False)
         _write(metrics / "measure", model, {"model": model, "gmacs": depth / 1000, "gflops": depth / 500,
-                                             "cpu_latency_ms_b1": 1.5, "cpu_device_name": "test cpu"})
+                                             "other_ops_per_mac_pct": depth / 20})
     for head, params, train_err, test_err in (("fc", 25_000_000, 0.05, 0.20), ("gap", 3_000_000, 0.10, 0.15)):
         model = f"alexnet-8-{head}"
         _write(metrics / "train", f"{model}-s0", {
             "model": model, "family": "alexnet", "depth": 8, "head": head, "seed": 0, "train_error": train_err,
             "test_error": test_err, "status": "finished", "params": params, "dataset": "fashion_mnist",
             "recipe.lr": 0.01 if head == "fc" else 0.1})
-        _write(metrics / "measure", model, {"model": model, "gmacs": 0.1, "gflops": 0.2, "cpu_latency_ms_b1": 2.0,
-                                             "cpu_device_name": "test cpu"})
+        _write(metrics / "measure", model, {"model": model, "gmacs": 0.1, "gflops": 0.2, "other_ops_per_mac_pct": 0.5})
     for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
         for shots, err in ((10, 0.4), (100, 0.2)):
             _write(metrics / "finetune", f"{strategy}-{shots}", {"strategy": strategy, "shots": shots,
                                                                   "test_error": err, "trainable_params": 99})
+    write_latency(metrics, ITEMS["measure"])
     # a model dropped from train.models: its files stay in metrics/ but not in the study
     _write(metrics / "train", "vgg-11-s0", {"model": "vgg-11", "family": "vgg", "depth": 11, "seed": 0,
                                             "train_error": 0.5, "test_error": 0.5, "status": "finished",
@@ -66,7 +83,15 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     arch = tables["architectures"].set_index("model")
     assert arch.loc["resnet-56", "GMACs / image"] == "0.0560"
     assert arch.loc["resnet-56", "published params (M, 3x32x32, 10 classes)"] == "0.85"
-    assert arch.loc["resnet-56", "CPU latency ms (batch 1)"] == "1.50"
+    # latency at the smallest batch and throughput at the largest, in the first mode, from latency.json
+    assert arch.loc["resnet-56", "CPU ms, batch 1 (median [IQR])"] == "1.50 [1.35–1.65]"
+    assert arch.loc["resnet-56", "CPU images/s, batch 128"] == "853"
+    assert arch.loc["resnet-56", "other ops, % of MACs"] == "2.8"
+    latency = tables["latency"]
+    assert latency.columns.tolist() == ["model", "batch", "CPU fp32 eager channels_last: ms",
+                                        "CPU bf16 eager channels_last: ms"]
+    assert latency.set_index(["model", "batch"]).loc[("resnet-56", 128), "CPU bf16 eager channels_last: ms"] == \
+        "75.00 [67.50–82.50]"
     assert arch.loc["resnet-56", "published test error %"].startswith("6.97 (cifar10")
     assert "vgg-11" not in arch.index   # only the current study's items
     heads = tables["heads"].set_index("model")
@@ -75,12 +100,16 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert heads.loc["alexnet-8-gap", "params"] == "3,000,000"
     transfer = tables["transfer"].set_index("strategy")
     assert transfer.loc["lp_ft", "100 shots/class: test error %"] == 20.0
-    for name in ("degradation", "architectures", "heads", "transfer"):
+    for name in ("degradation", "architectures", "latency", "heads", "transfer"):
         assert (tmp_path / "reports" / f"{name}.csv").is_file() and (tmp_path / "reports" / f"{name}.md").is_file()
-    for figure in ("degradation.png", "accuracy_vs_cost.png", "transfer.png"):
+    for figure in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "throughput.png"):
         assert (tmp_path / "reports" / figure).stat().st_size > 1000
     readme = (tmp_path / "reports" / "README.md").read_text()
-    assert "test cpu" in readme
+    assert "CPU: test cpu (2 threads)" in readme and "median over 5 rounds x 2 timed blocks" in readme
+    assert "**the models trained on another machine** (train cpu); latency was measured on this one (test cpu)" in readme
+    assert ("batch 128, time relative to fp32 eager channels_last (geometric mean over 6 models, their range): "
+            "bf16 eager channels_last 0.50x (0.50-0.50x).") in readme
+    assert "other ops* (one op per output element of each such operation): 0.5-2.8 % of the MACs" in readme
     # whether the degradation nets' training error flattened, from the last epoch of each curve
     assert "plain-20 -0.50, plain-56 -3.00, resnet-20 -0.50, resnet-56 -0.50 points (lr 0.01)" in readme
     assert "still moving by 1 point or more an epoch: plain-56, so its final" in readme

@@ -1,0 +1,122 @@
+"""The report's latency parts, from metrics/latency.json (the latency stage, pipeline/latency.py): the
+architecture table's latency columns, the table of every mode and batch size, the throughput figure,
+and the sentences that say which machine, protocol and mode the numbers come from."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+DEVICE_LABEL = {"cpu": "CPU", "gpu": "GPU"}
+
+
+def cells_frame(latency: dict) -> pd.DataFrame:
+    """One row per model, device, mode and batch size (the stage's cells)."""
+    return pd.DataFrame(latency["cells"])
+
+
+def _ms(cell: pd.Series) -> str:
+    """"1.63 [1.60-1.70]": median and interquartile range, in milliseconds."""
+    return f"{cell['median_ms']:.2f} [{cell['q1_ms']:.2f}–{cell['q3_ms']:.2f}]"
+
+
+def headline(cells: pd.DataFrame) -> tuple[str, int, int]:
+    """The architecture table's mode (the first of latency.modes) and its smallest and largest batch."""
+    return cells["mode"].iloc[0], int(cells["batch"].min()), int(cells["batch"].max())
+
+
+def architecture_columns(cells: pd.DataFrame, model: str) -> dict[str, str]:
+    """Latency at the smallest batch and throughput at the largest, in the headline mode, per device."""
+    mode, small, large = headline(cells)
+    out = {}
+    for device in cells["device"].unique():
+        sel = cells[(cells["model"] == model) & (cells["device"] == device) & (cells["mode"] == mode)]
+        by_batch = sel.set_index("batch")
+        label = DEVICE_LABEL[device]
+        out[f"{label} ms, batch {small} (median [IQR])"] = _ms(by_batch.loc[small]) if small in by_batch.index else "–"
+        out[f"{label} images/s, batch {large}"] = (f"{by_batch.loc[large, 'images_per_s']:,.0f}"
+                                                   if large in by_batch.index else "–")
+    return out
+
+
+def latency_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per model and batch size: the median [IQR] ms of every device and mode side by side, and on a
+    GPU the peak memory of one pass in the headline mode."""
+    first = headline(cells)[0]
+    rows = []
+    for (model, batch), group in cells.groupby(["model", "batch"], sort=False):
+        row = {"model": model, "batch": int(batch)}
+        for _, cell in group.iterrows():
+            row[f"{DEVICE_LABEL[cell['device']]} {cell['mode']}: ms"] = _ms(cell)
+            if cell["mode"] == first and not pd.isna(cell.get("peak_mib", float("nan"))):
+                row[f"{DEVICE_LABEL[cell['device']]} {first}: peak MiB above resident"] = f"{cell['peak_mib']:.0f}"
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["batch"], kind="stable").reset_index(drop=True)
+
+
+def mode_summary(cells: pd.DataFrame) -> str:
+    """Per device, each mode's time relative to the headline mode at the largest batch: the geometric
+    mean over the models and its range."""
+    first, _, large = headline(cells)
+    sentences = []
+    for device in cells["device"].unique():
+        at = cells[(cells["device"] == device) & (cells["batch"] == large)].pivot(index="model", columns="mode",
+                                                                                  values="median_ms")
+        parts = []
+        for mode in [m for m in cells["mode"].unique() if m != first and m in at]:
+            ratio = (at[mode] / at[first]).dropna()
+            if len(ratio):
+                geo = math.exp(sum(math.log(r) for r in ratio) / len(ratio))
+                parts.append(f"{mode} {geo:.2f}x ({ratio.min():.2f}-{ratio.max():.2f}x)")
+        if parts:
+            sentences.append(f"{DEVICE_LABEL[device]}, batch {large}, time relative to {first} (geometric mean over "
+                             f"{len(at)} models, their range): " + "; ".join(parts) + ".")
+    return " ".join(sentences) + "\n" if sentences else ""
+
+
+def machine_sentence(latency: dict, train_cpu: set[str]) -> str:
+    """Where latency was measured, how, and whether that is the machine the models trained on."""
+    devices = "; ".join(f"{DEVICE_LABEL[tag]}: {s['device_name']}"
+                        + (f", CUDA {s['cuda']}, cuDNN {s['cudnn']}, cudnn.benchmark {s['cudnn_benchmark']}, "
+                           f"driver {latency['machine'].get('gpu_driver', '?')}" if tag == "gpu" else "")
+                        for tag, s in latency["devices"].items())
+    settings = latency["settings"]
+    mode, small, large = headline(cells_frame(latency))
+    cpu = latency["machine"]["cpu"]
+    same = (f"the models trained on the same CPU model ({cpu})" if train_cpu == {cpu} else
+            f"**the models trained on another machine** ({', '.join(sorted(train_cpu))}); latency was measured on "
+            f"this one ({cpu})")
+    return (f"Latency: {devices}; torch {latency['torch']}, commit {latency['git_commit']}. Every model, mode and "
+            f"batch size was timed in one process, interleaved round by round so that the machine's slow phases "
+            f"fall on all alike (pipeline/latency.py); each number is the median over {settings['rounds']} rounds x "
+            f"{settings['blocks']} timed blocks of about {settings['block_ms']:g} ms or one pass, with the interquartile "
+            f"range in brackets, after {settings['warmup']} untimed passes, in eval mode on random inputs. The table "
+            f"gives {mode} at batch {small} (ms) and {large} (images/s); every mode and batch size follows it. "
+            f"Training and latency machines: {same}.\n")
+
+
+def plot_throughput(cells: pd.DataFrame, path: Path) -> None:
+    """Images/s against batch size in the headline mode, one line per model, one panel per device."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mode, _, _ = headline(cells)
+    devices = list(cells["device"].unique())
+    fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 5), squeeze=False)
+    for ax, device in zip(axes[0], devices):
+        sel = cells[(cells["device"] == device) & (cells["mode"] == mode)]
+        for model, group in sel.groupby("model", sort=False):
+            group = group.sort_values("batch")
+            ax.plot(group["batch"], group["images_per_s"], "o-", label=model)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size (log scale)")
+        ax.set_ylabel(f"images/s, {DEVICE_LABEL[device]} (log scale)")
+        ax.set_title(f"{DEVICE_LABEL[device]}, {mode}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
