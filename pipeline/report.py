@@ -160,7 +160,7 @@ def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.Dat
             "published params (M, 3x32x32, 10 classes)": _fmt(pub.params if pub else None, ".2f"),
             "GMACs / image": _fmt(m["gmacs"] if m is not None else None, ".4f"),
             "GFLOPs / image (2 x MACs)": _fmt(m["gflops"] if m is not None else None, ".4f"),
-            "other ops, % of MACs": _fmt(m["other_ops_per_mac_pct"] if m is not None else None, ".1f"),
+            "other ops, % of MACs": _fmt(m["other_ops_per_mac_pct"] if m is not None else None, ".2f"),
             **(architecture_columns(cells, model) if not cells.empty else {}),
             "train error %": _mean_std(group["train_error"]),
             "test error %": _mean_std(group["test_error"]),
@@ -175,7 +175,7 @@ def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.Dat
 def counting_sentence(measure: pd.DataFrame) -> str:
     """What GMACs count, what they leave out and how big that is in this study (pipeline/measure.py)."""
     share = measure["other_ops_per_mac_pct"] if "other_ops_per_mac_pct" in measure else pd.Series(dtype=float)
-    size = (f": {share.min():.1f}-{share.max():.1f} % of the MACs across these models" if len(share) else "")
+    size = (f": {share.min():.2f}-{share.max():.2f} % of the MACs across these models" if len(share) else "")
     return ("GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs; torch.utils.flop_counter) count "
             "the multiply-adds of convolutions, linear layers, matrix products and attention, counted on the CPU "
             "under PyTorch's math attention backend so that every device gets the same count. Not counted: batch "

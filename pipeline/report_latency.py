@@ -89,9 +89,10 @@ def machine_sentence(latency: dict, train_cpu: set[str]) -> str:
             f"this one ({cpu})")
     return (f"Latency: {devices}; torch {latency['torch']}, commit {latency['git_commit']}. Every model, mode and "
             f"batch size was timed in one process, interleaved round by round so that the machine's slow phases "
-            f"fall on all alike (pipeline/latency.py); each number is the median over {settings['rounds']} rounds x "
-            f"{settings['blocks']} timed blocks of about {settings['block_ms']:g} ms or one pass, with the interquartile "
-            f"range in brackets, after {settings['warmup']} untimed passes, in eval mode on random inputs. The table "
+            f"fall on all alike (pipeline/latency.py); each number is the median of {settings['rounds'] * settings['blocks']} "
+            f"timed blocks ({settings['rounds']} rounds x {settings['blocks']}; a block is one pass, or as many as last "
+            f"about {settings['block_ms']:g} ms), each visit starting with an untimed pass, with the interquartile range "
+            f"in brackets; eval mode, random inputs, {settings['warmup']} warm-up pass(es) per model first. The table "
             f"gives {mode} at batch {small} (ms) and {large} (images/s); every mode and batch size follows it. "
             f"Training and latency machines: {same}.\n")
 

@@ -86,7 +86,7 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     # latency at the smallest batch and throughput at the largest, in the first mode, from latency.json
     assert arch.loc["resnet-56", "CPU ms, batch 1 (median [IQR])"] == "1.50 [1.35–1.65]"
     assert arch.loc["resnet-56", "CPU images/s, batch 128"] == "853"
-    assert arch.loc["resnet-56", "other ops, % of MACs"] == "2.8"
+    assert arch.loc["resnet-56", "other ops, % of MACs"] == "2.80"
     latency = tables["latency"]
     assert latency.columns.tolist() == ["model", "batch", "CPU fp32 eager channels_last: ms",
                                         "CPU bf16 eager channels_last: ms"]
@@ -105,11 +105,11 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     for figure in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "throughput.png"):
         assert (tmp_path / "reports" / figure).stat().st_size > 1000
     readme = (tmp_path / "reports" / "README.md").read_text()
-    assert "CPU: test cpu (2 threads)" in readme and "median over 5 rounds x 2 timed blocks" in readme
+    assert "CPU: test cpu (2 threads)" in readme and "median of 10 timed blocks (5 rounds x 2;" in readme
     assert "**the models trained on another machine** (train cpu); latency was measured on this one (test cpu)" in readme
     assert ("batch 128, time relative to fp32 eager channels_last (geometric mean over 6 models, their range): "
             "bf16 eager channels_last 0.50x (0.50-0.50x).") in readme
-    assert "other ops* (one op per output element of each such operation): 0.5-2.8 % of the MACs" in readme
+    assert "other ops* (one op per output element of each such operation): 0.50-2.80 % of the MACs" in readme
     # whether the degradation nets' training error flattened, from the last epoch of each curve
     assert "plain-20 -0.50, plain-56 -3.00, resnet-20 -0.50, resnet-56 -0.50 points (lr 0.01)" in readme
     assert "still moving by 1 point or more an epoch: plain-56, so its final" in readme
