@@ -108,9 +108,10 @@ def plot_throughput(cells: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 5), squeeze=False)
     for ax, device in zip(axes[0], devices):
         sel = cells[(cells["device"] == device) & (cells["mode"] == mode)]
-        for model, group in sel.groupby("model", sort=False):
+        for i, (model, group) in enumerate(sel.groupby("model", sort=False)):
             group = group.sort_values("batch")
-            ax.plot(group["batch"], group["images_per_s"], "o-", label=model)
+            ax.plot(group["batch"], group["images_per_s"], "o" + ("-", "--", ":")[i // 20 % 3],
+                    color=plt.cm.tab20(i % 20), label=model)   # 20 colours, then the next line style
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch size (log scale)")
