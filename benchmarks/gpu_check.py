@@ -445,11 +445,13 @@ def part_latency(results: Results, cfg: dict, sizes: Sizes, device: torch.device
     compiled models in the compiled modes beside the first mode (compilation takes tens of seconds each)."""
     study = dataclasses.replace(cfg["latency"], devices=[device.type], batch_sizes=list(sizes.latency_batches),
                                 rounds=sizes.latency_rounds or cfg["latency"].rounds)
-    compiled = [m for m in study.modes if m.compile]
-    plans = {"eager": (list(cfg["train"].models), [m for m in study.modes if not m.compile])}
-    if compiled and sizes.latency_compiled:
-        plans["compiled"] = (list(sizes.latency_compiled), [study.modes[0]] + compiled)
+    eager, compiled = [m for m in study.modes if not m.compile], [m for m in study.modes if m.compile]
+    plans = {"eager": (list(cfg["train"].models), eager)}
+    if compiled and sizes.latency_compiled:   # beside the first eager mode, the baseline it is compared with
+        plans["compiled"] = (list(sizes.latency_compiled), eager[:1] + compiled)
     for name, (models, modes) in plans.items():
+        if not modes:
+            continue
         if left(until) < (60 if name == "compiled" else 10):
             results.set("latency", **{name: {"skipped": "out of time"}})
             continue

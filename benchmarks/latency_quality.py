@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import math
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -33,11 +33,12 @@ import torch
 from torch.utils import benchmark
 
 from pipeline.config import LatencyMode, load_all
-from pipeline.latency import measure_latency, mode_name
+from pipeline.latency import forward_pass, measure_latency, mode_name, prepare_model
 from pipeline.models import create_model_from_id
 from pipeline.provenance import device_name
 
 SHAPE, CLASSES = (1, 28, 28), 10      # the quick study's Fashion-MNIST images
+CPU = torch.device("cpu")
 TOLERANCE = 0.10
 SAME_CONVOLUTIONS = (("plain-20", "resnet-20"), ("plain-56", "resnet-56"))
 TIMER_MIN_RUN_S = 0.2                 # blocked_autorange's least measuring time per model and round
@@ -51,15 +52,10 @@ def timers(models: list[str], mode: LatencyMode, batch: int) -> dict[str, benchm
     """A torch.utils.benchmark.Timer per model, on the model and input the protocol times in `mode`."""
     out = {}
     for model_id in models:
-        model = new_model(model_id).eval()
+        model = prepare_model(new_model(model_id), mode, CPU)
         x = torch.randn(batch, *SHAPE)
-        if mode.channels_last:
-            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-
-        def forward(model=model, x=x):
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=mode.precision == "bf16"):
-                return model(x)
-
+        forward = forward_pass(model, x.contiguous(memory_format=torch.channels_last) if mode.channels_last else x,
+                               mode, CPU)
         forward()
         out[model_id] = benchmark.Timer("forward()", globals={"forward": forward}, num_threads=torch.get_num_threads())
     return out

@@ -367,6 +367,9 @@ class _CHECKS:
         _CHECKS._positive(c, key, "rounds", "blocks", "block_ms", "warmup")
         if c.threads < 0:
             raise ConfigError(f"{key}.threads: must be >= 0 (0 = torch's default), got {c.threads}")
+        if c.rounds * c.blocks < 2:
+            raise ConfigError(f"{key}.rounds x {key}.blocks: at least 2 timed blocks per cell for an IQR, "
+                              f"got {c.rounds} x {c.blocks}")
         if not c.batch_sizes or any(b <= 0 for b in c.batch_sizes):
             raise ConfigError(f"{key}.batch_sizes: must be positive integers, got {c.batch_sizes}")
         for name in ("batch_sizes", "modes", "devices"):

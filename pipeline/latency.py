@@ -7,7 +7,7 @@ own process at its own minute lets that drift decide the ranking, so the protoco
   device and layout, compiled), its input, `warmup` untimed passes (compilation happens on the first
   one, cuDNN's autotuning with cudnn.benchmark on the first of each shape) and one timed pass that
   sizes its blocks;
-- `rounds` rounds; each visits every cell once, the start of the order rotated each round, runs one
+- `rounds` rounds, device by device; each visits every cell once, the start of the order rotated each round, runs one
   untimed pass (steady state again after another model ran) and times `blocks` blocks of n passes,
   n chosen so that a block lasts about `block_ms` (the adaptive run length of torch.utils.benchmark's
   blocked_autorange): a slow phase of the machine falls on all cells alike;
@@ -33,8 +33,10 @@ MIB = 2**20
 
 
 def mode_name(mode: LatencyMode) -> str:
-    """"fp32 eager channels_last", "bf16 compiled contiguous", ..."""
-    return (f"{mode.precision} {'compiled' if mode.compile else 'eager'} "
+    """"fp32 eager channels_last", "bf16-autocast compiled contiguous", ... (bf16 is autocast: fp32
+    weights, cast on every pass)"""
+    precision = "bf16-autocast" if mode.precision == "bf16" else mode.precision
+    return (f"{precision} {'compiled' if mode.compile else 'eager'} "
             f"{'channels_last' if mode.channels_last else 'contiguous'}")
 
 
@@ -62,6 +64,8 @@ class Cell:
         """Milliseconds per pass over `passes` back-to-back passes."""
         if self.device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            # an empty queue first: passes queued behind earlier work would hide their launch cost
+            torch.cuda.synchronize(self.device)
             start.record()
             for _ in range(passes):
                 self.forward()
@@ -87,14 +91,23 @@ class Cell:
         return row
 
 
-def _prepare(model: nn.Module, mode: LatencyMode, device: torch.device) -> nn.Module:
+def prepare_model(model: nn.Module, mode: LatencyMode, device: torch.device) -> nn.Module:
+    """`model` in eval mode on `device`, in the layout of `mode`, compiled if it says so."""
     model = model.eval().to(device)
     if mode.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model, dynamic=False) if mode.compile else model
+    if not mode.compile:
+        return model
+    # models of one family share their forward's code, and dynamo keeps 8 graphs per code object by
+    # default, then runs the rest eagerly without a word: allow one per cell, and fail past that
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1024)
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 4096)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return torch.compile(model, dynamic=False)
 
 
-def _forward(model: nn.Module, x: torch.Tensor, mode: LatencyMode, device: torch.device) -> Callable[[], object]:
+def forward_pass(model: nn.Module, x: torch.Tensor, mode: LatencyMode, device: torch.device) -> Callable[[], object]:
+    """One forward pass of `model` on `x` as `mode` runs it: inference mode, under autocast for bf16."""
     def forward():
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=mode.precision == "bf16"):
             return model(x)
@@ -120,12 +133,12 @@ def build_cells(model_ids: list[str], new_model: Callable[[str], nn.Module], inp
             torch.backends.cudnn.benchmark = True   # fixed shapes: cuDNN picks each conv's fastest algorithm
         for mode in cfg.modes:
             for model_id in model_ids:
-                model = _prepare(new_model(model_id), mode, device)
+                model = prepare_model(new_model(model_id), mode, device)
                 for batch in cfg.batch_sizes:
                     x = torch.randn(batch, *input_shape, device=device)
                     if mode.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    cell = Cell(model_id, mode, device, batch, _forward(model, x, mode, device))
+                    cell = Cell(model_id, mode, device, batch, forward_pass(model, x, mode, device))
                     cell.time_block(cfg.warmup)
                     cell.passes_per_block = max(1, round(cfg.block_ms / cell.time_block(1)))
                     if device.type == "cuda":
@@ -158,7 +171,8 @@ def measure_latency(model_ids: list[str], new_model: Callable[[str], nn.Module],
     t0 = time.perf_counter()
     cells = build_cells(model_ids, new_model, input_shape, cfg, devices)
     setup_s = time.perf_counter() - t0
-    run_rounds(cells, cfg.rounds, cfg.blocks, after_round)
+    for device in devices:   # a GPU kept idle while the CPU's cells run would start each round slow
+        run_rounds([c for c in cells if c.device == device], cfg.rounds, cfg.blocks, after_round)
     return {"devices": {device_tag(d): device_settings(d) for d in devices},
             "setup_s": setup_s, "timing_s": time.perf_counter() - t0 - setup_s,
             "cells": [cell.result() for cell in cells]}

@@ -40,11 +40,13 @@ class OtherOpsCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         packet = func.overloadpacket
-        aliases = any(r.alias_info is not None for r in func._schema.returns)
+        # a view returns an alias it does not write; an in-place op (relu_, add_) writes the one it returns
+        view = any(r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
         takes_tensor = any(isinstance(a, torch.Tensor) for a in args)
-        if packet not in flop_registry and packet not in _NOT_COMPUTING and not aliases and takes_tensor:
+        if packet not in flop_registry and packet not in _NOT_COMPUTING and not view and takes_tensor:
+            # values only: max pooling's int64 indices are bookkeeping
             self.total += sum(t.numel() for t in (out if isinstance(out, (tuple, list)) else (out,))
-                              if isinstance(t, torch.Tensor))
+                              if isinstance(t, torch.Tensor) and t.is_floating_point())
         return out
 
 

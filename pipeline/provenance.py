@@ -71,7 +71,7 @@ def machine_fingerprint() -> dict:
 
 
 def device_tag(device: torch.device) -> str:
-    """The prefix of a number measured on `device`: "gpu" or "cpu" (gpu_latency_ms_b1, ...)."""
+    """How a number measured on `device` is labelled: "gpu" or "cpu" (a latency cell's device, tag prefixes)."""
     return "gpu" if device.type == "cuda" else "cpu"
 
 

@@ -84,17 +84,19 @@ def machine_sentence(latency: dict, train_cpu: set[str]) -> str:
     settings = latency["settings"]
     mode, small, large = headline(cells_frame(latency))
     cpu = latency["machine"]["cpu"]
-    same = (f"the models trained on the same CPU model ({cpu})" if train_cpu == {cpu} else
+    same = ("the training machine is not recorded" if not train_cpu else
+            f"the models trained on the same CPU model ({cpu})" if train_cpu == {cpu} else
             f"**the models trained on another machine** ({', '.join(sorted(train_cpu))}); latency was measured on "
             f"this one ({cpu})")
     return (f"Latency: {devices}; torch {latency['torch']}, commit {latency['git_commit']}. Every model, mode and "
             f"batch size was timed in one process, interleaved round by round so that the machine's slow phases "
-            f"fall on all alike (pipeline/latency.py); each number is the median of {settings['rounds'] * settings['blocks']} "
-            f"timed blocks ({settings['rounds']} rounds x {settings['blocks']}; a block is one pass, or as many as last "
-            f"about {settings['block_ms']:g} ms), each visit starting with an untimed pass, with the interquartile range "
-            f"in brackets; eval mode, random inputs, {settings['warmup']} warm-up pass(es) per model first. The table "
-            f"gives {mode} at batch {small} (ms) and {large} (images/s); every mode and batch size follows it. "
-            f"Training and latency machines: {same}.\n")
+            f"are spread over all of them (pipeline/latency.py); each number is the median of "
+            f"{settings['rounds'] * settings['blocks']} timed blocks ({settings['rounds']} rounds x {settings['blocks']}; "
+            f"a block is one pass, or as many as last about {settings['block_ms']:g} ms), each visit starting with an "
+            f"untimed pass, with the interquartile range in brackets: two models whose ranges overlap are not told "
+            f"apart by this measurement. Eval mode, random inputs, {settings['warmup']} warm-up pass(es) per model, "
+            f"mode and batch size first. The table gives {mode} at batch {small} (ms) and {large} (images/s); every "
+            f"mode and batch size follows it. Training and latency machines (by CPU model): {same}.\n")
 
 
 def plot_throughput(cells: pd.DataFrame, path: Path) -> None:

@@ -78,7 +78,7 @@ def read_lock(path: Path = LOCK) -> dict[str, str]:
 def preflight(study: str) -> dict[str, str]:
     """Check everything a study needs before DVC deletes or runs anything; return dvc.lock's outputs."""
     if study == "quick":
-        load_all()
+        sections = load_all()
     else:
         from pipeline.studies import compose
 
@@ -87,7 +87,10 @@ def preflight(study: str) -> dict[str, str]:
                 compose(study, Path(tmp) / "params.yaml")
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-            load_all(Path(tmp) / "params.yaml")
+            sections = load_all(Path(tmp) / "params.yaml")
+    from pipeline.latency import present_devices   # imports torch: only once the params are known good
+
+    present_devices(sections["latency"])   # a GPU study on a machine without one: refused before training
     outputs = read_lock()
     check_store()
     check_writable(*(Path(folder) / "_" for folder in OUTPUT_FOLDERS), LOCK, need_bytes=MIN_FREE_BYTES)

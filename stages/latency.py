@@ -7,6 +7,7 @@ from pathlib import Path
 from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import flatten, load_section
+from pipeline.data.sources import DataError
 from pipeline.latency import measure_latency
 from pipeline.models import create_model_from_id
 from pipeline.outputs import check_writable, read_json, write_json
@@ -16,13 +17,17 @@ from pipeline.provenance import machine_fingerprint, software
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder (for the input shape)")
+    ap.add_argument("--machine", type=Path, required=True, help="the machine stage's fingerprint")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     study, cfg, train_cfg = load_section("study"), load_section("latency"), load_section("train")
     check_writable(args.out)
     manifest = read_json(args.data / "manifest.json")
     shape, classes = tuple(manifest["shape"]), len(manifest["classes"])
-    machine = machine_fingerprint()
+    machine = read_json(args.machine)
+    if machine != machine_fingerprint():
+        raise DataError(f"{args.machine}: the fingerprint of another machine (or of other settings); "
+                        "run `dvc repro latency`, which takes this machine's first")
 
     def new_model(model_id: str):
         return create_model_from_id(model_id, num_classes=classes, in_chans=shape[0], input_size=shape[1:])
@@ -35,8 +40,7 @@ def main(argv: list[str]) -> None:
         run.log_metrics({f"{c['model']}/{c['device']}/{c['mode'].replace(' ', '-')}/b{c['batch']}/{key}": c[key]
                          for c in result["cells"] for key in ("median_ms", "images_per_s")})
         write_json(args.out, {"input_shape": list(shape), "settings": dataclasses.asdict(cfg), "machine": machine,
-                              **result, "mlflow_run_id": run.run_id,
-                              **env})
+                              **result, "mlflow_run_id": run.run_id, **env})
     print(f"[latency] {len(result['cells'])} cells on {', '.join(s['device_name'] for s in result['devices'].values())}"
           f": set-up {result['setup_s']:.0f} s, timing {result['timing_s']:.0f} s", flush=True)
 

@@ -101,6 +101,15 @@ def run(cmd, cwd, env, check=True):
     return proc
 
 
+def stale(cwd, env) -> dict:
+    """`dvc status` of the stages that need to run, without the machine fingerprint, which DVC reports
+    as "always changed" on every status (dvc.yaml: always_changed)."""
+    import json
+
+    status = json.loads(run(["dvc", "status", "--json"], cwd, env).stdout or "{}")
+    return {stage: why for stage, why in status.items() if why != ["always changed"]}
+
+
 # what a copy of the repository for a test study leaves out: the study's own results and state
 NOT_COPIED = ("data/", "runs/", "metrics/", "plots/", "reports/", "dvc.lock")
 

@@ -5,6 +5,8 @@ from torch import nn
 
 from pipeline.config import ConfigError, LatencyConfig, LatencyMode
 from pipeline.latency import Cell, build_cells, measure_latency, mode_name, present_devices, run_rounds
+from pipeline.repro import preflight
+from conftest import REPO
 
 CPU = torch.device("cpu")
 
@@ -45,7 +47,8 @@ def test_cells_cover_every_model_mode_and_batch_and_report_median_and_iqr():
     result = measure_latency(["a", "b"], new_model, (2, 8, 8), cfg)
     cells = result["cells"]
     assert {(c["model"], c["mode"], c["batch"]) for c in cells} == {
-        (m, mode, b) for m in "ab" for mode in ("fp32 eager channels_last", "bf16 eager contiguous") for b in (1, 3)}
+        (m, mode, b) for m in "ab" for mode in ("fp32 eager channels_last", "bf16-autocast eager contiguous")
+        for b in (1, 3)}
     for c in cells:
         assert c["samples"] == 4 and c["device"] == "cpu"
         assert c["q1_ms"] <= c["median_ms"] <= c["q3_ms"]
@@ -58,10 +61,11 @@ def test_cells_cover_every_model_mode_and_batch_and_report_median_and_iqr():
 def test_bf16_mode_runs_under_autocast():
     cfg = LatencyConfig(batch_sizes=[2], modes=[LatencyMode(precision="bf16")], devices=["cpu"], warmup=1)
     (cell,) = build_cells(["lin"], lambda _: nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), (1, 4, 4), cfg, [CPU])
-    assert cell.forward().dtype == torch.bfloat16 and mode_name(cell.mode) == "bf16 eager channels_last"
+    assert cell.forward().dtype == torch.bfloat16 and mode_name(cell.mode) == "bf16-autocast eager channels_last"
 
 
 def test_a_compiled_mode_compiles_before_timing():
+    torch._dynamo.utils.counters.clear()
     cfg = LatencyConfig(batch_sizes=[2], modes=[LatencyMode(compile=True)], devices=["cpu"], rounds=1, blocks=1,
                         warmup=1)
     (cell,) = build_cells(["lin"], lambda _: nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), (1, 4, 4), cfg, [CPU])
@@ -71,7 +75,10 @@ def test_a_compiled_mode_compiles_before_timing():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_a_gpu_study_on_a_machine_without_one_is_told_so():
+def test_a_gpu_study_on_a_machine_without_one_is_refused_before_training(monkeypatch):
     with pytest.raises(ConfigError, match=r"latency.devices: none of \['cuda'\] is present on this machine"):
         present_devices(LatencyConfig(devices=["cuda"]))
     assert present_devices(LatencyConfig()) == [CPU]   # cpu and cuda: the CUDA one where there is one
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ConfigError, match=r"latency.devices: none of \['cuda'\]"):
+        preflight("cifar10")   # make study STUDY=cifar10: the GPU study times the GPU only

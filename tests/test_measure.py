@@ -24,6 +24,12 @@ def test_other_ops_are_one_per_output_element_of_what_the_macs_leave_out():
     assert cost["other_ops_per_mac_pct"] == pytest.approx(100 * 144 / 1296)
 
 
+def test_in_place_ops_count_and_pooling_indices_do_not():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten())
+    # the in-place ReLU's 4 x 6 x 6 outputs and the pool's 4 x 3 x 3 values (not its indices)
+    assert model_cost(model, (1, 8, 8))["other_gops"] == (4 * 6 * 6 + 4 * 3 * 3) / 1e9
+
+
 def test_a_resnet_leaves_out_exactly_its_shortcut_adds_and_padding_more_than_its_plain_twin():
     plain, resnet = (measure_model_id(m, (1, 28, 28), 10) for m in ("plain-20", "resnet-20"))
     assert resnet["gmacs"] == plain["gmacs"]   # zero-padded identity shortcuts: the same convolutions

@@ -21,7 +21,7 @@ def write_latency(metrics, models):
     cells = []
     for model in models:
         base = int(model.split("-")[1]) * 3 / 112   # resnet-56: 1.5 ms
-        for mode, factor in (("fp32 eager channels_last", 1.0), ("bf16 eager channels_last", 0.5)):
+        for mode, factor in (("fp32 eager channels_last", 1.0), ("bf16-autocast eager channels_last", 0.5)):
             for batch in (1, 128):
                 median = base * factor * (1 if batch == 1 else 100)
                 cells.append({"model": model, "device": "cpu", "mode": mode, "batch": batch, "median_ms": median,
@@ -89,8 +89,8 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert arch.loc["resnet-56", "other ops, % of MACs"] == "2.80"
     latency = tables["latency"]
     assert latency.columns.tolist() == ["model", "batch", "CPU fp32 eager channels_last: ms",
-                                        "CPU bf16 eager channels_last: ms"]
-    assert latency.set_index(["model", "batch"]).loc[("resnet-56", 128), "CPU bf16 eager channels_last: ms"] == \
+                                        "CPU bf16-autocast eager channels_last: ms"]
+    assert latency.set_index(["model", "batch"]).loc[("resnet-56", 128), "CPU bf16-autocast eager channels_last: ms"] == \
         "75.00 [67.50–82.50]"
     assert arch.loc["resnet-56", "published test error %"].startswith("6.97 (cifar10")
     assert "vgg-11" not in arch.index   # only the current study's items
@@ -108,7 +108,7 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert "CPU: test cpu (2 threads)" in readme and "median of 10 timed blocks (5 rounds x 2;" in readme
     assert "**the models trained on another machine** (train cpu); latency was measured on this one (test cpu)" in readme
     assert ("batch 128, time relative to fp32 eager channels_last (geometric mean over 6 models, their range): "
-            "bf16 eager channels_last 0.50x (0.50-0.50x).") in readme
+            "bf16-autocast eager channels_last 0.50x (0.50-0.50x).") in readme
     assert "other ops* (one op per output element of each such operation): 0.50-2.80 % of the MACs" in readme
     # whether the degradation nets' training error flattened, from the last epoch of each curve
     assert "plain-20 -0.50, plain-56 -3.00, resnet-20 -0.50, resnet-56 -0.50 points (lr 0.01)" in readme
