@@ -411,6 +411,7 @@ def _readme(title, study, dataset, tables, train, measure, latency, finetune, pr
     # the recipe the degradation grid ran with (other models may override fields of it)
     first = grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
     common = _common_recipe(train) if not train.empty else {}
+    cells = cells_frame(latency)
     commits = sorted(set(train.get("git_commit", pd.Series(dtype=str))) | set(finetune.get("git_commit", pd.Series(dtype=str))))
     parts = [
         f"# {title}\n",
@@ -430,7 +431,7 @@ def _readme(title, study, dataset, tables, train, measure, latency, finetune, pr
         training_curve_summary(histories),
         "![degradation](degradation.png)\n",
         "## Architectures: parameters, compute, latency, error\n",
-        counting_sentence(measure) + " " + machine_sentence(latency, set(train.get("host_cpu", pd.Series(dtype=str)).dropna())),
+        counting_sentence(measure) + " " + machine_sentence(latency, cells, set(train.get("host_cpu", pd.Series(dtype=str)).dropna())),
         (f"Every model is trained for {_length(common)} on {common.get('train_images', '?')} training images, "
          f"SGD lr {common.get('recipe.lr', '?')}, unless listed below" if not train.empty else "") +
         "; the published errors come from each paper's own recipe and, for DenseNet and WRN, longer training.\n",
@@ -440,7 +441,7 @@ def _readme(title, study, dataset, tables, train, measure, latency, finetune, pr
         "## Latency: modes and batch sizes\n",
         "The same measurement in every mode and at every batch size of `latency` (milliseconds per forward pass, "
         "median [IQR]; every number with its images/s in latency_cells.csv). "
-        + mode_summary(cells_frame(latency)),
+        + mode_summary(cells),
         to_markdown(tables["latency"]),
         "![throughput against batch size](throughput.png)\n",
         "## Heads: flatten-MLP vs global average pooling\n",

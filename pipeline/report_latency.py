@@ -75,14 +75,14 @@ def mode_summary(cells: pd.DataFrame) -> str:
     return " ".join(sentences) + "\n" if sentences else ""
 
 
-def machine_sentence(latency: dict, train_cpu: set[str]) -> str:
+def machine_sentence(latency: dict, cells: pd.DataFrame, train_cpu: set[str]) -> str:
     """Where latency was measured, how, and whether that is the machine the models trained on."""
     devices = "; ".join(f"{DEVICE_LABEL[tag]}: {s['device_name']}"
                         + (f", CUDA {s['cuda']}, cuDNN {s['cudnn']}, cudnn.benchmark {s['cudnn_benchmark']}, "
                            f"driver {latency['machine'].get('gpu_driver', '?')}" if tag == "gpu" else "")
                         for tag, s in latency["devices"].items())
     settings = latency["settings"]
-    mode, small, large = headline(cells_frame(latency))
+    mode, small, large = headline(cells)
     cpu = latency["machine"]["cpu"]
     same = ("the training machine is not recorded" if not train_cpu else
             f"the models trained on the same CPU model ({cpu})" if train_cpu == {cpu} else
