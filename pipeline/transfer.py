@@ -1,33 +1,39 @@
 """Transfer learning with few labels: three strategies and the from-scratch baseline.
 
-The source model is trained on classes A of the dataset and transferred to the disjoint
-classes B (Yosinski et al. 2014), so the study needs no outside weights. Strategies:
+Each source network (`transfer.sources`) is transferred to its target classes with `shots`
+labelled images per class, on `draws` independently drawn labelled sets. Strategies:
 
 - scratch: random init, every layer trained -- the baseline transfer must beat.
 - finetune: source weights, new head, every layer trained.
 - feature_extractor: source weights frozen (BN statistics too), only the new head trained
-  (Kornblith et al. 2019 "fixed features").
-- lp_ft: the head first with the backbone frozen (linear probe), then every layer from that
-  head (Kumar et al. 2022) -- the lecture's "combined approach".
+  (Kornblith et al. 2019 "fixed features"). The frozen features are computed once per image.
+- lp_ft: that trained head first (linear probe), then every layer from it (Kumar et al. 2022)
+  -- the lecture's "combined approach".
+
+The lecture's other two levers, at `levers.shots`: fine-tuning without augmentation, and a
+learning-rate sweep scored on images held out of the labelled set (never the test set).
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import STRATEGIES, ConfigError, TransferConfig, TransferRecipe
-from pipeline.data.loader import Normalize, Split, epoch_generator, train_batches
+from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
+from pipeline.data.loader import Split, epoch_generator, train_batches
 from pipeline.train import Runtime, diverged, evaluate, sgd, sgd_step
+
+LogFn = Callable[[int, dict], None]
 
 
 @dataclass(frozen=True)
 class Phase:
-    trainable: str     # "head" (backbone frozen, eval mode) or "all"
+    trainable: str     # "head" (on the frozen features) or "all"
     steps: int
     lr: float
 
@@ -35,7 +41,8 @@ class Phase:
 def phases(strategy: str, recipe: TransferRecipe) -> list[Phase]:
     head = Phase("head", recipe.head_steps, recipe.head_lr)
     full = Phase("all", recipe.steps, recipe.lr)
-    table = {"scratch": [Phase("all", recipe.steps, recipe.scratch_lr)], "finetune": [full], "feature_extractor": [head], "lp_ft": [head, full]}
+    table = {"scratch": [Phase("all", recipe.steps, recipe.scratch_lr)], "finetune": [full], "feature_extractor": [head],
+             "lp_ft": [head, full]}
     if strategy not in table:
         raise ValueError(f"unknown transfer strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
     return table[strategy]
@@ -45,86 +52,171 @@ def uses_source_weights(strategy: str) -> bool:
     return strategy != "scratch"
 
 
-def check_classes(cfg: TransferConfig, num_classes: int) -> None:
-    """The class ids of `transfer` must exist in the prepared dataset."""
-    for name in ("source_classes", "target_classes"):
-        bad = [c for c in getattr(cfg, name) if c >= num_classes]
-        if bad:
-            raise ConfigError(f"transfer.{name}: {bad} not in the dataset's classes 0..{num_classes - 1}")
+class SourceInput:
+    """uint8 images -> what the source network takes: a grey channel repeated for a 3-channel
+    source, resized (bicubic, as timm's pretrained configs) to its input size, minus its mean,
+    over its std. The He et al. crop and flip act before, on the stored images."""
+
+    def __init__(self, mean: list[float], std: list[float], channels: int, size: int, device: torch.device):
+        self.channels, self.size = channels, size
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0
+        if x.shape[1] != self.channels:
+            x = x.expand(-1, self.channels, -1, -1)
+        if self.size and x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False).clamp_(0, 1)
+        return (x - self.mean) / self.std
 
 
-def few_shot_indices(y: torch.Tensor, num_classes: int, shots: int, seed: int) -> torch.Tensor:
-    """`shots` images per class, the first of a fixed per-class shuffle: the 10-shot set is
-    contained in the 100-shot set, so more labels only ever add images."""
+def per_class_indices(y: torch.Tensor, num_classes: int, count: int, seed: int, what: str) -> torch.Tensor:
+    """`count` images per class, the first of a per-class shuffle fixed by `seed`: with one seed the
+    10-shot set is contained in the 100-shot set, so more labels only ever add images."""
     gen = torch.Generator().manual_seed(seed)
     picked = []
     for c in range(num_classes):
         members = torch.nonzero(y == c).flatten()
-        if len(members) < shots:
-            raise ConfigError(f"transfer.shots: {shots} per class, but class {c} has only {len(members)} images")
-        picked.append(members[torch.randperm(len(members), generator=gen)[:shots]])
+        if len(members) < count:
+            raise ConfigError(f"{what}: {count} per class, but class {c} has only {len(members)} images")
+        picked.append(members[torch.randperm(len(members), generator=gen)[:count]])
     return torch.sort(torch.cat(picked)).values
 
 
-def run_phase(model: nn.Module, phase: Phase, train: Split, normalize: Normalize, recipe: TransferRecipe,
-              rt: Runtime, seed: int, step0: int,
-              on_log: Callable[[int, dict], None] | None = None) -> tuple[int, float]:
-    """Train for `phase.steps` SGD steps; return the global step count reached and the mean
-    training loss of the phase's last `log_every` steps (a tenth of the phase)."""
-    head = model.get_classifier()
-    for p in model.parameters():
-        p.requires_grad_(phase.trainable == "all")
-    for p in head.parameters():
-        p.requires_grad_(True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = sgd(params, phase.lr, recipe.momentum, recipe.weight_decay, device=rt.device)
-    # cosine decay to zero over the phase: no milestones to tune for a few hundred steps
+def draw_seed(seed: int, draw: int) -> int:
+    """The labelled set and the training stream of draw `draw`."""
+    return seed + 1009 * draw
+
+
+def hold_out(train: Split, num_classes: int, per_class: int, seed: int) -> tuple[Split, Split]:
+    """Split a labelled set into (train, val) with `per_class` val images per class."""
+    val_idx = per_class_indices(train.y, num_classes, per_class, seed, "transfer.levers.val_per_class")
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[val_idx] = False
+    return train.subset(torch.nonzero(keep).flatten()), train.subset(val_idx)
+
+
+@torch.no_grad()
+def classifier_inputs(model: nn.Module, split: Split, prep: SourceInput, rt: Runtime, batch_size: int = 256) -> torch.Tensor:
+    """What the frozen network feeds its classifier (`get_classifier()`'s input), per image, in fp32."""
+    captured: list[torch.Tensor] = []
+    hook = model.get_classifier().register_forward_pre_hook(lambda _m, args: captured.append(args[0].float()))
+    try:
+        model.eval()
+        for start in range(0, len(split), batch_size):
+            x = prep(split.x[start: start + batch_size])
+            if rt.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with rt.autocast():
+                model(x)
+    finally:
+        hook.remove()
+    return torch.cat(captured)
+
+
+def train_head(head: nn.Module, features: torch.Tensor, y: torch.Tensor, phase: Phase, recipe: TransferRecipe,
+               seed: int) -> float:
+    """SGD on cached features (no augmentation: the features are computed once); cosine decay to zero
+    over the phase. Returns the mean loss of the last tenth of the steps."""
+    head.train()
+    optimizer = torch.optim.SGD(head.parameters(), lr=phase.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, phase.steps)
+    gen = torch.Generator(device=features.device).manual_seed(seed)
+    batch = min(recipe.batch_size, len(y))
+    recent = deque(maxlen=max(phase.steps // 10, 1))
+    for _ in range(phase.steps):
+        idx = torch.randint(len(y), (batch,), generator=gen, device=features.device)
+        loss = F.cross_entropy(head(features[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        recent.append(loss.item())
+    return sum(recent) / len(recent)
+
+
+def train_all(model: nn.Module, phase: Phase, train: Split, prep: SourceInput, recipe: TransferRecipe, rt: Runtime,
+              seed: int, augment: bool = True, on_log: LogFn | None = None) -> float:
+    """`phase.steps` SGD steps on every layer, cosine decay to zero (no milestones to tune for a few
+    hundred steps); returns the mean training loss of the last tenth of the steps."""
+    optimizer = sgd(list(model.parameters()), phase.lr, recipe.momentum, recipe.weight_decay, device=rt.device)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, phase.steps)
     batch_size = min(recipe.batch_size, len(train))
-    step, epoch, loss_sum, wrong, seen = step0, 0, 0.0, 0, 0
+    pad, flip = (recipe.pad, recipe.flip) if augment else (0, False)
     log_every = max(phase.steps // 10, 1)
-    recent_losses = deque(maxlen=log_every)
-    while step < step0 + phase.steps:
+    recent = deque(maxlen=log_every)
+    step, epoch = 0, 0
+    model.train()
+    while step < phase.steps:
         epoch += 1
-        gen = epoch_generator(seed, step0 + epoch, rt.device)
-        for x, y in train_batches(train, batch_size, recipe.pad, recipe.flip, gen):
-            # a frozen backbone keeps its BN statistics: eval mode (Kornblith et al. fixed features)
-            model.train(phase.trainable == "all")
-            loss, logits = sgd_step(model, optimizer, normalize(x), y, rt)
+        for x, y in train_batches(train, batch_size, pad, flip, epoch_generator(seed, epoch, rt.device)):
+            loss, _ = sgd_step(model, optimizer, prep(x), y, rt)
             schedule.step()
             step += 1
-            recent_losses.append(loss.item())
-            loss_sum += recent_losses[-1] * len(y)
-            wrong += int((logits.argmax(1) != y).sum())
-            seen += len(y)
-            if on_log and (step - step0) % log_every == 0:
-                on_log(step, {"train_loss": loss_sum / seen, "train_error": wrong / seen,
-                              "lr": optimizer.param_groups[0]["lr"]})
-                loss_sum, wrong, seen = 0.0, 0, 0
-            if step >= step0 + phase.steps:
+            recent.append(loss.item())
+            if on_log and step % log_every == 0:
+                on_log(step, {"train_loss": sum(recent) / len(recent), "lr": optimizer.param_groups[0]["lr"]})
+            if step >= phase.steps:
                 break
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return step, sum(recent_losses) / len(recent_losses)
+    return sum(recent) / len(recent)
 
 
-def transfer(model: nn.Module, strategy: str, train: Split, test: Split, normalize: Normalize,
-             recipe: TransferRecipe, rt: Runtime, seed: int,
-             on_log: Callable[[int, dict], None] | None = None) -> dict[str, float]:
-    """Run every phase of `strategy` on `model` (head already reset); return final test scores,
-    and status "diverged" (with the reason, train.diverged's rule) if a phase's last losses exploded."""
-    step, why = 0, None
+@dataclass
+class Draw:
+    """One labelled set and everything a strategy needs to be trained and scored on it."""
+    train: Split
+    test: Split
+    test_features: torch.Tensor | None   # the frozen source's classifier inputs of `test`, computed once
+    num_classes: int
+    seed: int
+    train_features: torch.Tensor | None = None   # those of `train`, computed by the first strategy needing them
+
+
+def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], draw: Draw, prep: SourceInput,
+                 recipe: TransferRecipe, rt: Runtime, lr: float | None = None, augment: bool = True,
+                 on_log: LogFn | None = None) -> dict:
+    """Train `strategy` on one draw; return its test error and loss, trainable parameters, seconds and
+    status ("diverged" with the reason, train.diverged's rule, if a phase's last losses exploded).
+    `make_model(pretrained, seed)` gives the source network (or a random one) with a fresh head; `lr`
+    replaces the all-layer learning rate (the lever sweep)."""
+    start = time.perf_counter()
+    model = make_model(uses_source_weights(strategy), draw.seed)
+    head = model.get_classifier()
+    why, loss = None, float("nan")
     for i, phase in enumerate(phases(strategy, recipe)):
-        step, loss = run_phase(model, phase, train, normalize, recipe, rt, seed + 7919 * i, step, on_log)
-        scores = evaluate(model, test, normalize, rt)
-        if on_log:
-            on_log(step, {"test_error": scores["error"], "test_loss": scores["loss"]})
-        why = diverged(loss, num_classes=int(train.y.max()) + 1)   # few-shot: every class has images
+        seed = draw.seed + 7919 * i
+        if phase.trainable == "head":
+            if draw.train_features is None:
+                draw.train_features = classifier_inputs(model, draw.train, prep, rt)
+            loss = train_head(head, draw.train_features, draw.train.y, phase, recipe, seed)
+        else:
+            if lr is not None:
+                phase = Phase(phase.trainable, phase.steps, lr)
+            loss = train_all(model, phase, draw.train, prep, recipe, rt, seed, augment, on_log)
+        why = diverged(loss, num_classes=draw.num_classes)
         if why:
             print(f"[{strategy}] {why}: stopping, run recorded as diverged", flush=True)
             break
-    trainable = sum(p.numel() for p in (model.get_classifier().parameters() if strategy == "feature_extractor"
-                                        else model.parameters()))
-    return {"test_error": scores["error"], "test_loss": scores["loss"], "steps": step,
-            "trainable_params": trainable, "status": "diverged" if why else "finished",
-            **({"diverged_because": why} if why else {})}
+    if strategy == "feature_extractor" and draw.test_features is not None:
+        with torch.no_grad():
+            head.eval()
+            logits = head(draw.test_features)
+        scores = {"error": (logits.argmax(1) != draw.test.y).float().mean().item(),
+                  "loss": F.cross_entropy(logits, draw.test.y).item()}
+    else:
+        scores = evaluate(model, draw.test, prep, rt)
+    trainable = sum(p.numel() for p in (head.parameters() if strategy == "feature_extractor" else model.parameters()))
+    return {"test_error": scores["error"], "test_loss": scores["loss"], "train_loss": loss,
+            "trainable_params": trainable, "seconds": time.perf_counter() - start,
+            "status": "diverged" if why else "finished", **({"diverged_because": why} if why else {})}
+
+
+def summarize(results: list[dict]) -> dict:
+    """Mean and sample std over the draws of one strategy (std 0 for one draw), and every draw's error."""
+    errors = torch.tensor([r["test_error"] for r in results], dtype=torch.float64)
+    return {"test_error": errors.mean().item(), "test_error_std": errors.std().item() if len(errors) > 1 else 0.0,
+            "test_errors": errors.tolist(), "draws": len(results),
+            "trainable_params": results[0]["trainable_params"], "seconds": sum(r["seconds"] for r in results),
+            "diverged": sum(r["status"] == "diverged" for r in results)}

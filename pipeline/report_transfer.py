@@ -1,0 +1,161 @@
+"""The transfer section of the report: every source side by side, strategies against labels per class."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.outputs import read_json
+
+PERCENT = 100.0
+STRATEGY_ORDER = ("scratch", "finetune", "feature_extractor", "lp_ft")
+STRATEGIES_NOTE = ("scratch = the same network from random init; finetune = all layers from the source weights; "
+                   "feature_extractor = frozen backbone (BN statistics too), only a new linear head trained on "
+                   "features computed once (Kornblith et al. 2019); lp_ft = that head first, then all layers "
+                   "(Kumar et al. 2022, the combined approach).")
+# published context (../shared/ANCHORS.md): another dataset, another network, another label budget
+PUBLISHED_CONTEXT = ("*Published, another setting:* BiT-L (ImageNet-21k ResNet, Kolesnikov et al. 2020) fine-tuned on "
+                     "CIFAR-10 with 10 labels per class reaches 97.0 % accuracy (3.0 % error); Kornblith et al. 2019 "
+                     "find fixed ImageNet features and fine-tuning both track ImageNet accuracy (r = 0.99 / 0.96).")
+
+
+def _read(folder: Path, item: str) -> dict:
+    path = folder / f"{item}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run the study (make study) to produce it")
+    return read_json(path)
+
+
+def load_transfer(metrics_dir: Path, sources: list[str], shots: list[int]) -> pd.DataFrame:
+    """One row per (source, shots, strategy): mean and std of the test error over the draws."""
+    rows = []
+    for source in sources:
+        for n in shots:
+            result = _read(Path(metrics_dir) / "finetune", f"{source}-{n}")
+            for strategy, row in result["strategies"].items():
+                rows.append({"source": source, "shots": n, "strategy": strategy, **row,
+                             "git_commit": result.get("git_commit")})
+    return pd.DataFrame(rows)
+
+
+def _cell(mean: float, std: float) -> str:
+    return f"{mean * PERCENT:.1f} ± {std * PERCENT:.1f}"
+
+
+def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Test error %, mean ± std over the draws: a row per (source, strategy), a column per shots."""
+    if frame.empty:
+        return pd.DataFrame()
+    rows = []
+    for source in dict.fromkeys(frame["source"]):
+        for strategy in [s for s in STRATEGY_ORDER if s in set(frame["strategy"])]:
+            group = frame[(frame["source"] == source) & (frame["strategy"] == strategy)].sort_values("shots")
+            row = {"source": source, "strategy": strategy}
+            for _, r in group.iterrows():
+                row[f"{r['shots']} labels/class: test error %"] = _cell(r["test_error"], r["test_error_std"]) + (
+                    f" ({int(r['diverged'])} diverged)" if r.get("diverged") else "")
+            row["trained params"] = f"{int(group['trainable_params'].iloc[0]):,}"
+            row["seconds per draw (largest shots)"] = round(group["seconds"].iloc[-1] / group["draws"].iloc[-1], 1)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
+    """Fine-tuning at the levers' shots: with and without augmentation, and at each swept learning rate."""
+    rows = []
+    for source, lev in levers.items():
+        shots = lev["shots"]
+        base = frame[(frame["source"] == source) & (frame["shots"] == shots) & (frame["strategy"] == "finetune")]
+        if not base.empty:
+            rows.append({"source": source, "finetune at": f"{shots} labels/class, augmentation on (the grid above)",
+                         "held-out error %": "–", "test error %": _cell(base["test_error"].iloc[0], base["test_error_std"].iloc[0])})
+        off = lev["augmentation_off"]
+        rows.append({"source": source, "finetune at": f"{shots} labels/class, augmentation off",
+                     "held-out error %": "–", "test error %": _cell(off["test_error"], off["test_error_std"])})
+        for lr, row in lev["lr_sweep"].items():
+            rows.append({"source": source, "finetune at": f"lr {lr}, trained without the held-out images",
+                         "held-out error %": f"{row['val_error'] * PERCENT:.1f}",
+                         "test error %": _cell(row["test_error"], row["test_error_std"])})
+        chosen = lev["lr_chosen_on_val"]
+        rows.append({"source": source, "finetune at": f"lr chosen on the held-out images per draw: {chosen['lrs']}",
+                     "held-out error %": "–", "test error %": _cell(chosen["test_error"], chosen["test_error_std"])})
+    return pd.DataFrame(rows)
+
+
+def findings(frame: pd.DataFrame) -> str:
+    """What the grid shows, per source and shots: the best strategy, and how scratch compares with
+    the best transfer strategy -- "below"/"above" only when the means differ by more than the larger
+    of the two spreads over draws, else "within the spread"."""
+    lines = []
+    for source in dict.fromkeys(frame["source"]):
+        parts = []
+        for shots, group in frame[frame["source"] == source].groupby("shots"):
+            group = group.set_index("strategy")
+            best = group["test_error"].idxmin()
+            text = f"at {shots} label{'s' if shots != 1 else ''}/class the lowest error is {best}'s {group.loc[best, 'test_error'] * PERCENT:.1f} %"
+            transfer = group.drop(index="scratch", errors="ignore")
+            if "scratch" in group.index and not transfer.empty:
+                other = transfer["test_error"].idxmin()
+                gap = group.loc["scratch", "test_error"] - group.loc[other, "test_error"]
+                spread = max(group.loc["scratch", "test_error_std"], group.loc[other, "test_error_std"])
+                verdict = ("within the spread of the draws" if abs(gap) <= spread
+                           else "above" if gap > 0 else "below")
+                text += (f"; scratch {group.loc['scratch', 'test_error'] * PERCENT:.1f} % is {abs(gap) * PERCENT:.1f} points "
+                         f"{verdict}{' ' + other + ' (the best transfer strategy)' if verdict != 'within the spread of the draws' else ''}")
+            parts.append(text)
+        lines.append(f"**{source}**: " + "; ".join(parts) + ".")
+    return " ".join(lines) + "\n"
+
+
+def source_sentence(name: str, pretrain: dict) -> str:
+    if pretrain.get("status") == "imported":
+        return f"**{name}**: {pretrain['model']} with weights {pretrain['weights']}, not trained here."
+    return (f"**{name}**: {pretrain['model']} trained here on classes {pretrain.get('classes')} for "
+            f"{pretrain.get('epochs', '?')} epochs of {pretrain.get('train_images', '?')} images; its test error on "
+            f"those classes {pretrain['test_error'] * PERCENT:.2f} % (Yosinski et al. 2014), transferred to the other classes.")
+
+
+def plot_transfer(frame: pd.DataFrame, path: Path, dataset: str) -> None:
+    """Test error against labels per class, a line per strategy with its spread, a panel per source."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = list(dict.fromkeys(frame["source"]))
+    fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4), sharey=True, squeeze=False)
+    for ax, source in zip(axes[0], sources):
+        for strategy in [s for s in STRATEGY_ORDER if s in set(frame["strategy"])]:
+            group = frame[(frame["source"] == source) & (frame["strategy"] == strategy)].sort_values("shots")
+            ax.errorbar(group["shots"], group["test_error"] * PERCENT, yerr=group["test_error_std"] * PERCENT,
+                        fmt="o-", capsize=3, label=strategy)
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled images per target class (log scale)")
+        ax.set_title(f"source: {source}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"test error % on the target classes ({dataset})")
+    axes[0][-1].legend(title="mean ± std over draws")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dict[str, dict],
+                     tables: dict[str, pd.DataFrame], to_markdown) -> str:
+    draws = int(frame["draws"].max()) if not frame.empty else 0
+    parts = [
+        "## Transfer with few labels\n",
+        "Sources: " + " ".join(source_sentence(n, p) for n, p in pretrain.items()) + f" {STRATEGIES_NOTE}\n",
+        f"Each cell is the mean ± std of the test error over {draws} independently drawn labelled sets "
+        "(a draw's images and training stream both come from its seed); every strategy of a draw trains for the "
+        "same number of steps.\n",
+        to_markdown(tables["transfer"]),
+        findings(frame),
+        PUBLISHED_CONTEXT + "\n",
+        "![transfer: test error against labels per class](transfer.png)\n",
+    ]
+    if levers:
+        parts += ["### The other levers: augmentation and the learning rate\n",
+                  "Fine-tuning on the same draws. The learning rate is chosen per draw on labelled images held out of "
+                  "the labelled set; the test error of every rate is shown, but none chose it.\n",
+                  to_markdown(tables["levers"])]
+    return "\n".join(parts)

@@ -1,0 +1,127 @@
+"""A transfer experiment's pieces: its source network, the input that network takes, the target data.
+
+The pretrain stage makes a source (trains it on `source_classes`, or imports weights trained
+elsewhere); the finetune and levers stages use the functions here to rebuild it, fresh for every
+strategy and draw, and to draw the labelled sets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from pipeline.config import ConfigError, TransferConfig, TransferSource
+from pipeline.data.loader import PreparedData, Split
+from pipeline.models import create_model_from_id
+from pipeline.outputs import load_model
+from pipeline.train import Runtime
+from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices
+
+
+def target_classes(source: TransferSource, num_classes: int) -> list[int]:
+    return source.target_classes or list(range(num_classes))
+
+
+def check_classes(name: str, source: TransferSource, num_classes: int) -> None:
+    """The class ids of a source must exist in the prepared dataset."""
+    for field in ("source_classes", "target_classes"):
+        bad = [c for c in getattr(source, field) if c >= num_classes]
+        if bad:
+            raise ConfigError(f"transfer.sources.{name}.{field}: {bad} not in the dataset's classes 0..{num_classes - 1}")
+
+
+def input_channels(source: TransferSource, data: PreparedData) -> int:
+    """A source with ImageNet weights takes RGB: grey images get their channel repeated."""
+    return 3 if source.weights else data.in_chans
+
+
+def input_size(source: TransferSource, data: PreparedData) -> int:
+    return source.input_size or data.image_size[-1]
+
+
+def source_input(source: TransferSource, model: nn.Module, data: PreparedData, device: torch.device) -> SourceInput:
+    """Weights trained elsewhere come with their preprocessing (timm's pretrained config: mean, std);
+    a source trained here takes the dataset's own statistics."""
+    channels = input_channels(source, data)
+    if source.weights:
+        mean, std = list(model.pretrained_cfg["mean"]), list(model.pretrained_cfg["std"])
+    else:   # the manifest's statistics are of uint8 pixels / 255 per channel
+        mean, std = data.manifest["mean"], data.manifest["std"]
+    return SourceInput(mean, std, channels, input_size(source, data), device)
+
+
+def model_factory(source: TransferSource, weights_path: Path, data: PreparedData, num_targets: int,
+                  rt: Runtime) -> Callable[[bool, int], nn.Module]:
+    """`make(pretrained, seed)`: the source network with the saved weights (or random ones, the
+    scratch baseline: the same architecture) and a fresh head for the targets, both drawn from `seed`."""
+    saved = load_model(weights_path, "dvc repro pretrain")
+    size = input_size(source, data)
+
+    def make(pretrained: bool, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        model = create_model_from_id(source.model, num_classes=saved["num_classes"], in_chans=saved["in_chans"],
+                                     input_size=(size, size))
+        if pretrained:
+            model.load_state_dict(saved["state_dict"])
+        model.reset_classifier(num_targets)
+        return rt.prepare_model(model)
+
+    return make
+
+
+@dataclass
+class Target:
+    """The target classes' images: the pool labelled sets are drawn from, and the test images."""
+    pool: Split
+    test: Split
+    num_classes: int
+
+    @classmethod
+    def load(cls, cfg: TransferConfig, source: TransferSource, data: PreparedData, device: torch.device) -> "Target":
+        classes = target_classes(source, data.num_classes)
+        test = data.splits["test"].select_classes(classes)
+        if cfg.test_images:
+            test = test.subset(per_class_indices(test.y, len(classes), cfg.test_images // len(classes), cfg.seed,
+                                                 "transfer.test_images"))
+        return cls(data.splits["train"].select_classes(classes), test.to(device), len(classes))
+
+    def draws(self, cfg: TransferConfig, shots: int, model: nn.Module, prep: SourceInput, rt: Runtime,
+              frozen_test: bool) -> list[Draw]:
+        """`cfg.draws` labelled sets of `shots` per class; with `frozen_test`, the frozen source's test
+        features are computed once for all of them."""
+        features = classifier_inputs(model, self.test, prep, rt) if frozen_test else None
+        out = []
+        for d in range(cfg.draws):
+            seed = draw_seed(cfg.seed, d)
+            idx = per_class_indices(self.pool.y, self.num_classes, shots, seed, "transfer.shots")
+            out.append(Draw(self.pool.subset(idx).to(rt.device), self.test, features, self.num_classes, seed))
+        return out
+
+
+@dataclass
+class Experiment:
+    """One source's transfer experiment, ready to draw labelled sets and train strategies on them."""
+    name: str
+    source: TransferSource
+    make_model: Callable[[bool, int], nn.Module]
+    prep: SourceInput
+    target: Target
+    rt: Runtime
+
+    @classmethod
+    def open(cls, cfg: TransferConfig, name: str, data: PreparedData, weights_path: Path) -> "Experiment":
+        if name not in cfg.sources:
+            raise ConfigError(f"--source {name}: not in transfer.sources ({', '.join(cfg.sources)})")
+        source = cfg.sources[name]
+        check_classes(name, source, data.num_classes)
+        recipe = cfg.finetune
+        rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
+        target = Target.load(cfg, source, data, rt.device)
+        make = model_factory(source, weights_path, data, target.num_classes, rt)
+        return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt)
+
+    def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:
+        return self.target.draws(cfg, shots, self.make_model(True, 0), self.prep, self.rt, frozen_test)
