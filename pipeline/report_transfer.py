@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.models.packaged_weights import is_packaged, lookup
 from pipeline.outputs import read_json
 
 PERCENT = 100.0
@@ -92,24 +93,29 @@ def findings(frame: pd.DataFrame) -> str:
         for shots, group in frame[frame["source"] == source].groupby("shots"):
             group = group.set_index("strategy")
             best = group["test_error"].idxmin()
-            text = f"at {shots} label{'s' if shots != 1 else ''}/class the lowest error is {best}'s {group.loc[best, 'test_error'] * PERCENT:.1f} %"
+            text = f"At {shots} label{'s' if shots != 1 else ''}/class the lowest error is {best}'s {group.loc[best, 'test_error'] * PERCENT:.1f} %"
             transfer = group.drop(index="scratch", errors="ignore")
             if "scratch" in group.index and not transfer.empty:
                 other = transfer["test_error"].idxmin()
                 gap = group.loc["scratch", "test_error"] - group.loc[other, "test_error"]
                 spread = max(group.loc["scratch", "test_error_std"], group.loc[other, "test_error_std"])
-                verdict = ("within the spread of the draws" if abs(gap) <= spread
-                           else "above" if gap > 0 else "below")
-                text += (f"; scratch {group.loc['scratch', 'test_error'] * PERCENT:.1f} % is {abs(gap) * PERCENT:.1f} points "
-                         f"{verdict}{' ' + other + ' (the best transfer strategy)' if verdict != 'within the spread of the draws' else ''}")
+                scratch = group.loc["scratch", "test_error"] * PERCENT
+                if abs(gap) <= spread:
+                    text += (f"; scratch's {scratch:.1f} % is within the spread of the draws of {other}'s "
+                             f"({gap * PERCENT:+.1f} points)")
+                else:
+                    text += (f"; scratch's {scratch:.1f} % is {abs(gap) * PERCENT:.1f} points {'above' if gap > 0 else 'below'} "
+                             f"{other}'s, the best transfer strategy")
             parts.append(text)
-        lines.append(f"**{source}**: " + "; ".join(parts) + ".")
+        lines.append(f"**{source}**: " + ". ".join(parts) + ".")
     return " ".join(lines) + "\n"
 
 
 def source_sentence(name: str, pretrain: dict) -> str:
     if pretrain.get("status") == "imported":
-        return f"**{name}**: {pretrain['model']} with weights {pretrain['weights']}, not trained here."
+        weights = pretrain["weights"].split(" ")[0]
+        top1 = (f" (*published* ImageNet-1k top-1 {lookup(weights).top1} %, timm)" if is_packaged(weights) else "")
+        return f"**{name}**: {pretrain['model']} with weights {pretrain['weights']}{top1}, not trained here."
     return (f"**{name}**: {pretrain['model']} trained here on classes {pretrain.get('classes')} for "
             f"{pretrain.get('epochs', '?')} epochs of {pretrain.get('train_images', '?')} images; its test error on "
             f"those classes {pretrain['test_error'] * PERCENT:.2f} % (Yosinski et al. 2014), transferred to the other classes.")

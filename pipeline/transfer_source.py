@@ -13,11 +13,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.config import ConfigError, TransferConfig, TransferSource
+from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerprint
 from pipeline.data.loader import PreparedData, Split
 from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
 from pipeline.train import Runtime
+from pipeline import transfer
+from pipeline.data.sources import file_digest
+from pipeline.runner import code_digest
 from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices
 
 
@@ -110,6 +113,7 @@ class Experiment:
     prep: SourceInput
     target: Target
     rt: Runtime
+    digest: str    # of what makes its numbers: the source's weights, the data, the transfer code
 
     @classmethod
     def open(cls, cfg: TransferConfig, name: str, data: PreparedData, weights_path: Path) -> "Experiment":
@@ -121,7 +125,9 @@ class Experiment:
         rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
         target = Target.load(cfg, source, data, rt.device)
         make = model_factory(source, weights_path, data, target.num_classes, rt)
-        return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt)
+        digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"], code_digest(),
+                             *(file_digest(Path(f), "sha256") for f in (__file__, transfer.__file__)))
+        return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt, digest)
 
     def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:
         return self.target.draws(cfg, shots, self.make_model(True, 0), self.prep, self.rt, frozen_test)
