@@ -56,7 +56,6 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
                 row[f"{r['shots']} labels/class: test error %"] = _cell(r["test_error"], r["test_error_std"]) + (
                     f" ({int(r['diverged'])} diverged)" if r.get("diverged") else "")
             row["trained params"] = f"{int(group['trainable_params'].iloc[0]):,}"
-            row["seconds per draw (largest shots)"] = round(group["seconds"].iloc[-1] / group["draws"].iloc[-1], 1)
             rows.append(row)
     return pd.DataFrame(rows)
 
