@@ -72,12 +72,14 @@ def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
         off = lev["augmentation_off"]
         rows.append({"source": source, "finetune at": f"{shots} labels/class, augmentation off",
                      "held-out error %": "–", "test error %": _cell(off["test_error"], off["test_error_std"])})
+        trained_on = f"trained on {shots - lev['val_per_class']} of the {shots} labels/class"
         for lr, row in lev["lr_sweep"].items():
-            rows.append({"source": source, "finetune at": f"lr {lr}, trained without the held-out images",
+            rows.append({"source": source, "finetune at": f"lr {lr}, {trained_on}",
                          "held-out error %": f"{row['val_error'] * PERCENT:.1f}",
                          "test error %": _cell(row["test_error"], row["test_error_std"])})
         chosen = lev["lr_chosen_on_val"]
-        rows.append({"source": source, "finetune at": f"lr chosen on the held-out images per draw: {chosen['lrs']}",
+        rows.append({"source": source, "finetune at": f"lr chosen per draw on the other {lev['val_per_class']} "
+                     f"({', '.join(map(str, chosen['lrs']))}), {trained_on}",
                      "held-out error %": "–", "test error %": _cell(chosen["test_error"], chosen["test_error_std"])})
     return pd.DataFrame(rows)
 

@@ -92,7 +92,7 @@ def draw_seed(seed: int, draw: int) -> int:
 def hold_out(train: Split, num_classes: int, per_class: int, seed: int) -> tuple[Split, Split]:
     """Split a labelled set into (train, val) with `per_class` val images per class."""
     val_idx = per_class_indices(train.y, num_classes, per_class, seed, "transfer.levers.val_per_class")
-    keep = torch.ones(len(train), dtype=torch.bool)
+    keep = torch.ones(len(train), dtype=torch.bool, device=train.y.device)
     keep[val_idx] = False
     return train.subset(torch.nonzero(keep).flatten()), train.subset(val_idx)
 

@@ -87,6 +87,9 @@ class Target:
         classes = target_classes(source, data.num_classes)
         test = data.splits["test"].select_classes(classes)
         if cfg.test_images:
+            if cfg.test_images < len(classes):
+                raise ConfigError(f"transfer.test_images: {cfg.test_images} is fewer than one image per target class "
+                                  f"({len(classes)}); 0 scores on every test image")
             test = test.subset(per_class_indices(test.y, len(classes), cfg.test_images // len(classes), cfg.seed,
                                                  "transfer.test_images"))
         return cls(data.splits["train"].select_classes(classes), test.to(device), len(classes))

@@ -67,7 +67,8 @@ def main(argv: list[str]) -> None:
         run.log_metrics({"augmentation_off.test_error": summary["augmentation_off"]["test_error"],
                          "lr_chosen_on_val.test_error": summary["lr_chosen_on_val"]["test_error"],
                          **{f"lr_{lr}.test_error": row["test_error"] for lr, row in summary["lr_sweep"].items()}})
-        write_json(args.metrics, {"source": args.source, "shots": levers.shots, **summary,
+        write_json(args.metrics, {"source": args.source, "shots": levers.shots, "val_per_class": levers.val_per_class,
+                                  **summary,
                                   "mlflow_run_id": run.run_id, "git_commit": env["git_commit"]})
     progress.remove()
 

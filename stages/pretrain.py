@@ -24,7 +24,8 @@ from pipeline.transfer_source import check_classes, input_channels, input_size
 
 
 def import_source(study: str, name: str, source: TransferSource, data: PreparedData, outputs: RunOutputs) -> None:
-    """Save the network with its weights trained elsewhere (and their own classifier) as the source."""
+    """Save the network with its weights trained elsewhere as the source (its classifier is not kept:
+    the finetune stage gives every strategy a new head)."""
     if is_packaged(source.weights):
         weights_file(source.weights)   # installed, and the file its package shipped
         where = f"{source.weights} (sha256 {lookup(source.weights).sha256}, checked)"

@@ -25,7 +25,7 @@ def train_items(seeds: int) -> set[str]:
 
 def fanned(seeds: int) -> set[str]:
     # the machine fingerprint and latency run after, alone
-    return train_items(seeds) | {"pretrain@half", "finetune@half-2"} | {f"measure@{m}" for m in MODELS}
+    return train_items(seeds) | {"pretrain@half", "finetune@half-2", "levers@half"} | {f"measure@{m}" for m in MODELS}
 
 
 def fanout_study(repo, root, seeds: int):
@@ -109,7 +109,7 @@ def test_gpu_share_by_model_cost_unless_params_say():
 def test_fan_out_on_one_machine_shares_logical_gpus_and_records_every_item(repo, tmp_path):
     work, env = fanout_study(repo, tmp_path, seeds=4)
     out = fan_out(work, env, "local", "--cpus", "2", "--gpus", "2")
-    assert "fan-out: 12 items" in out.stdout
+    assert "fan-out: 13 items" in out.stdout
     items = timeline(work)
     assert set(items) == fanned(4) and {r["status"] for r in items.values()} == {"done"}
     assert max_at_once(items.values()) > 1   # the items overlapped

@@ -81,7 +81,7 @@ def write_transfer(metrics):
                 "git_commit": "abc"})
         sweep = {str(lr): {"test_error": 0.3, "test_error_std": 0.01, "val_error": v, "draws": 3}
                  for lr, v in ((0.001, 0.5), (0.01, 0.2))}
-        _write(metrics / "levers", source, {"source": source, "shots": 10,
+        _write(metrics / "levers", source, {"source": source, "shots": 10, "val_per_class": 2,
                                             "augmentation_off": {"test_error": 0.33, "test_error_std": 0.02},
                                             "lr_sweep": sweep,
                                             "lr_chosen_on_val": {"test_error": 0.3, "test_error_std": 0.01,
