@@ -250,3 +250,16 @@ def test_bad_analysis_settings_are_named(params, tmp_path, change, message):
     params["analysis"].update(change)
     with pytest.raises(ConfigError, match=message):
         load_all(write(tmp_path, params))
+
+
+@pytest.mark.parametrize("source,change,message", [
+    ("half", {"input_size": 64}, r"transfer\.sources\.half\.input_size: must be 0 \(the dataset's size\) for a source trained here"),
+    ("imagenet", {"target_classes": [3]}, r"transfer\.sources\.imagenet\.target_classes: one class is no classification task"),
+    ("imagenet", {"source_classes": [0, 1]}, r"transfer\.sources\.imagenet\.source_classes: a source with weights learnt"),
+    ("half", {"weights": "pretrained"}, r"transfer\.sources\.half\.weights: only a timm:<name> model loads weights"),
+    ("half", {"wieghts": ""}, r"transfer\.sources\.half\.wieghts: unknown key"),
+])
+def test_bad_sources_are_named(params, tmp_path, source, change, message):
+    params["transfer"]["sources"][source].update(change)
+    with pytest.raises(ConfigError, match=message):
+        load_section("transfer", write(tmp_path, params))
