@@ -46,14 +46,15 @@ def input_size(source: TransferSource, data: PreparedData) -> int:
 
 
 def source_input(source: TransferSource, model: nn.Module, data: PreparedData, device: torch.device) -> SourceInput:
-    """Weights trained elsewhere come with their preprocessing (timm's pretrained config: mean, std);
-    a source trained here takes the dataset's own statistics."""
+    """Weights trained elsewhere come with their preprocessing (timm's pretrained config: mean, std,
+    interpolation); a source trained here takes the dataset's own statistics, at its own size."""
     channels = input_channels(source, data)
-    if source.weights:
-        mean, std = list(model.pretrained_cfg["mean"]), list(model.pretrained_cfg["std"])
-    else:   # the manifest's statistics are of uint8 pixels / 255 per channel
-        mean, std = data.manifest["mean"], data.manifest["std"]
-    return SourceInput(mean, std, channels, input_size(source, data), device)
+    if not source.weights:   # the manifest's statistics are of uint8 pixels / 255 per channel
+        return SourceInput(data.manifest["mean"], data.manifest["std"], channels, input_size(source, data), device)
+    cfg = model.pretrained_cfg
+    # timm's "random" (a training-time augmentation) and anything else becomes bicubic
+    mode = cfg.get("interpolation") if cfg.get("interpolation") in ("bilinear", "bicubic") else "bicubic"
+    return SourceInput(list(cfg["mean"]), list(cfg["std"]), channels, input_size(source, data), device, mode)
 
 
 def model_factory(source: TransferSource, weights_path: Path, data: PreparedData, num_targets: int,
