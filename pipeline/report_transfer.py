@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import TransferConfig
-from pipeline.models.packaged_weights import is_packaged, lookup
 from pipeline.outputs import read_json
+from pipeline.published import published
 
 PERCENT = 100.0
 STRATEGY_ORDER = ("scratch", "finetune", "feature_extractor", "lp_ft")
@@ -121,9 +121,9 @@ def findings(frame: pd.DataFrame) -> str:
 
 def source_sentence(name: str, pretrain: dict) -> str:
     if pretrain.get("status") == "imported":
-        weights = pretrain["weights"].split(" ")[0]
-        top1 = (f" (*published* ImageNet-1k top-1 {lookup(weights).top1} %, timm)" if is_packaged(weights) else "")
-        return f"**{name}**: {pretrain['model']} with weights {pretrain['weights']}{top1}, not trained here."
+        paper = published(pretrain["model"])
+        error = f" (*published* ImageNet-1k test error {paper.test_error} %, {paper.source})" if paper else ""
+        return f"**{name}**: {pretrain['model']} with weights {pretrain['weights']}{error}, not trained here."
     return (f"**{name}**: {pretrain['model']} trained here on classes {pretrain.get('classes')} for "
             f"{pretrain.get('epochs', '?')} epochs of {pretrain.get('train_images', '?')} images; its test error on "
             f"those classes {pretrain['test_error'] * PERCENT:.2f} % (Yosinski et al. 2014), transferred to the other classes.")

