@@ -17,7 +17,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,ray]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,ray,imagenet]'
 	@# Debian, as root: the original Fashion-MNIST files, so the quick study runs offline
 	@if [ -f /etc/debian_version ] && [ "$$(id -u)" = 0 ] && [ ! -d $(FASHION_MNIST) ]; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \

@@ -7,7 +7,7 @@ The first form clones `--repo` (its committed HEAD) into a temporary folder, tim
 (the venv, reported apart) and then `make study` (with `RAY=ADDRESS` where --ray is given: `--ray ''`
 runs the items one after another even where Ray is installed), stamping every output line with the time, and
 prints the breakdown. The second reads a finished study's folder. Per stage (download, prepare,
-train, pretrain, finetune, measure, analyze, machine, latency, report):
+train, pretrain, finetune, levers, measure, analyze, machine, latency, report):
 
 - wall: from DVC's "Running stage" line to the next one (needs the stamped log); the items fanned
   out over Ray (pipeline/fanout.py) run side by side, so their wall is the "fan-out" row's;
@@ -35,8 +35,8 @@ from pathlib import Path
 
 # DVC's line as a stage starts, and pipeline/fanout.py's as the fan-out starts
 STAGE_LINE = re.compile(r"^(\d+\.\d+) (?:Running stage '([^'@]+)(?:@[^']*)?':|(fan-out): )")
-STAGES = ("download", "prepare", "fan-out", "train", "pretrain", "finetune", "measure", "analyze", "machine", "latency",
-          "report")
+STAGES = ("download", "prepare", "fan-out", "train", "pretrain", "finetune", "levers", "measure", "analyze", "machine",
+          "latency", "report")
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> float:

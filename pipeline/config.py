@@ -388,10 +388,14 @@ class _CHECKS:
                                   "at least 2 classes each")
             if set(c.source_classes) & set(c.target_classes):
                 raise ConfigError(f"{key}.source_classes and {key}.target_classes must be disjoint (Yosinski et al. 2014)")
-        elif c.source_classes:
-            raise ConfigError(f"{key}.source_classes: a source with weights learnt its own classes; leave it []")
-        if c.input_size < 0:
-            raise ConfigError(f"{key}.input_size: must be >= 0 (0 = the dataset's size), got {c.input_size}")
+        else:
+            if c.source_classes:
+                raise ConfigError(f"{key}.source_classes: a source with weights learnt its own classes; leave it []")
+            if len(c.target_classes) == 1:
+                raise ConfigError(f"{key}.target_classes: one class is no classification task; [] for all classes")
+        if c.input_size < 0 or (c.input_size and not c.weights):
+            raise ConfigError(f"{key}.input_size: must be 0 (the dataset's size) for a source trained here, and >= 0 "
+                              f"for one with weights; got {c.input_size}")
 
     @staticmethod
     def TransferLevers(c: TransferLevers, key: str) -> None:

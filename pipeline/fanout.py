@@ -90,9 +90,16 @@ def plan(graph: Graph, stale: set[str], source_models: dict[str, str]) -> Plan:
     trunk = graph.trunk()
     items = [s for s in graph.order if s not in trunk and s.split("@")[0] not in LAST
              and (s in stale or stale & graph.upstream[s])]
-    model = {s: m.group(1) if (m := re.search(r"--model (\S+)", graph.cmds[s]))
-             else source_models[re.search(r"--source (\S+)", graph.cmds[s]).group(1)] for s in items}
+    model = {s: _sized_by(graph.cmds[s], source_models) for s in items}
     return Plan(items, {s: [u for u in items if u in graph.upstream[s]] for s in items}, model)
+
+
+def _sized_by(cmd: str, source_models: dict[str, str]) -> str:
+    if found := re.search(r"--model (\S+)", cmd):
+        return found.group(1)
+    if found := re.search(r"--source (\S+)", cmd):
+        return source_models[found.group(1)]
+    raise ValueError(f"{cmd}: an item with neither --model nor --source; pipeline/fanout.py cannot size it")
 
 
 def gpu_share(model_id: str, in_shape: tuple[int, ...], num_classes: int) -> float:

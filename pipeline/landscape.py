@@ -10,15 +10,13 @@ done after every chunk and a restarted item computes only the rest.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from pipeline.data.loader import Normalize, Split
-from pipeline.outputs import write_json
+from pipeline.outputs import Progress
 from pipeline.train import Runtime, evaluate
 
 CHUNK = 51   # surface points between two saves of the progress file (one row of a 51 x 51 surface)
@@ -63,35 +61,6 @@ def surface(model: nn.Module, directions: list[list[torch.Tensor]], coords: list
             for p, w in zip(params, origin):
                 p.copy_(w)
     return rows
-
-
-class Progress:
-    """The surface points computed so far, in a JSON file, valid only for the same `fingerprint`
-    (settings, weights, code): anything else there is ignored and overwritten."""
-
-    def __init__(self, path: Path, fingerprint: str):
-        self.path, self.fingerprint = Path(path), fingerprint
-
-    def load(self) -> dict[str, list[dict]]:
-        try:
-            saved = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as err:
-            print(f"{self.path}: unreadable ({err}); computing the surface afresh", flush=True)
-            return {}
-        if not isinstance(saved, dict) or saved.get("fingerprint") != self.fingerprint:
-            print(f"{self.path}: from other settings, weights or code; computing the surface afresh", flush=True)
-            return {}
-        rows = saved.get("rows", {})
-        print(f"{self.path}: resuming after " + ", ".join(f"{len(v)} {k} points" for k, v in rows.items()), flush=True)
-        return rows
-
-    def save(self, rows: dict[str, list[dict]]) -> None:
-        write_json(self.path, {"fingerprint": self.fingerprint, "rows": rows})
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def surfaces(model: nn.Module, jobs: dict[str, tuple[list[list[torch.Tensor]], list[tuple[float, ...]]]],

@@ -106,3 +106,33 @@ def load_model(path: Path, remake: str) -> dict:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+class Progress:
+    """The finished parts of an item (surface points, strategies' draws) in a JSON file, so that an
+    interrupted item resumes after them. Valid only for the same `fingerprint` (settings, inputs,
+    code): anything else there is ignored and overwritten."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = Path(path), fingerprint
+
+    def load(self) -> dict[str, list[dict]]:
+        try:
+            saved = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            print(f"{self.path}: unreadable ({err}); starting afresh", flush=True)
+            return {}
+        if not isinstance(saved, dict) or saved.get("fingerprint") != self.fingerprint:
+            print(f"{self.path}: from other settings, inputs or code; starting afresh", flush=True)
+            return {}
+        rows = saved.get("rows", {})
+        print(f"{self.path}: resuming after " + ", ".join(f"{len(v)} {k}" for k, v in rows.items()), flush=True)
+        return rows
+
+    def save(self, rows: dict[str, list[dict]]) -> None:
+        write_json(self.path, {"fingerprint": self.fingerprint, "rows": rows})
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

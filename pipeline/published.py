@@ -40,6 +40,10 @@ PUBLISHED: dict[str, Published] = {
     "wrn-28-10": Published(36.5, 4.00, "cifar10", "Zagoruyko & Komodakis 2016"),
     # kuangliu/pytorch-cifar's VGG16: BN, one linear layer on the 1x1 map = our GAP head
     "vgg-16-gap": Published(None, 7.36, "cifar10", "kuangliu/pytorch-cifar"),
+    # the transfer study's ImageNet sources: top-1 74.8 / 76.7 / 77.5 % (timm's results table)
+    "timm:tf_efficientnet_lite0": Published(None, 25.2, "imagenet", "timm, top-1 74.8 %"),
+    "timm:tf_efficientnet_lite1": Published(None, 23.3, "imagenet", "timm, top-1 76.7 %"),
+    "timm:tf_efficientnet_lite2": Published(None, 22.5, "imagenet", "timm, top-1 77.5 %"),
 }
 
 

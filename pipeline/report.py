@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import AnalysisConfig
+from pipeline.config import AnalysisConfig, TransferConfig
 from pipeline.outputs import read_json
 from pipeline.published import published
 from pipeline.report_analysis import analysis_section
@@ -295,12 +295,13 @@ def plot_accuracy_vs_cost(train: pd.DataFrame, measure: pd.DataFrame, path: Path
 
 
 def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, plots_dir: Path,
-                 out_dir: Path, analysis: AnalysisConfig | None = None) -> dict[str, pd.DataFrame]:
+                 out_dir: Path, analysis: AnalysisConfig | None = None,
+                 transfer: TransferConfig | None = None) -> dict[str, pd.DataFrame]:
     """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them.
 
     `items` names the study's results per stage ("train": ["resnet-20-s0", ...], "measure",
     "sources" and "shots" of the transfer study, "analysis": model ids); `analysis` holds the
-    settings its sentences cite."""
+    settings its sentences cite, `transfer` the transfer study's."""
     out_dir = Path(out_dir)
     train = load_metrics(Path(metrics_dir) / "train", items["train"])
     measure = load_metrics(Path(metrics_dir) / "measure", items["measure"])
@@ -335,7 +336,7 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     cells.to_csv(out_dir / "latency_cells.csv", index=False)
     plot_throughput(cells, out_dir / "throughput.png")
     readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, histories)
-    readme += transfer_section(finetune, levers, pretrain, tables, to_markdown)
+    readme += transfer_section(finetune, levers, pretrain, tables, to_markdown, transfer)
     if items.get("analysis") and analysis is not None:
         runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
         length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))

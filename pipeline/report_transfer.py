@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.config import TransferConfig
 from pipeline.outputs import read_json
+from pipeline.published import published
 
 PERCENT = 100.0
 STRATEGY_ORDER = ("scratch", "finetune", "feature_extractor", "lp_ft")
@@ -38,6 +40,10 @@ def load_transfer(metrics_dir: Path, sources: list[str], shots: list[int]) -> pd
     return pd.DataFrame(rows)
 
 
+def _labels(shots: int) -> str:
+    return f"{shots} label{'s' if shots != 1 else ''}"
+
+
 def _cell(mean: float, std: float) -> str:
     return f"{mean * PERCENT:.1f} ± {std * PERCENT:.1f}"
 
@@ -52,10 +58,9 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
             group = frame[(frame["source"] == source) & (frame["strategy"] == strategy)].sort_values("shots")
             row = {"source": source, "strategy": strategy}
             for _, r in group.iterrows():
-                row[f"{r['shots']} labels/class: test error %"] = _cell(r["test_error"], r["test_error_std"]) + (
+                row[f"{_labels(r['shots'])}/class: test error %"] = _cell(r["test_error"], r["test_error_std"]) + (
                     f" ({int(r['diverged'])} diverged)" if r.get("diverged") else "")
             row["trained params"] = f"{int(group['trainable_params'].iloc[0]):,}"
-            row["seconds per draw (largest shots)"] = round(group["seconds"].iloc[-1] / group["draws"].iloc[-1], 1)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -67,19 +72,31 @@ def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
         shots = lev["shots"]
         base = frame[(frame["source"] == source) & (frame["shots"] == shots) & (frame["strategy"] == "finetune")]
         if not base.empty:
-            rows.append({"source": source, "finetune at": f"{shots} labels/class, augmentation on (the grid above)",
+            rows.append({"source": source, "finetune at": f"{_labels(shots)}/class, augmentation on (the grid above)",
                          "held-out error %": "–", "test error %": _cell(base["test_error"].iloc[0], base["test_error_std"].iloc[0])})
         off = lev["augmentation_off"]
-        rows.append({"source": source, "finetune at": f"{shots} labels/class, augmentation off",
+        rows.append({"source": source, "finetune at": f"{_labels(shots)}/class, augmentation off",
                      "held-out error %": "–", "test error %": _cell(off["test_error"], off["test_error_std"])})
+        trained_on = f"trained on {shots - lev['val_per_class']} of the {shots} labels/class"
         for lr, row in lev["lr_sweep"].items():
-            rows.append({"source": source, "finetune at": f"lr {lr}, trained without the held-out images",
+            rows.append({"source": source, "finetune at": f"lr {lr}, {trained_on}",
                          "held-out error %": f"{row['val_error'] * PERCENT:.1f}",
                          "test error %": _cell(row["test_error"], row["test_error_std"])})
         chosen = lev["lr_chosen_on_val"]
-        rows.append({"source": source, "finetune at": f"lr chosen on the held-out images per draw: {chosen['lrs']}",
+        rows.append({"source": source, "finetune at": f"lr chosen per draw on the other {lev['val_per_class']} "
+                     f"({', '.join(map(str, chosen['lrs']))}), {trained_on}",
                      "held-out error %": "–", "test error %": _cell(chosen["test_error"], chosen["test_error_std"])})
     return pd.DataFrame(rows)
+
+
+def compare(row: dict, other_name: str, other: dict) -> str:
+    """A test error against another's: "above"/"below" only when the means differ by more than the
+    larger of the two spreads over the draws, else "within the spread"."""
+    gap = row["test_error"] - other["test_error"]
+    text = f"{row['test_error'] * PERCENT:.1f} % against {other['test_error'] * PERCENT:.1f} % {other_name}: "
+    if abs(gap) <= max(row["test_error_std"], other["test_error_std"]):
+        return text + f"{gap * PERCENT:+.1f} points, within the spread of the draws"
+    return text + f"{abs(gap) * PERCENT:.1f} points {'above' if gap > 0 else 'below'}, beyond the spread of the draws"
 
 
 def findings(frame: pd.DataFrame) -> str:
@@ -92,24 +109,21 @@ def findings(frame: pd.DataFrame) -> str:
         for shots, group in frame[frame["source"] == source].groupby("shots"):
             group = group.set_index("strategy")
             best = group["test_error"].idxmin()
-            text = f"at {shots} label{'s' if shots != 1 else ''}/class the lowest error is {best}'s {group.loc[best, 'test_error'] * PERCENT:.1f} %"
+            text = f"At {_labels(shots)}/class the lowest error is {best}'s {group.loc[best, 'test_error'] * PERCENT:.1f} %"
             transfer = group.drop(index="scratch", errors="ignore")
             if "scratch" in group.index and not transfer.empty:
                 other = transfer["test_error"].idxmin()
-                gap = group.loc["scratch", "test_error"] - group.loc[other, "test_error"]
-                spread = max(group.loc["scratch", "test_error_std"], group.loc[other, "test_error_std"])
-                verdict = ("within the spread of the draws" if abs(gap) <= spread
-                           else "above" if gap > 0 else "below")
-                text += (f"; scratch {group.loc['scratch', 'test_error'] * PERCENT:.1f} % is {abs(gap) * PERCENT:.1f} points "
-                         f"{verdict}{' ' + other + ' (the best transfer strategy)' if verdict != 'within the spread of the draws' else ''}")
+                text += f"; scratch {compare(group.loc['scratch'], f'for the best transfer strategy, {other}', group.loc[other])}"
             parts.append(text)
-        lines.append(f"**{source}**: " + "; ".join(parts) + ".")
+        lines.append(f"**{source}**: " + ". ".join(parts) + ".")
     return " ".join(lines) + "\n"
 
 
 def source_sentence(name: str, pretrain: dict) -> str:
     if pretrain.get("status") == "imported":
-        return f"**{name}**: {pretrain['model']} with weights {pretrain['weights']}, not trained here."
+        paper = published(pretrain["model"])
+        error = f" (*published* ImageNet-1k test error {paper.test_error} %, {paper.source})" if paper else ""
+        return f"**{name}**: {pretrain['model']} with weights {pretrain['weights']}{error}, not trained here."
     return (f"**{name}**: {pretrain['model']} trained here on classes {pretrain.get('classes')} for "
             f"{pretrain.get('epochs', '?')} epochs of {pretrain.get('train_images', '?')} images; its test error on "
             f"those classes {pretrain['test_error'] * PERCENT:.2f} % (Yosinski et al. 2014), transferred to the other classes.")
@@ -139,15 +153,40 @@ def plot_transfer(frame: pd.DataFrame, path: Path, dataset: str) -> None:
     plt.close(fig)
 
 
+def levers_findings(levers: dict[str, dict], frame: pd.DataFrame) -> str:
+    """Per source: augmentation off against on, and the chosen rate against the others (on the test
+    error, by the spread of the draws)."""
+    lines = []
+    for source, lev in levers.items():
+        base = frame[(frame["source"] == source) & (frame["shots"] == lev["shots"]) & (frame["strategy"] == "finetune")]
+        parts = []
+        if not base.empty:
+            parts.append(f"finetune without augmentation {compare(lev['augmentation_off'], 'with it', base.iloc[0])}")
+        sweep = lev["lr_sweep"]
+        best = min(sweep, key=lambda lr: sweep[lr]["test_error"])
+        worst = max(sweep, key=lambda lr: sweep[lr]["test_error"])
+        parts.append(f"across the rates the test error spans {sweep[best]['test_error'] * PERCENT:.1f} % (lr {best}) to "
+                     f"{sweep[worst]['test_error'] * PERCENT:.1f} % (lr {worst}); the held-out images chose "
+                     f"{', '.join(map(str, lev['lr_chosen_on_val']['lrs']))} over the draws, "
+                     f"{lev['lr_chosen_on_val']['test_error'] * PERCENT:.1f} % test error")
+        lines.append(f"**{source}**: " + "; ".join(parts) + ".")
+    return " ".join(lines) + "\n"
+
+
 def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dict[str, dict],
-                     tables: dict[str, pd.DataFrame], to_markdown) -> str:
+                     tables: dict[str, pd.DataFrame], to_markdown, cfg: TransferConfig | None = None) -> str:
     draws = int(frame["draws"].max()) if not frame.empty else 0
+    recipe = (f" All strategies train on the same draws: all layers for {cfg.finetune.steps} SGD steps of batch "
+              f"{cfg.finetune.batch_size} (scratch at lr {cfg.finetune.scratch_lr}, finetune and lp_ft at "
+              f"{cfg.finetune.lr}, cosine decay to 0, crop and flip), a head for {cfg.finetune.head_steps} steps at lr "
+              f"{cfg.finetune.head_lr} on the cached features; the test error is over "
+              f"{cfg.test_images or 'all the'} test images of the target classes."
+              if cfg else "")
     parts = [
         "## Transfer with few labels\n",
         "Sources: " + " ".join(source_sentence(n, p) for n, p in pretrain.items()) + f" {STRATEGIES_NOTE}\n",
         f"Each cell is the mean ± std of the test error over {draws} independently drawn labelled sets "
-        "(a draw's images and training stream both come from its seed); every strategy of a draw trains for the "
-        "same number of steps.\n",
+        f"(a draw's images and training stream both come from its seed).{recipe}\n",
         to_markdown(tables["transfer"]),
         findings(frame),
         PUBLISHED_CONTEXT + "\n",
@@ -155,7 +194,8 @@ def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dic
     ]
     if levers:
         parts += ["### The other levers: augmentation and the learning rate\n",
-                  "Fine-tuning on the same draws. The learning rate is chosen per draw on labelled images held out of "
-                  "the labelled set; the test error of every rate is shown, but none chose it.\n",
-                  to_markdown(tables["levers"])]
+                  "Fine-tuning on the same draws. The learning rate is chosen per draw by the error on labelled "
+                  "images held out of the labelled set; the test error of every rate is shown beside it, and chose "
+                  "nothing.\n",
+                  to_markdown(tables["levers"]), levers_findings(levers, frame)]
     return "\n".join(parts)

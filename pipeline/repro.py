@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import filecmp
 import json
 import os
 import shutil
@@ -123,6 +124,18 @@ def keep(outputs: dict[str, str]) -> None:
     KEPT_INDEX.write_text(json.dumps(kept))
 
 
+def _unchanged(current: Path, saved: Path) -> bool:
+    """The output is still the one kept: the same file (a stage that never ran), or the same bytes (a
+    stage that ran to the same result: the machine fingerprint, a folder DVC checked out again)."""
+    if not current.exists():
+        return False
+    if current.is_dir() and not current.is_symlink():
+        names = sorted(p.relative_to(saved) for p in saved.rglob("*") if p.is_file())
+        return names == sorted(p.relative_to(current) for p in current.rglob("*") if p.is_file()) and all(
+            _unchanged(current / n, saved / n) for n in names)
+    return os.path.samefile(current, saved) or filecmp.cmp(current, saved, shallow=False)
+
+
 def put_back() -> list[str]:
     """For each stage whose dvc.lock entry is the one recorded when its outputs were kept, put
     back every kept output that is gone or was replaced; return their paths. KEPT is removed."""
@@ -133,8 +146,8 @@ def put_back() -> list[str]:
     restored = []
     for path, entry in kept.items():
         current, saved = Path(path), KEPT / path
-        if outputs.get(path) != entry or (current.exists() and os.path.samefile(current, saved)):
-            continue   # the stage recorded a new run, or the output was never touched
+        if outputs.get(path) != entry or _unchanged(current, saved):
+            continue   # the stage recorded a new run, or the output is as it was
         if current.is_dir() and not current.is_symlink():
             shutil.rmtree(current)
         elif current.exists() or current.is_symlink():

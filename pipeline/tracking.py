@@ -2,7 +2,7 @@
 
 Runs go to $MLFLOW_TRACKING_URI when set, else to sqlite:///mlflow.db in the working
 directory (the repository root under `dvc repro`). One MLflow experiment per study; one run per
-train, pretrain, finetune, measure and analyze item and one for the latency stage, tagged so the UI
+train, pretrain, finetune, levers, measure and analyze item and one for the latency stage, tagged so the UI
 can filter by stage, model, depth and seed.
 """
 from __future__ import annotations

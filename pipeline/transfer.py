@@ -54,11 +54,12 @@ def uses_source_weights(strategy: str) -> bool:
 
 class SourceInput:
     """uint8 images -> what the source network takes: a grey channel repeated for a 3-channel
-    source, resized (bicubic, as timm's pretrained configs) to its input size, minus its mean,
-    over its std. The He et al. crop and flip act before, on the stored images."""
+    source, resized to its input size (by `interpolation`, the weights' own: timm's pretrained
+    config), minus its mean, over its std. The He et al. crop and flip act before, on the stored images."""
 
-    def __init__(self, mean: list[float], std: list[float], channels: int, size: int, device: torch.device):
-        self.channels, self.size = channels, size
+    def __init__(self, mean: list[float], std: list[float], channels: int, size: int, device: torch.device,
+                 interpolation: str = "bicubic"):
+        self.channels, self.size, self.interpolation = channels, size, interpolation
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
 
@@ -67,7 +68,7 @@ class SourceInput:
         if x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1)
         if self.size and x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False).clamp_(0, 1)
+            x = F.interpolate(x, size=(self.size, self.size), mode=self.interpolation, align_corners=False).clamp_(0, 1)
         return (x - self.mean) / self.std
 
 
@@ -92,7 +93,7 @@ def draw_seed(seed: int, draw: int) -> int:
 def hold_out(train: Split, num_classes: int, per_class: int, seed: int) -> tuple[Split, Split]:
     """Split a labelled set into (train, val) with `per_class` val images per class."""
     val_idx = per_class_indices(train.y, num_classes, per_class, seed, "transfer.levers.val_per_class")
-    keep = torch.ones(len(train), dtype=torch.bool)
+    keep = torch.ones(len(train), dtype=torch.bool, device=train.y.device)
     keep[val_idx] = False
     return train.subset(torch.nonzero(keep).flatten()), train.subset(val_idx)
 

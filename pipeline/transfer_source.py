@@ -13,11 +13,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.config import ConfigError, TransferConfig, TransferSource
+from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerprint
 from pipeline.data.loader import PreparedData, Split
 from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
 from pipeline.train import Runtime
+from pipeline import transfer
+from pipeline.data.sources import file_digest
+from pipeline.runner import code_digest
 from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices
 
 
@@ -43,14 +46,15 @@ def input_size(source: TransferSource, data: PreparedData) -> int:
 
 
 def source_input(source: TransferSource, model: nn.Module, data: PreparedData, device: torch.device) -> SourceInput:
-    """Weights trained elsewhere come with their preprocessing (timm's pretrained config: mean, std);
-    a source trained here takes the dataset's own statistics."""
+    """Weights trained elsewhere come with their preprocessing (timm's pretrained config: mean, std,
+    interpolation); a source trained here takes the dataset's own statistics, at its own size."""
     channels = input_channels(source, data)
-    if source.weights:
-        mean, std = list(model.pretrained_cfg["mean"]), list(model.pretrained_cfg["std"])
-    else:   # the manifest's statistics are of uint8 pixels / 255 per channel
-        mean, std = data.manifest["mean"], data.manifest["std"]
-    return SourceInput(mean, std, channels, input_size(source, data), device)
+    if not source.weights:   # the manifest's statistics are of uint8 pixels / 255 per channel
+        return SourceInput(data.manifest["mean"], data.manifest["std"], channels, input_size(source, data), device)
+    cfg = model.pretrained_cfg
+    # timm's "random" (a training-time augmentation) and anything else becomes bicubic
+    mode = cfg.get("interpolation") if cfg.get("interpolation") in ("bilinear", "bicubic") else "bicubic"
+    return SourceInput(list(cfg["mean"]), list(cfg["std"]), channels, input_size(source, data), device, mode)
 
 
 def model_factory(source: TransferSource, weights_path: Path, data: PreparedData, num_targets: int,
@@ -84,6 +88,9 @@ class Target:
         classes = target_classes(source, data.num_classes)
         test = data.splits["test"].select_classes(classes)
         if cfg.test_images:
+            if cfg.test_images < len(classes):
+                raise ConfigError(f"transfer.test_images: {cfg.test_images} is fewer than one image per target class "
+                                  f"({len(classes)}); 0 scores on every test image")
             test = test.subset(per_class_indices(test.y, len(classes), cfg.test_images // len(classes), cfg.seed,
                                                  "transfer.test_images"))
         return cls(data.splits["train"].select_classes(classes), test.to(device), len(classes))
@@ -110,6 +117,7 @@ class Experiment:
     prep: SourceInput
     target: Target
     rt: Runtime
+    digest: str    # of what makes its numbers: the source's weights, the data, the transfer code
 
     @classmethod
     def open(cls, cfg: TransferConfig, name: str, data: PreparedData, weights_path: Path) -> "Experiment":
@@ -121,7 +129,9 @@ class Experiment:
         rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
         target = Target.load(cfg, source, data, rt.device)
         make = model_factory(source, weights_path, data, target.num_classes, rt)
-        return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt)
+        digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"], code_digest(),
+                             *(file_digest(Path(f), "sha256") for f in (__file__, transfer.__file__)))
+        return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt, digest)
 
     def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:
         return self.target.draws(cfg, shots, self.make_model(True, 0), self.prep, self.rt, frozen_test)

@@ -19,9 +19,9 @@ from pipeline.config import AnalysisConfig, ConfigError, fingerprint, flatten, l
 from pipeline.data.loader import Normalize, Split, eval_batches, load_prepared
 from pipeline.data.sources import file_digest
 from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
-from pipeline.landscape import Progress, axis, filter_normalized_direction, sharpness, surfaces
+from pipeline.landscape import axis, filter_normalized_direction, sharpness, surfaces
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import check_writable, load_model, write_json, write_rows
+from pipeline.outputs import Progress, check_writable, load_model, write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.report_analysis import plot_model_analysis
 from pipeline.runner import code_digest, training_subset

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from pipeline import tracking
 from pipeline.cli import run_stage
-from pipeline.config import ConfigError, flatten, load_section
+from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
-from pipeline.outputs import check_writable, write_json, write_rows
+from pipeline.outputs import Progress, check_writable, write_json, write_rows
 from pipeline.provenance import environment
 from pipeline.transfer import run_strategy, summarize
 from pipeline.transfer_source import Experiment
@@ -20,11 +20,12 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--weights", type=Path, required=True, help="the pretrain stage's weights of the source")
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--history", type=Path, required=True)
+    ap.add_argument("--checkpoint", type=Path, required=True, help="the finished draws, while the item is unfinished")
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("transfer")
     if args.shots not in cfg.shots:
         raise ConfigError(f"--shots {args.shots}: not in transfer.shots ({', '.join(map(str, cfg.shots))})")
-    check_writable(args.metrics, args.history)
+    check_writable(args.metrics, args.history, args.checkpoint)
     exp = Experiment.open(cfg, args.source, load_prepared(args.data), args.weights)
     draws = exp.draws(cfg, args.shots, frozen_test="feature_extractor" in cfg.strategies)
     name = f"{args.source}-{args.shots}"
@@ -37,23 +38,32 @@ def main(argv: list[str]) -> None:
             "shots": args.shots, **env}
     print(f"[{name}] {exp.source.model}: {args.shots} labelled images per class of {exp.target.num_classes}, "
           f"{cfg.draws} draws, input {exp.prep.size} px, scored on {len(exp.target.test)} test images", flush=True)
-    history, results = [], {s: [] for s in cfg.strategies}
+    # the draws an interrupted run finished, each strategy's result and training curve
+    progress = Progress(args.checkpoint, fingerprint(params, cfg.seed, exp.digest))
+    done = progress.load()
     with tracking.start_run(study.name, f"finetune-{name}", params, tags) as run:
         for d, draw in enumerate(draws):
             for strategy in cfg.strategies:
-                def on_log(step: int, metrics: dict, strategy=strategy, d=d) -> None:
-                    history.append({"strategy": strategy, "draw": d, "step": step, **metrics})
-
-                result = run_strategy(strategy, exp.make_model, draw, exp.prep, cfg.finetune, exp.rt, on_log=on_log)
-                results[strategy].append(result)
+                finished = done.setdefault(strategy, [])
+                if d < len(finished):
+                    continue
+                curve = []
+                result = run_strategy(strategy, exp.make_model, draw, exp.prep, cfg.finetune, exp.rt,
+                                      on_log=lambda step, metrics: curve.append({"step": step, **metrics}))
+                finished.append({**result, "curve": curve})
+                progress.save(done)
                 run.log_metrics({f"{strategy}.test_error": result["test_error"]}, step=d)
                 print(f"[{name}] draw {d} {strategy}: test error {result['test_error'] * 100:.1f} % "
                       f"({result['seconds']:.1f} s)", flush=True)
-        summary = {s: summarize(r) for s, r in results.items()}
+        history = [{"strategy": s, "draw": d, **row} for s in cfg.strategies for d, r in enumerate(done[s])
+                   for row in r["curve"]]
+        summary = {s: summarize(done[s]) for s in cfg.strategies}
         run.log_metrics({f"{s}.{k}": v for s, row in summary.items() for k, v in row.items() if isinstance(v, (int, float))})
         write_rows(args.history, history)
         write_json(args.metrics, {"source": args.source, "shots": args.shots, "strategies": summary,
-                                  "mlflow_run_id": run.run_id, "git_commit": env["git_commit"]})
+                                  "device": exp.rt.device.type, "mlflow_run_id": run.run_id,
+                                  "git_commit": env["git_commit"]})
+    progress.remove()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pipeline import tracking
 from pipeline.cli import run_stage
-from pipeline.config import flatten, load_section
+from pipeline.config import fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
-from pipeline.outputs import check_writable, write_json
+from pipeline.outputs import Progress, check_writable, write_json
 from pipeline.provenance import environment
 from pipeline.train import evaluate
 from pipeline.transfer import Draw, hold_out, run_strategy, summarize
@@ -25,31 +25,41 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--weights", type=Path, required=True, help="the pretrain stage's weights of the source")
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--checkpoint", type=Path, required=True, help="the finished draws, while the item is unfinished")
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("transfer")
     levers = cfg.levers
-    check_writable(args.metrics)
+    check_writable(args.metrics, args.checkpoint)
     exp = Experiment.open(cfg, args.source, load_prepared(args.data), args.weights)
     params = {"source": args.source, "shots": levers.shots, "lrs": levers.lrs, "val_per_class": levers.val_per_class,
               "draws": cfg.draws, **{f"recipe.{k}": v for k, v in flatten(cfg.finetune).items()}, **exp.rt.describe()}
     env = environment(exp.rt.device)
     tags = {"study": study.name, "stage": "levers", "source": args.source, "model": exp.source.model, **env}
-    no_aug, sweep = [], {lr: [] for lr in levers.lrs}
-    chosen = []
+    # the draws an interrupted run finished: "augmentation_off" and "lr <rate>" results, one per draw
+    progress = Progress(args.checkpoint, fingerprint(params, cfg.seed, exp.digest))
+    done = progress.load()
+    no_aug, sweep = done.setdefault("augmentation_off", []), {lr: done.setdefault(f"lr {lr}", []) for lr in levers.lrs}
     with tracking.start_run(study.name, f"levers-{args.source}", params, tags) as run:
         for d, draw in enumerate(exp.draws(cfg, levers.shots, frozen_test=False)):
-            no_aug.append(run_strategy("finetune", exp.make_model, draw, exp.prep, cfg.finetune, exp.rt, augment=False))
+            if d == len(no_aug):
+                no_aug.append(run_strategy("finetune", exp.make_model, draw, exp.prep, cfg.finetune, exp.rt,
+                                           augment=False))
+                progress.save(done)
             train, val = hold_out(draw.train, exp.target.num_classes, levers.val_per_class, draw.seed)
             part = Draw(train, draw.test, None, draw.num_classes, draw.seed)
             for lr in levers.lrs:
+                if d < len(sweep[lr]):
+                    continue
                 model = exp.make_model(True, draw.seed)
                 result = run_strategy("finetune", lambda *_: model, part, exp.prep, cfg.finetune, exp.rt, lr=lr)
                 result["val_error"] = evaluate(model, val.to(exp.rt.device), exp.prep, exp.rt)["error"]
                 sweep[lr].append(result)
-                print(f"[levers-{args.source}] draw {d} lr {lr}: val error {result['val_error'] * 100:.1f} %, "
+                progress.save(done)
+                print(f"[levers-{args.source}] draw {d} lr {lr}: held-out error {result['val_error'] * 100:.1f} %, "
                       f"test error {result['test_error'] * 100:.1f} %", flush=True)
-            best = min(levers.lrs, key=lambda lr: sweep[lr][-1]["val_error"])
-            chosen.append({**sweep[best][-1], "lr": best})
+        # per draw, the rate with the lowest held-out error (of equal ones, the first in `lrs`)
+        chosen = [{**sweep[best][d], "lr": best} for d in range(cfg.draws)
+                  for best in [min(levers.lrs, key=lambda lr: sweep[lr][d]["val_error"])]]
         summary = {"augmentation_off": summarize(no_aug),
                    "lr_sweep": {str(lr): {**summarize(r), "val_error": sum(x["val_error"] for x in r) / len(r)}
                                 for lr, r in sweep.items()},
@@ -57,8 +67,10 @@ def main(argv: list[str]) -> None:
         run.log_metrics({"augmentation_off.test_error": summary["augmentation_off"]["test_error"],
                          "lr_chosen_on_val.test_error": summary["lr_chosen_on_val"]["test_error"],
                          **{f"lr_{lr}.test_error": row["test_error"] for lr, row in summary["lr_sweep"].items()}})
-        write_json(args.metrics, {"source": args.source, "shots": levers.shots, **summary,
+        write_json(args.metrics, {"source": args.source, "shots": levers.shots, "val_per_class": levers.val_per_class,
+                                  **summary,
                                   "mlflow_run_id": run.run_id, "git_commit": env["git_commit"]})
+    progress.remove()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pipeline.config import ConfigError, TransferSource, load_section
 from pipeline.data.loader import PreparedData, load_prepared
 from pipeline.data.sources import DataError, file_digest
 from pipeline.models import create_model_from_id
-from pipeline.models.packaged_weights import is_packaged, weights_file
+from pipeline.models.packaged_weights import is_packaged, lookup, weights_file
 from pipeline.models.timm_models import PRETRAINED
 from pipeline.outputs import check_writable, save_model, write_json, write_rows
 from pipeline.provenance import environment
@@ -24,9 +24,11 @@ from pipeline.transfer_source import check_classes, input_channels, input_size
 
 
 def import_source(study: str, name: str, source: TransferSource, data: PreparedData, outputs: RunOutputs) -> None:
-    """Save the network with its weights trained elsewhere (and their own classifier) as the source."""
+    """Save the network with its weights trained elsewhere as the source (its classifier is not kept:
+    the finetune stage gives every strategy a new head)."""
     if is_packaged(source.weights):
-        where = f"{source.weights} ({weights_file(source.weights)}, sha256 checked)"
+        weights_file(source.weights)   # installed, and the file its package shipped
+        where = f"{source.weights} (sha256 {lookup(source.weights).sha256}, checked)"
     elif source.weights == PRETRAINED:
         where = None   # named after loading, from the model's pretrained config
     else:

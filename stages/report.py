@@ -20,7 +20,7 @@ def main(argv: list[str]) -> None:
              "sources": list(transfer.sources), "shots": transfer.shots,
              "analysis": analysis.models}
     tables = build_report(title=cfg.title, study=study.name, items=items, metrics_dir=args.metrics,
-                          plots_dir=args.plots, out_dir=args.out, analysis=analysis)
+                          plots_dir=args.plots, out_dir=args.out, analysis=analysis, transfer=transfer)
     print(f"wrote {args.out}/README.md with tables: {', '.join(tables)}", flush=True)
 
 

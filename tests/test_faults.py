@@ -114,9 +114,9 @@ BAD_INPUTS = [
     ("params value of a wrong type", set_key("train.recipe.lr", "fast"), "train.recipe.lr: expected a number"),
     ("no models", set_key("train.models", []), "train.models and train.seeds: must not be empty"),
     ("unknown architecture", set_key("train.models", ["resnet-21"]), "train.models[0]: "),
-    ("missing weights file", params(lambda p: p["transfer"].update(
-        source_model="timm:resnet18", source_weights="/no/w.pth", source_weights_sha256="0" * 64)),
-     "transfer.source_weights: /no/w.pth: no such file"),
+    ("missing weights file", params(lambda p: p["transfer"]["sources"]["half"].update(
+        model="timm:resnet18", weights="/no/w.pth", weights_sha256="0" * 64, source_classes=[])),
+     "transfer.sources.half.weights: /no/w.pth: no such file"),
     ("unreachable tracking server", lambda w, env: env.update(MLFLOW_TRACKING_URI="http://127.0.0.1:9"),
      "http://127.0.0.1:9 (MLFLOW_TRACKING_URI): tracking server unreachable"),
     ("corrupt MLflow database", corrupt("mlflow.db"), "mlflow.db: not a usable MLflow store (file is not a database)"),
@@ -126,9 +126,9 @@ BAD_INPUTS = [
                  "device: 'cuda' requested but no CUDA device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
     ("a weights file with another checksum", lambda w, env: ((w / "w.pth").write_bytes(b"not these weights"),
-                                                             set_key("transfer.source_model", "timm:resnet18")(w, env),
-                                                             set_key("transfer.source_weights", "w.pth")(w, env),
-                                                             set_key("transfer.source_weights_sha256", "0" * 64)(w, env)),
+                                                             set_key("transfer.sources.half", {
+                                                                 "model": "timm:resnet18", "weights": "w.pth",
+                                                                 "weights_sha256": "0" * 64})(w, env)),
      "w.pth: sha256 is "),
     # DVC sees no change in a file corrupted in place with its size and mtime; prepare re-checks it
     ("corrupt raw data, unnoticed by DVC", lambda w, env: (corrupt("data/raw/tiny.npz", keep_mtime=True)(w, env),

