@@ -336,7 +336,8 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     cells.to_csv(out_dir / "latency_cells.csv", index=False)
     plot_throughput(cells, out_dir / "throughput.png")
     readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, histories)
-    readme += transfer_section(finetune, levers, pretrain, tables, to_markdown, transfer)
+    dataset_classes = int(train["num_classes"].iloc[0]) if "num_classes" in train else None
+    readme += transfer_section(finetune, levers, pretrain, tables, to_markdown, transfer, dataset_classes)
     if items.get("analysis") and analysis is not None:
         runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
         length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))

@@ -173,8 +173,42 @@ def levers_findings(levers: dict[str, dict], frame: pd.DataFrame) -> str:
     return " ".join(lines) + "\n"
 
 
+def passes(cfg: TransferConfig, shots: int, classes: int) -> float:
+    """How many times the all-layer phase goes over a labelled set of `shots` x `classes` images."""
+    images = shots * classes
+    return cfg.finetune.steps * min(cfg.finetune.batch_size, images) / images
+
+
+def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: int) -> str:
+    """The fixed step budget in passes over each labelled set, and where an all-layer strategy errs more
+    with more labels beyond the spread of the draws (it then also had fewer passes)."""
+    lines = []
+    for source in dict.fromkeys(frame["source"]):
+        classes = len(cfg.sources[source].target_classes) or dataset_classes if source in cfg.sources else None
+        if not classes:
+            continue
+        rows = frame[frame["source"] == source]
+        shots = sorted(set(rows["shots"]))
+        text = (f"For **{source}** ({classes} classes) the {cfg.finetune.steps} all-layer steps are "
+                + " / ".join(f"{passes(cfg, n, classes):.1f}" for n in shots) + " passes over the labelled set at "
+                + " / ".join(map(str, shots)) + " labels/class")
+        for strategy in ("scratch", "finetune", "lp_ft"):
+            by = rows[rows["strategy"] == strategy].set_index("shots")
+            for fewer, more in zip(shots, shots[1:]):
+                if fewer in by.index and more in by.index and compare(by.loc[more], "", by.loc[fewer]).endswith(
+                        "above, beyond the spread of the draws"):
+                    text += (f"; {strategy} errs more at {more} than at {fewer} labels/class ("
+                             f"{by.loc[more, 'test_error'] * PERCENT:.1f} vs {by.loc[fewer, 'test_error'] * PERCENT:.1f} %, "
+                             f"beyond the spread) after {passes(cfg, more, classes):.1f} passes over the larger set against "
+                             f"{passes(cfg, fewer, classes):.1f} over the smaller: that compares training lengths as much "
+                             "as label counts")
+        lines.append(text + ".")
+    return " ".join(lines) + "\n"
+
+
 def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dict[str, dict],
-                     tables: dict[str, pd.DataFrame], to_markdown, cfg: TransferConfig | None = None) -> str:
+                     tables: dict[str, pd.DataFrame], to_markdown, cfg: TransferConfig | None = None,
+                     dataset_classes: int | None = None) -> str:
     draws = int(frame["draws"].max()) if not frame.empty else 0
     recipe = (f" All strategies train on the same draws: all layers for {cfg.finetune.steps} SGD steps of batch "
               f"{cfg.finetune.batch_size} (scratch at lr {cfg.finetune.scratch_lr}, finetune and lp_ft at "
@@ -189,6 +223,7 @@ def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dic
         f"(a draw's images and training stream both come from its seed).{recipe}\n",
         to_markdown(tables["transfer"]),
         findings(frame),
+        budget_sentence(frame, cfg, dataset_classes) if cfg and dataset_classes else "",
         PUBLISHED_CONTEXT + "\n",
         "![transfer: test error against labels per class](transfer.png)\n",
     ]

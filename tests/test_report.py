@@ -164,3 +164,17 @@ def test_a_missing_result_of_the_study_is_named(tmp_path):
         build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, plots_dir=plots,
                      out_dir=tmp_path / "reports")
     assert not (tmp_path / "reports").exists()   # nothing written before the inputs are complete
+
+
+def test_the_step_budget_is_named_where_more_labels_err_more(repo):
+    from pipeline.config import load_section
+    from pipeline.report_transfer import budget_sentence
+
+    cfg = load_section("transfer", repo / "params.yaml")   # the quick study: 60 steps of batch 32
+    rows = [{"source": "imagenet", "strategy": s, "shots": n, "test_error": e, "test_error_std": 0.04}
+            for s, errors in (("scratch", (0.49, 0.72)), ("finetune", (0.33, 0.28))) for n, e in zip((10, 100), errors)]
+    text = budget_sentence(pd.DataFrame(rows), cfg, dataset_classes=10)
+    assert text.startswith("For **imagenet** (10 classes) the 60 all-layer steps are 19.2 / 1.9 passes over the "
+                           "labelled set at 10 / 100 labels/class; scratch errs more at 100 than at 10 labels/class "
+                           "(72.0 vs 49.0 %, beyond the spread) after 1.9 passes")
+    assert "finetune errs" not in text
