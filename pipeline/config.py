@@ -107,6 +107,7 @@ class TransferSource:
 @dataclass(frozen=True)
 class TransferLevers:
     """The lecture's two other levers with few labels, measured for `finetune` at `shots`."""
+    sources: list[str]          # names in transfer.sources: one levers item each
     shots: int                  # labelled images per class
     lrs: list[float]            # the fine-tuning learning rates swept ...
     val_per_class: int          # ... each scored on this many of the labelled images per class, held out
@@ -417,6 +418,9 @@ class _CHECKS:
             raise ConfigError(f"{key}.shots: must be a non-empty list of positive integers, got {c.shots}")
         if not c.strategies:
             raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(STRATEGIES)}")
+        unknown = [s for s in c.levers.sources if s not in c.sources]
+        if unknown:
+            raise ConfigError(f"{key}.levers.sources: {unknown} not in {key}.sources ({', '.join(c.sources)})")
         if c.levers.shots not in c.shots:
             raise ConfigError(f"{key}.levers.shots: {c.levers.shots} is not in {key}.shots {c.shots}: the levers are "
                               "compared with the finetune strategy at those shots")

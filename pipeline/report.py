@@ -306,7 +306,7 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     train = load_metrics(Path(metrics_dir) / "train", items["train"])
     measure = load_metrics(Path(metrics_dir) / "measure", items["measure"])
     finetune = load_transfer(Path(metrics_dir), items["sources"], items["shots"])
-    levers = {s: read_json(Path(metrics_dir) / "levers" / f"{s}.json") for s in items["sources"]}
+    levers = {s: read_json(Path(metrics_dir) / "levers" / f"{s}.json") for s in items.get("levers", [])}
     pretrain = {s: read_json(Path(metrics_dir) / "pretrain" / f"{s}.json") for s in items["sources"]}
     latency_path = Path(metrics_dir) / "latency.json"
     if not latency_path.is_file():

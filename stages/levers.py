@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline import tracking
 from pipeline.cli import run_stage
-from pipeline.config import fingerprint, flatten, load_section
+from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
 from pipeline.outputs import Progress, check_writable, write_json
 from pipeline.provenance import environment
@@ -29,6 +29,8 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("transfer")
     levers = cfg.levers
+    if args.source not in levers.sources:
+        raise ConfigError(f"--source {args.source}: not in transfer.levers.sources ({', '.join(levers.sources)})")
     check_writable(args.metrics, args.checkpoint)
     exp = Experiment.open(cfg, args.source, load_prepared(args.data), args.weights)
     params = {"source": args.source, "shots": levers.shots, "lrs": levers.lrs, "val_per_class": levers.val_per_class,

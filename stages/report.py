@@ -17,7 +17,7 @@ def main(argv: list[str]) -> None:
                                              for name in ("study", "report", "train", "transfer", "analysis"))
     # the file names dvc.yaml gives each item's metrics
     items = {"train": [f"{m}-s{s}" for m in train.models for s in train.seeds], "measure": train.models,
-             "sources": list(transfer.sources), "shots": transfer.shots,
+             "sources": list(transfer.sources), "shots": transfer.shots, "levers": transfer.levers.sources,
              "analysis": analysis.models}
     tables = build_report(title=cfg.title, study=study.name, items=items, metrics_dir=args.metrics,
                           plots_dir=args.plots, out_dir=args.out, analysis=analysis, transfer=transfer)

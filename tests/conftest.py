@@ -146,7 +146,7 @@ def make_study(repo: Path, root: Path, models=("plain-20", "resnet-20", "lenet-5
     params["transfer"]["sources"] = {"half": {"model": "resnet-20", "source_classes": [0, 1, 2],
                                               "target_classes": [3, 4, 5]}}
     params["transfer"].update(shots=[2, 4], draws=2, test_images=0,
-                              levers={"shots": 4, "lrs": [0.01, 0.1], "val_per_class": 1})
+                              levers={"sources": ["half"], "shots": 4, "lrs": [0.01, 0.1], "val_per_class": 1})
     params["transfer"]["finetune"].update(steps=3, head_steps=3, batch_size=8)
     params["latency"].update(batch_sizes=[1, 2], rounds=2, blocks=1, block_ms=1.0, warmup=1)
     params["analysis"].update(models=[m for m in models if m.startswith(("plain", "resnet"))], gradient_images=16,

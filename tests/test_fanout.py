@@ -35,7 +35,7 @@ def fanout_study(repo, root, seeds: int):
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"]["seeds"] = list(range(seeds))
     params["transfer"]["sources"]["half"]["model"] = "lenet-5-gap"
-    params["transfer"].update(strategies=["finetune"], shots=[2], draws=1, levers={"shots": 2, "lrs": [0.1], "val_per_class": 1})
+    params["transfer"].update(strategies=["finetune"], shots=[2], draws=1, levers={"sources": ["half"], "shots": 2, "lrs": [0.1], "val_per_class": 1})
     params["analysis"]["models"] = []
     params["fanout"] = {"cpus": 0.5, "models": {m: {"gpus": 0.5} for m in MODELS}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))

@@ -8,7 +8,7 @@ from pipeline.report import build_report
 GRID = [("plain", 20, 0), ("plain", 56, 0), ("resnet", 20, 0), ("resnet", 20, 1), ("resnet", 56, 0)]
 ITEMS = {"train": [f"{f}-{d}-s{s}" for f, d, s in GRID] + ["alexnet-8-fc-s0", "alexnet-8-gap-s0"],
          "measure": ["plain-20", "plain-56", "resnet-20", "resnet-56", "alexnet-8-fc", "alexnet-8-gap"],
-         "sources": ["imagenet", "half"], "shots": [10, 100]}
+         "sources": ["imagenet", "half"], "shots": [10, 100], "levers": ["imagenet", "half"]}
 
 
 def _write(folder, name, data):

@@ -119,7 +119,7 @@ def test_sigkilled_finetune_item_keeps_its_finished_draws(repo, workdir):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["transfer"]["sources"] = {"half": {"model": "resnet-20", "source_classes": [0, 1],
                                               "target_classes": [2, 3]}}
-    params["transfer"].update(shots=[4], draws=2, test_images=0, levers={"shots": 4, "lrs": [0.1], "val_per_class": 1})
+    params["transfer"].update(shots=[4], draws=2, test_images=0, levers={"sources": ["half"], "shots": 4, "lrs": [0.1], "val_per_class": 1})
     params["transfer"]["finetune"].update(steps=8, head_steps=8, batch_size=4, precision="fp32", device="cpu")
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     torch.manual_seed(0)
