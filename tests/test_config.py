@@ -132,7 +132,7 @@ def test_transfer_class_ids_must_be_distinct(params, tmp_path):
     ({"shots": 100}, r"transfer\.levers\.shots: 100 is not in transfer\.shots"),
     ({"val_per_class": 10}, r"transfer\.levers\.val_per_class: 10 of 10 labelled images per class leaves none"),
     ({"lrs": []}, r"transfer\.levers\.lrs: a non-empty list of positive learning rates"),
-    ({"sources": ["imagenet", "cifar"]}, r"transfer\.levers\.sources: \['cifar'\] not in transfer\.sources \(imagenet, half\)"),
+    ({"sources": ["imagenet", "cifar"]}, r"transfer\.levers\.sources: \['cifar'\] not in transfer\.sources \("),
 ])
 def test_bad_levers_are_named(params, tmp_path, change, message):
     params["transfer"]["shots"] = [1, 10]
