@@ -74,5 +74,7 @@ def test_every_torch_load_is_weights_only():
                     value = next((ast.unparse(k.value) for k in node.keywords if k.arg == "weights_only"), None)
                     calls.append((rel, node.lineno, value))
     assert calls and all(value == "True" for _, _, value in calls), calls
+    # packaged_weights.py opens only a file whose SHA-256 matched the package's first
+    # (tests/test_packaged_weights.py::test_a_changed_weights_file_is_refused)
     assert {rel for rel, _, _ in calls} == {"pipeline/train.py", "pipeline/outputs.py", "pipeline/data/loader.py",
-                                         "pipeline/models/timm_models.py"}
+                                         "pipeline/models/timm_models.py", "pipeline/models/packaged_weights.py"}
