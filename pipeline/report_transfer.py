@@ -143,6 +143,9 @@ def plot_transfer(frame: pd.DataFrame, path: Path, dataset: str) -> None:
             ax.errorbar(group["shots"], group["test_error"] * PERCENT, yerr=group["test_error_std"] * PERCENT,
                         fmt="o-", capsize=3, label=strategy)
         ax.set_xscale("log")
+        shots = sorted(set(frame["shots"]))
+        ax.set_xticks(shots, [str(n) for n in shots])
+        ax.minorticks_off()
         ax.set_xlabel("labelled images per target class (log scale)")
         ax.set_title(f"source: {source}")
         ax.grid(alpha=0.3)

