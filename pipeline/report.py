@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import evidence
 from pipeline.config import AnalysisConfig, TransferConfig
 from pipeline.outputs import read_json
 from pipeline.published import published
@@ -88,58 +89,52 @@ def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def degradation_summary(train: pd.DataFrame) -> str:
-    """One sentence: does the deepest plain net train worse than the shallowest, and the ResNet not?"""
+def _grid_errors(train: pd.DataFrame) -> tuple[list[int], dict[tuple[str, int], pd.Series]]:
+    """The depths trained both plain and residual, and each net's final training errors (one per seed)."""
     grid = train[train["family"].isin(["plain", "resnet"])]
-    if grid.empty:
-        return ""
-    err = grid.groupby(["family", "depth"])["train_error"].mean() * PERCENT
-    depths = sorted(set(d for f, d in err.index if f == "plain") & set(d for f, d in err.index if f == "resnet"))
+    runs = {(f, int(d)): g["train_error"] for (f, d), g in grid.groupby(["family", "depth"])}
+    depths = sorted({d for f, d in runs if f == "plain"} & {d for f, d in runs if f == "resnet"})
+    return depths, runs
+
+
+def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> str:
+    """What the plain/residual grid shows, worded by its evidence (pipeline/evidence.py): the final
+    training errors and their gaps against the seed spread, each net's last-epoch change, and the
+    degradation result claimed "at convergence" only when every compared net converged."""
+    depths, runs = _grid_errors(train)
     if len(depths) < 2:
         return ""
     lo, hi = depths[0], depths[-1]
-    plain_gap, res_gap = err["plain", hi] - err["plain", lo], err["resnet", hi] - err["resnet", lo]
+    nets = [(f, d) for f in ("plain", "resnet") for d in (lo, hi)]
+    seeds = min(len(runs[n]) for n in nets)
+    first = train[train["family"].isin(["plain", "resnet"])].iloc[0]
+    rests_on = evidence.basis(_length(first), first.get("train_images", "?"), seeds)
+    plain, res = evidence.gap(runs["plain", lo], runs["plain", hi]), evidence.gap(runs["resnet", lo], runs["resnet", hi])
+    across = evidence.gap(runs["plain", hi], runs["resnet", hi])
+    errors = "; ".join(f"{f}-{lo} {runs[f, lo].mean() * PERCENT:.2f} %, {f}-{hi} {runs[f, hi].mean() * PERCENT:.2f} % "
+                       f"({g.words()})" for f, g in (("plain", plain), ("resnet", res)))
+    change = {f"{f}-{d}": evidence.last_epoch_change(histories[f"{f}-{d}"]) for f, d in nets if f"{f}-{d}" in histories}
+    moving = evidence.not_converged(histories, list(change))
     # He et al. Fig. 6: depth raises the plain net's training error, not the residual net's
-    visible = plain_gap > 0 and res_gap < plain_gap / 2
-    verdict = (f"depth hurts the plain net ({plain_gap:+.1f} points) far more than the ResNet ({res_gap:+.1f}): "
-               "the degradation result" if visible else "the degradation result is not visible in this run")
-    return (f"Final training error: plain-{lo} {err['plain', lo]:.2f} %, plain-{hi} {err['plain', hi]:.2f} % "
-            f"({plain_gap:+.2f} points); resnet-{lo} {err['resnet', lo]:.2f} %, resnet-{hi} {err['resnet', hi]:.2f} % "
-            f"({res_gap:+.2f} points); resnet-{hi} vs plain-{hi}: {err['resnet', hi] - err['plain', hi]:+.2f} points. "
-            f"So {verdict}.\n")
-
-
-# a training error that moved less than this many points in the last epoch counts as flattened
-FLAT_POINTS = 1.0
-
-
-def last_epoch_change(histories: dict[str, pd.DataFrame], models: list[str]) -> dict[str, float]:
-    """Training-error change over the last epoch, in points, of each of `models` with two epochs or more."""
-    return {m: (histories[m]["train_error"].iloc[-1] - histories[m]["train_error"].iloc[-2]) * PERCENT
-            for m in models if m in histories and len(histories[m]) > 1}
-
-
-def still_falling(histories: dict[str, pd.DataFrame], models: list[str]) -> list[str]:
-    """The models whose training error moved FLAT_POINTS or more in their last epoch."""
-    return [m for m, c in last_epoch_change(histories, models).items() if abs(c) >= FLAT_POINTS]
-
-
-def training_curve_summary(histories: dict[str, pd.DataFrame]) -> str:
-    """One sentence: has the training error of each plain and residual net flattened by the end?
-    The evidence is its change over the last epoch, printed for every net."""
-    grid = sorted((m for m in histories if m.split("-")[0] in ("plain", "resnet")),
-                  key=lambda m: (m.split("-")[0], int(m.rsplit("-", 1)[1])))
-    change = last_epoch_change(histories, grid)
-    grid = list(change)
-    if not grid:
-        return ""
-    moving = still_falling(histories, grid)
-    verdict = (f"still moving by {FLAT_POINTS:g} point or more an epoch: {', '.join(moving)}, so "
-               f"{'its' if len(moving) == 1 else 'their'} final training error is not where longer training would "
-               "leave it" if moving else f"every one moved less than {FLAT_POINTS:g} point: flattened at this lr")
-    return ("Training error change over the last epoch: "
-            + ", ".join(f"{m} {change[m]:+.2f}" for m in grid)
-            + f" points (lr {histories[grid[0]]['lr'].iloc[-1]:.3g}); {verdict}.\n")
+    pattern = plain.points > 0 and res.points < plain.points / 2 and plain.beyond_spread is not False
+    threshold = f"converged means a change under {evidence.CONVERGED_POINTS:g} point"
+    if not change:
+        verdict = "No per-epoch history was found, so convergence is untested and nothing is claimed at convergence."
+    elif moving:
+        verdict = (f"{', '.join(moving)} had not converged ({threshold}), so "
+                   + ("this shows the deeper plain net optimising more slowly so far, not a higher error at "
+                      "convergence; longer training would tell." if pattern else
+                      "the degradation pattern (depth raising the plain net's training error far more than the "
+                      "ResNet's) is not visible so far."))
+    else:
+        verdict = (f"All four converged ({threshold}), so "
+                   + ("at convergence on this schedule depth raises the plain net's training error far more than "
+                      "the ResNet's: the degradation result." if pattern else
+                      "at convergence on this schedule the degradation pattern is not visible."))
+    return (f"Evidence: {rests_on} per net. Final training error: {errors}; resnet-{hi} against plain-{hi}: "
+            f"{across.words()}. Training error change over the last epoch: "
+            + (", ".join(f"{m} {c:+.2f}" for m, c in change.items()) + " points. " if change else "")
+            + verdict + "\n")
 
 
 def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
@@ -207,14 +202,17 @@ def heads_table(train: pd.DataFrame, measure: pd.DataFrame) -> pd.DataFrame:
 
 
 def heads_summary(train: pd.DataFrame) -> str:
-    """One sentence per fc/gap pair: the parameters GAP saves and the errors of both."""
+    """One sentence per fc/gap pair: the parameters GAP saves, and both errors with what they rest on."""
     lines = []
     for fc, gap in _head_pairs(train):
         n_fc, n_gap = int(fc["params"].iloc[0]), int(gap["params"].iloc[0])
         err = {name: (runs["test_error"].mean() * PERCENT, (runs["test_error"].mean() - runs["train_error"].mean())
                       * PERCENT) for name, runs in (("fc", fc), ("gap", gap))}
+        rests_on = evidence.basis(_length(gap.iloc[0]), gap["train_images"].iloc[0] if "train_images" in gap else "?",
+                                  min(len(fc), len(gap)))
         lines.append(f"{gap['model'].iloc[0]} has {n_fc / n_gap:.1f}x fewer parameters than {fc['model'].iloc[0]} "
-                     f"({n_gap:,} vs {n_fc:,}, whole model); test error {err['gap'][0]:.2f} % vs {err['fc'][0]:.2f} %, "
+                     f"({n_gap:,} vs {n_fc:,}, whole model). After {rests_on} each: test error {err['gap'][0]:.2f} % "
+                     f"vs {err['fc'][0]:.2f} % ({evidence.gap(fc['test_error'], gap['test_error']).words()}), "
                      f"test − train {err['gap'][1]:+.2f} vs {err['fc'][1]:+.2f} points.")
     return "\n".join(lines) + "\n" if lines else ""
 
@@ -247,8 +245,12 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
             if h is None:
                 continue
             ax.plot(h["epoch"], h["train_error"] * PERCENT, "--", color=colors[depth])
+            change = evidence.last_epoch_change(h)
+            # the legend says whether the curve has flattened: the wording rule's test (pipeline/evidence.py)
+            state = ("" if change is None else f", last epoch {change:+.1f} pts: "
+                     + ("converged" if evidence.converged(h) else "not converged"))
             if "val_error" in h:
-                ax.plot(h["epoch"], h["val_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}")
+                ax.plot(h["epoch"], h["val_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}{state}")
             if "test_error" in h:
                 tested = h.dropna(subset=["test_error"])
                 ax.plot(tested["epoch"], tested["test_error"] * PERCENT, "o", color=colors[depth])
@@ -256,42 +258,80 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(title="dashed: train, solid: validation, dot: test")
+        ax.legend(title="dashed: train, solid: validation, dot: test", fontsize=8, title_fontsize=8)
     axes[0].set_ylabel("error %")
-    fig.suptitle(f"Degradation: training and validation error per epoch ({dataset})")
+    fig.suptitle(f"Degradation: training and validation error per epoch ({dataset}; converged: training error moved "
+                 f"under {evidence.CONVERGED_POINTS:g} point in the last epoch)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def plot_accuracy_vs_cost(train: pd.DataFrame, measure: pd.DataFrame, path: Path, dataset: str) -> None:
-    """Test accuracy against GMACs and against parameters (log scales), one colour per family."""
+    """Test error (as in the tables) against GMACs and against parameters (log scales), one colour per
+    family, a bar of the seed std where a model has several seeds, every label placed clear of the others."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = train.groupby("model").agg(test_error=("test_error", "mean"), family=("family", "first"),
+    runs = train.groupby("model").agg(test_error=("test_error", "mean"), spread=("test_error", "std"),
+                                      seeds=("test_error", "size"), family=("family", "first"),
                                       params=("params", "first"))
     runs = runs.join(measure.set_index("model")["gmacs"], how="inner")
     families = sorted(runs["family"].unique())
     colors = dict(zip(families, plt.cm.tab10.colors * 2))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
-    for ax, column, label in ((axes[0], "gmacs", "GMACs per image"), (axes[1], "params", "parameters")):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    for ax, column, label in ((axes[0], "gmacs", "GMACs per image (log scale)"),
+                              (axes[1], "params", "parameters, count (log scale)")):
         for family in families:
             sel = runs[runs["family"] == family]
-            ax.scatter(sel[column], (1 - sel["test_error"]) * PERCENT, color=colors[family], label=family)
-        for model, row in runs.iterrows():
-            ax.annotate(model, (row[column], (1 - row["test_error"]) * PERCENT), fontsize=7,
-                        xytext=(4, 2), textcoords="offset points")
+            ax.errorbar(sel[column], sel["test_error"] * PERCENT, yerr=sel["spread"].fillna(0) * PERCENT, fmt="o",
+                        color=colors[family], label=family, capsize=3)
         ax.set_xscale("log")
-        ax.set_xlabel(f"{label} (log scale)")
+        ax.set_xlabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy %")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(f"Accuracy against compute and size ({dataset})")
+        ax.margins(x=0.15, y=0.12)
+        _place_labels(ax, [(model, row[column], row["test_error"] * PERCENT) for model, row in runs.iterrows()])
+    axes[0].set_ylabel("test error % (lower is better)")
+    axes[1].legend(fontsize=8, loc="upper right")
+    seeds = sorted(set(runs["seeds"]))
+    fig.suptitle(f"Test error against compute and size ({dataset}; {'/'.join(map(str, seeds))} seed(s) per model, "
+                 "bars: std over seeds where there are several)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# where a point's label may go, in points from the point: right, left, above, below, then further out
+LABEL_OFFSETS = [(dx * r, dy * r) for r in (1, 2, 3, 4)
+                 for dx, dy in ((6, 2), (-6, 2), (0, 9), (0, -11), (6, -9), (-6, -9), (6, 9), (-6, 9))]
+
+
+def _place_labels(ax, points: list[tuple[str, float, float]]) -> None:
+    """Label each point at the first offset where its text overlaps no earlier label and no marker, with a
+    leader line when it sits away from the point; deterministic, so a rebuilt report is byte-identical."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    to_px = ax.transData.transform
+    markers = [to_px((x, y)) for _, x, y in points]
+    placed = []
+    for name, x, y in sorted(points, key=lambda p: (p[2], p[1])):
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                               ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                               va="bottom" if dy > 0 else "top")
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            clear = not any(box.overlaps(other) for other in placed) and not any(
+                box.contains(mx, my) for mx, my in markers)
+            if clear or (dx, dy) == LABEL_OFFSETS[-1]:
+                if abs(dx) + abs(dy) > 20:   # away from its point: a leader line
+                    text.remove()
+                    ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                                ha=text.get_ha(), va=text.get_va(),
+                                arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkA": 0, "shrinkB": 3})
+                placed.append(box)
+                break
+            text.remove()
 
 
 def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, plots_dir: Path,
@@ -341,7 +381,7 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     if items.get("analysis") and analysis is not None:
         runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
         length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))
-        readme += analysis_section(items["analysis"], analysis, still_falling(histories, items["analysis"]), length,
+        readme += analysis_section(items["analysis"], analysis, evidence.not_converged(histories, items["analysis"]), length,
                                    Path(metrics_dir) / "analysis", Path(plots_dir) / "analysis", out_dir, tables)
     (out_dir / "README.md").write_text(readme)
     return tables
@@ -393,8 +433,7 @@ def _readme(title, study, dataset, tables, train, measure, latency, finetune, hi
         "the last epoch. "
         "Published errors are for CIFAR-10 and are not comparable when the study's dataset differs.\n",
         to_markdown(tables["degradation"]),
-        degradation_summary(train) if not train.empty else "",
-        training_curve_summary(histories),
+        degradation_summary(train, histories) if not train.empty else "",
         "![degradation](degradation.png)\n",
         "## Architectures: parameters, compute, latency, error\n",
         counting_sentence(measure) + " " + machine_sentence(latency, cells, set(train.get("host_cpu", pd.Series(dtype=str)).dropna())),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import evidence
 from pipeline.config import AnalysisConfig
 from pipeline.outputs import read_json
 
@@ -180,11 +181,11 @@ def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
                    "than shape, so the comparison stays inside the box. One pair of directions and one seed.\n")
 
 
-def analysis_section(models: list[str], cfg: AnalysisConfig, still_falling: list[str], length: str, metrics_dir: Path,
+def analysis_section(models: list[str], cfg: AnalysisConfig, not_converged: list[str], length: str, metrics_dir: Path,
                      plots_dir: Path, out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
     """The report's section: the table (added to `tables`), two figures and their sentences.
-    `still_falling`: analysed models whose training error still fell in the last epoch; `length`: their training."""
-    from pipeline.report import FLAT_POINTS, to_markdown   # here: pipeline.report imports this module
+    `not_converged`: analysed models whose training error had not converged (pipeline/evidence.py); `length`: their training."""
+    from pipeline.report import to_markdown   # here: pipeline.report imports this module
 
     metrics, gradients, curves, planes = load_analysis(metrics_dir, plots_dir, models)
     table = tables["analysis"] = analysis_table(metrics)
@@ -192,9 +193,9 @@ def analysis_section(models: list[str], cfg: AnalysisConfig, still_falling: list
     (out_dir / "analysis.md").write_text(to_markdown(table))
     plot_gradient_flow(gradients, metrics, out_dir / "gradient_flow.png")
     plot_landscapes(curves, planes, metrics, out_dir / "landscapes.png")
-    caveat = (f" The training error of {', '.join(still_falling)} still moved by {FLAT_POINTS:g} point or more in "
-              "the last epoch, so their trained numbers describe where this training ended, not converged networks."
-              if still_falling else "")
+    caveat = (f" The training error of {', '.join(not_converged)} still moved by {evidence.CONVERGED_POINTS:g} point "
+              "or more in the last epoch, so their trained numbers describe where this training ended, not converged "
+              "networks." if not_converged else "")
     return "\n".join([
         "",
         "## Why residual networks train: gradient flow and loss landscapes\n",
