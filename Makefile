@@ -42,13 +42,14 @@ test: setup
 report: setup
 	$(PY) -m pipeline.repro -- --force --single-item report
 
+# the MLflow UI over the default store: every item run and the report run (pipeline/report_run.py)
+HOST ?= 127.0.0.1
+PORT ?= 5000
 ui: setup
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host $(HOST) --port $(PORT)
 
 # one MLflow server for the runs of every node of a cluster (workers: MLFLOW_TRACKING_URI=http://HOST:PORT),
 # over the same mlflow.db and mlruns/ as the default store. Loopback unless HOST says otherwise (README).
-HOST ?= 127.0.0.1
-PORT ?= 5000
 tracking-server: setup
 	mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --artifacts-destination $(CURDIR)/mlruns \
 		--host $(HOST) --port $(PORT)

@@ -137,6 +137,30 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
             + verdict + "\n")
 
 
+def headline(train: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
+    """The study's headline numbers, one row each (metric, value, unit): the report run's MLflow metrics
+    and reports/headline.csv. The degradation gaps (deepest minus shallowest net of each family, final
+    training error) and, per transfer source and labels per class, the best strategy's test error and
+    how far scratch lies above it."""
+    rows = []
+    depths, runs = _grid_errors(train) if not train.empty else ([], {})
+    if len(depths) >= 2:
+        lo, hi = depths[0], depths[-1]
+        for family in ("plain", "resnet"):
+            rows.append((f"degradation/{family}_{hi}_minus_{lo}_train_error", evidence.gap(
+                runs[family, lo], runs[family, hi]).points, "points"))
+        rows.append((f"degradation/resnet_minus_plain_{hi}_train_error",
+                     evidence.gap(runs["plain", hi], runs["resnet", hi]).points, "points"))
+    for (source, shots), cells in (finetune.groupby(["source", "shots"]) if not finetune.empty else []):
+        best = cells.loc[cells["test_error"].idxmin()]
+        rows.append((f"transfer/{source}/{shots}_labels/best_test_error", best["test_error"] * PERCENT, "%"))
+        scratch = cells[cells["strategy"] == "scratch"]
+        if len(scratch):
+            rows.append((f"transfer/{source}/{shots}_labels/scratch_minus_best",
+                         (scratch["test_error"].iloc[0] - best["test_error"]) * PERCENT, "points"))
+    return pd.DataFrame(rows, columns=["metric", "value", "unit"]).round({"value": 4})
+
+
 def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """Per model: params, GMACs and what they leave out, latency and throughput per device (in the
     headline mode), train and test error, and the published numbers."""
@@ -373,6 +397,7 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         plot_accuracy_vs_cost(train, measure, out_dir / "accuracy_vs_cost.png", dataset)
     if not finetune.empty:
         plot_transfer(finetune, out_dir / "transfer.png", dataset)
+    headline(train, finetune).to_csv(out_dir / "headline.csv", index=False)
     cells.to_csv(out_dir / "latency_cells.csv", index=False)
     plot_throughput(cells, out_dir / "throughput.png")
     readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, histories)

@@ -3,7 +3,8 @@
 Runs go to $MLFLOW_TRACKING_URI when set, else to sqlite:///mlflow.db in the working
 directory (the repository root under `dvc repro`). One MLflow experiment per study; one run per
 train, pretrain, finetune, levers, measure and analyze item and one for the latency stage, tagged so the UI
-can filter by stage, model, depth and seed.
+can filter by stage, model, depth and seed; and one run per version of the report, the item runs
+behind it as its children (pipeline/report_run.py).
 """
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 REACH_TIMEOUT_S = 5   # a server (MLflow's, a Ray head) that does not answer in this long is down
+# the stages whose runs log MLflow's system metrics (CPU, memory, disk, and GPU with nvidia-ml-py): those
+# that train. Not latency: a sampling thread beside a timing would disturb it.
+MONITORED_STAGES = ("train", "pretrain", "finetune", "levers")
+SYSTEM_METRICS_INTERVAL_S = 5   # MLflow's default, 10 s, logs nothing for a quick study's 30-s items
 
 
 class TrackingError(RuntimeError):
@@ -141,12 +147,34 @@ def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str,
         run.set_tags({**tags, "workspace": workspace(), **({"continues_lost_run": lost} if lost else {})})
     except Exception as err:   # noqa: BLE001 -- MLflow and SQLAlchemy raise many kinds; name the store once
         raise TrackingError(f"{uri}: MLflow store failed: {str(err).splitlines()[0][:300]}") from err
+    monitor = _system_metrics(run_id, uri) if tags.get("stage") in MONITORED_STAGES else None
     try:
         yield run
     except BaseException:
+        _stop(monitor)
         client.set_terminated(run_id, status="FAILED")
         raise
+    _stop(monitor)
     client.set_terminated(run_id, status="FINISHED")
+
+
+def _system_metrics(run_id: str, uri: str):
+    """MLflow's system-metrics sampler on `run_id` (metrics system/*), or None where its packages are
+    missing (psutil; nvidia-ml-py for the GPU, which it leaves out by itself where there is no NVIDIA GPU)."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, resume_logging=True,
+                                       tracking_uri=uri)
+    except ImportError:
+        return None
+    monitor.start()
+    return monitor
+
+
+def _stop(monitor) -> None:
+    if monitor is not None:
+        monitor.finish()
 
 
 def workspace() -> str:
@@ -193,3 +221,48 @@ def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri())
     return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def find_run(study: str, key: str, value: str) -> str | None:
+    """The id of a FINISHED run of `study` tagged `key` = `value`, or None."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        return None
+    found = client.search_runs([exp.experiment_id], filter_string=f"tags.`{key}` = '{value}' and "
+                               "attributes.status = 'FINISHED'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What an MLflow dataset input holds: the UI's dataset column shows name and digest."""
+    name: str
+    digest: str      # at most 36 characters (MLflow)
+    source: str      # where the files are, relative to the repository
+    profile: dict    # e.g. images per split
+
+
+def record_lineage(run_id: str, *, parent_id: str, tags: dict[str, str], dataset: DatasetRecord | None,
+                   context: str, files: list[tuple[Path, str | None]]) -> bool:
+    """Put item run `run_id` under the report run `parent_id` with its lineage `tags`, the `dataset` it read
+    (once: MLflow keeps one input per dataset digest and context) and artifact `files`. False where the run
+    is not in this store (its results came from another one)."""
+    import json
+
+    import mlflow
+    from mlflow.entities import Dataset, DatasetInput, InputTag, RunTag
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    if not _exists(client, run_id):
+        return False
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in {**tags, "mlflow.parentRunId": parent_id}.items()])
+    if dataset is not None:
+        entity = Dataset(dataset.name, dataset.digest, "local", json.dumps({"uri": dataset.source}),
+                         profile=json.dumps(dataset.profile))
+        client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
+    for path, folder in files:
+        client.log_artifact(run_id, str(path), folder)
+    return True

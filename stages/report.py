@@ -1,10 +1,12 @@
-"""report stage: tables and figures in reports/ from the metrics and plots the other stages wrote."""
+"""report stage: tables and figures in reports/ from the metrics and plots the other stages wrote, then
+the report's MLflow run with them and the lineage of the item runs (pipeline/report_run.py)."""
 import argparse
 from pathlib import Path
 
 from pipeline.cli import run_stage
 from pipeline.config import load_section
 from pipeline.report import build_report
+from pipeline.report_run import publish
 
 
 def main(argv: list[str]) -> None:
@@ -22,7 +24,8 @@ def main(argv: list[str]) -> None:
     tables = build_report(title=cfg.title, study=study.name, items=items, metrics_dir=args.metrics,
                           plots_dir=args.plots, out_dir=args.out, analysis=analysis, transfer=transfer)
     print(f"wrote {args.out}/README.md with tables: {', '.join(tables)}", flush=True)
+    publish(study.name, args.out)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, tracked=True)

@@ -47,8 +47,8 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert resnet["grad_first_last_ratio_init"] != resnet["grad_first_last_ratio_trained"]
     assert math.isfinite(resnet["landscape_loss"]) and math.isfinite(resnet["sharpness"])
 
-    # one MLflow run per train, pretrain, finetune, levers, measure and analyze item and one for latency,
-    # in the default SQLite store
+    # one MLflow run per train, pretrain, finetune, levers, measure and analyze item, one for latency and
+    # one for the report, in the default SQLite store
     with sqlite3.connect(work / "mlflow.db") as db:
         runs = db.execute("SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
                           "ON r.experiment_id = e.experiment_id WHERE e.name = 'tiny'").fetchall()
@@ -56,10 +56,10 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
         steps = db.execute("SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'train_error' AND run_uuid IN "
                            "(SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train')").fetchone()[0]
         artifacts = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (resnet["mlflow_run_id"],)).fetchone()[0]
-    assert len(runs) == 4 + 1 + 2 + 1 + 4 + 2 + 1 and {s for _, s in runs} == {"FINISHED"}
+    assert len(runs) == 4 + 1 + 2 + 1 + 4 + 2 + 1 + 1 and {s for _, s in runs} == {"FINISHED"}
     stages = sorted(tags[(run_id, "stage")] for run_id, _ in runs)
     assert stages == (["analyze"] * 2 + ["finetune"] * 2 + ["latency", "levers"] + ["measure"] * 4 + ["pretrain"]
-                      + ["train"] * 4)
+                      + ["report"] + ["train"] * 4)
     # the analyze run's figure and tables are MLflow artifacts
     logged = {p.relative_to(artifacts.removeprefix("file://")).as_posix()
               for p in Path(artifacts.removeprefix("file://")).rglob("*") if p.is_file()}
@@ -69,6 +69,13 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert steps == 2
 
     assert stale(work, env) == {}
+    report_id = check_report_run(work)
+    # make report: the same files, byte for byte, and no second report run for the same results
+    before = {p: p.read_bytes() for p in (work / "reports").iterdir()}
+    run(["python", "-m", "pipeline.repro", "--", "--force", "--single-item", "report"], work, env)
+    assert {p: p.read_bytes() for p in (work / "reports").iterdir()} == before
+    assert [r.info.run_id for r in _report_runs(work)] == [report_id]
+    check_ui_api(work, env, report_id)
 
     # latency follows the machine: on one of another kind (here: one thread where torch took more;
     # torch caps OMP_NUM_THREADS at the cores there are) a repro re-measures latency, rewrites the
@@ -89,6 +96,98 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     status = run(["dvc", "status"], work, env).stdout
     assert "train@resnet-20-1" in status and "train@resnet-20-0" not in status
+
+
+def _client(work):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+
+
+def _report_runs(work):
+    client = _client(work)
+    exp = client.get_experiment_by_name("tiny")
+    return client.search_runs([exp.experiment_id], filter_string="tags.stage = 'report'")
+
+
+def check_report_run(work) -> str:
+    """The report run holds reports/, params.yaml and dvc.lock, its metrics are headline.csv's numbers (which
+    are transfer.csv's), and every item run is its child with its outputs' hashes from dvc.lock, the prepared
+    dataset as input and its learning curve; returns its id."""
+    client = _client(work)
+    (report,) = _report_runs(work)
+    rid = report.info.run_id
+    top = {a.path for a in client.list_artifacts(rid)}
+    assert {"params.yaml", "dvc.lock", "item_runs.csv", "reports"} <= top
+    logged = {a.path.removeprefix("reports/") for a in client.list_artifacts(rid, "reports")}
+    assert logged == {p.name for p in (work / "reports").iterdir()}
+    assert {"README.md", "transfer.csv", "degradation.csv", "headline.csv", "transfer.png"} <= logged
+    headline = pd.read_csv(work / "reports/headline.csv")
+    assert report.data.metrics == pytest.approx(dict(zip(headline["metric"], headline["value"])))
+    best = pd.read_csv(work / "reports/transfer.csv")["4 labels/class: test error %"].str.split(" ± ").str[0]
+    assert report.data.metrics["transfer/half/4_labels/best_test_error"] == pytest.approx(best.astype(float).min(),
+                                                                                       abs=0.05)
+    assert report.data.tags["git_commit"] not in ("", "unknown")
+
+    lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
+    children = client.search_runs([report.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{rid}'")
+    item_ids = {yaml.safe_load(p.read_text())["mlflow_run_id"] for p in (work / "metrics").rglob("*.json")
+                if p.name != "machine.json"}
+    assert {c.info.run_id for c in children} == item_ids
+    train = next(c for c in children if c.data.tags["dvc.stage"] == "train@resnet-20-0")
+    outs = {o["path"]: o["md5"] for o in lock["train@resnet-20-0"]["outs"]}
+    assert {k.removeprefix("dvc.out."): v for k, v in train.data.tags.items() if k.startswith("dvc.out.")} == outs
+    prepared = next(o["md5"] for o in lock["prepare"]["outs"] if o["path"] == "data/prepared")
+    (dataset,) = train.inputs.dataset_inputs
+    assert (dataset.dataset.name, dataset.dataset.digest) == ("npz", prepared)
+    assert [a.path for a in client.list_artifacts(train.info.run_id)] == ["learning_curve.png"]
+    return rid
+
+
+def check_ui_api(work, env, report_id):
+    """`make ui` (started here on a free loopback port) serves the report run and its artifacts over MLflow's
+    REST API."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # -o setup: the venv is the test's own (PATH), nothing to install
+    ui = subprocess.Popen(["make", "-o", "setup", "ui", f"PORT={port}"], cwd=work, env=env, start_new_session=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"{}") if path.startswith("/api") else response.read()
+
+    try:
+        for _ in range(120):
+            try:
+                get("/health")
+                break
+            except OSError:
+                time.sleep(0.5)
+        exp = get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny")["experiment"]
+        found = get("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                                      "filter": "tags.stage = 'report'"})["runs"]
+        assert [r["info"]["run_id"] for r in found] == [report_id]
+        files = get(f"/api/2.0/mlflow/artifacts/list?run_id={report_id}&path=reports")["files"]
+        assert {"reports/README.md", "reports/transfer.png"} <= {f["path"] for f in files}
+        children = get("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                                         "filter": f"tags.mlflow.parentRunId = '{report_id}'"})["runs"]
+        assert len(children) == 4 + 1 + 2 + 1 + 4 + 2 + 1   # every item run of the tiny study
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
 
 
 def test_imagenet_source_from_its_package_and_a_checked_weights_file(study, tmp_path):

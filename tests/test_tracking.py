@@ -13,6 +13,19 @@ def test_run_records_params_tags_and_metric_steps():
     assert tracking.metric_history(found["run_id"], "train_error") == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
 
 
+def test_training_runs_log_system_metrics_and_latency_runs_do_not(monkeypatch):
+    import time
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")   # overrides SYSTEM_METRICS_INTERVAL_S
+    for stage in ("train", "latency"):
+        with tracking.start_run("s", stage, {}, {"stage": stage}):
+            time.sleep(1.0)
+    metrics = {r["tags"]["stage"]: set(r["metrics"]) for r in tracking.search_runs("s")}
+    assert "system/cpu_utilization_percentage" in metrics["train"]
+    assert "system/system_memory_usage_megabytes" in metrics["train"]
+    assert not any(k.startswith("system/") for k in metrics["latency"])   # a sampler would disturb the timing
+
+
 def test_failed_run_is_marked_and_can_be_resumed():
     with pytest.raises(KeyboardInterrupt):
         with tracking.start_run("s", "r", {}, {}) as run:
