@@ -108,6 +108,30 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def write_result(metrics_path: Path, metrics: dict, record_path: Path, record: dict) -> None:
+    """An item's result as two files: its metrics, the numbers people compare (all that `dvc metrics show`
+    and `dvc metrics diff` print), and its record: which item, its settings, and the code, machine and
+    MLflow run behind the numbers. The record first: a metrics file never stands without its record."""
+    write_json(record_path, record)
+    write_json(metrics_path, metrics)
+
+
+def read_result(metrics_path: Path, record_path: Path) -> dict:
+    """An item's record and metrics as one dict (the report's rows)."""
+    return {**read_json(record_path), **read_json(metrics_path)}
+
+
+def read_results(metrics_dir: Path, records_dir: Path, stage: str, items: list) -> list[dict]:
+    """The result of each of `stage`'s `items` (<dir>/<stage>/<item>.json under both folders); the files of
+    items no longer in params.yaml stay out. One error names a missing file before anything is read."""
+    pairs = [(Path(metrics_dir) / stage / f"{item}.json", Path(records_dir) / stage / f"{item}.json") for item in items]
+    missing = [next(p for p in pair if not p.is_file()) for pair in pairs if not all(p.is_file() for p in pair)]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: missing ({len(missing)} of the study's {len(pairs)} {stage} results); "
+                                "run the study (make study) to produce them")
+    return [read_result(m, r) for m, r in pairs]
+
+
 class Progress:
     """The finished parts of an item (surface points, strategies' draws) in a JSON file, so that an
     interrupted item resumes after them. Valid only for the same `fingerprint` (settings, inputs,

@@ -18,7 +18,7 @@ def _git(*args: str) -> str:
 
 
 # what `dvc repro` itself rewrites while a study runs: not a change to the code or settings
-PIPELINE_OUTPUTS = ("dvc.lock", "metrics", "plots", "reports")
+PIPELINE_OUTPUTS = ("dvc.lock", "metrics", "records", "plots", "reports")
 
 
 @lru_cache(maxsize=1)

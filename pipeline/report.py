@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipeline import evidence
 from pipeline.config import AnalysisConfig, TransferConfig
-from pipeline.outputs import read_json
+from pipeline.outputs import read_json, read_results
 from pipeline.published import published
 from pipeline.report_analysis import analysis_section
 from pipeline.report_latency import (architecture_columns, cells_frame, latency_table, machine_sentence, mode_summary,
@@ -22,17 +22,6 @@ from pipeline.report_transfer import levers_table, load_transfer, plot_transfer,
 
 PERCENT = 100.0
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
-
-
-def load_metrics(folder: Path, items: list[str]) -> pd.DataFrame:
-    """`<folder>/<item>.json` of each of the study's current items; the files of items no longer
-    in params.yaml (a model dropped from train.models) stay out of the tables."""
-    paths = [Path(folder) / f"{item}.json" for item in items]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]}: missing ({len(missing)} of the study's {len(paths)} results in "
-                                f"{folder}); run the study (make study) to produce them")
-    return pd.DataFrame([read_json(p) for p in paths])
 
 
 def load_histories(folder: Path, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -358,7 +347,8 @@ def _place_labels(ax, points: list[tuple[str, float, float]]) -> None:
             text.remove()
 
 
-def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, plots_dir: Path,
+def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, records_dir: Path,
+                 plots_dir: Path,
                  out_dir: Path, analysis: AnalysisConfig | None = None,
                  transfer: TransferConfig | None = None) -> dict[str, pd.DataFrame]:
     """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them.
@@ -367,11 +357,13 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     "sources" and "shots" of the transfer study, "analysis": model ids); `analysis` holds the
     settings its sentences cite, `transfer` the transfer study's."""
     out_dir = Path(out_dir)
-    train = load_metrics(Path(metrics_dir) / "train", items["train"])
-    measure = load_metrics(Path(metrics_dir) / "measure", items["measure"])
-    finetune = load_transfer(Path(metrics_dir), items["sources"], items["shots"])
-    levers = {s: read_json(Path(metrics_dir) / "levers" / f"{s}.json") for s in items.get("levers", [])}
-    pretrain = {s: read_json(Path(metrics_dir) / "pretrain" / f"{s}.json") for s in items["sources"]}
+    def results(stage: str, names: list) -> list[dict]:
+        return read_results(metrics_dir, records_dir, stage, names)
+
+    train, measure = pd.DataFrame(results("train", items["train"])), pd.DataFrame(results("measure", items["measure"]))
+    finetune = load_transfer(results("finetune", [f"{s}-{n}" for s in items["sources"] for n in items["shots"]]))
+    levers = dict(zip(items.get("levers", []), results("levers", items.get("levers", []))))
+    pretrain = dict(zip(items["sources"], results("pretrain", items["sources"])))
     latency_path = Path(metrics_dir) / "latency.json"
     if not latency_path.is_file():
         raise FileNotFoundError(f"{latency_path}: missing; run the study (make study) to measure latency")
@@ -407,7 +399,8 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
         length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))
         readme += analysis_section(items["analysis"], analysis, evidence.not_converged(histories, items["analysis"]), length,
-                                   Path(metrics_dir) / "analysis", Path(plots_dir) / "analysis", out_dir, tables)
+                                   results("analysis", items["analysis"]), Path(plots_dir) / "analysis", out_dir,
+                                   tables)
     (out_dir / "README.md").write_text(readme)
     return tables
 

@@ -14,7 +14,6 @@ import pandas as pd
 
 from pipeline import evidence
 from pipeline.config import AnalysisConfig
-from pipeline.outputs import read_json
 
 # a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
 # inverse "growing"; in between the layers get gradients of about the same size
@@ -27,15 +26,10 @@ SHARPER = 2.0
 FAMILY_COLORS = {"plain": "Reds", "resnet": "Blues"}   # any other family (DenseNet): greens
 
 
-def load_analysis(metrics_dir: Path, plots_dir: Path, models: list[str]):
-    """The analyze items' metrics (a DataFrame) and their per-layer gradients, 1-D curves and 2-D
+def load_analysis(results: list[dict], plots_dir: Path, models: list[str]):
+    """The analyze items' `results` (a DataFrame) and their per-layer gradients, 1-D curves and 2-D
     surfaces (dicts of DataFrames keyed by model id)."""
-    paths = [Path(metrics_dir) / f"{m}.json" for m in models]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]}: missing ({len(missing)} of the study's {len(paths)} analyses); "
-                                "run the study (make study) to produce them")
-    metrics = pd.DataFrame([read_json(p) for p in paths])
+    metrics = pd.DataFrame(results)
     tables = {kind: {m: pd.read_csv(Path(plots_dir) / kind / f"{m}.csv") for m in models}
               for kind in ("gradients", "landscape_1d", "landscape_2d")}
     return metrics, tables["gradients"], tables["landscape_1d"], tables["landscape_2d"]
@@ -181,13 +175,13 @@ def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
                    "than shape, so the comparison stays inside the box. One pair of directions and one seed.\n")
 
 
-def analysis_section(models: list[str], cfg: AnalysisConfig, not_converged: list[str], length: str, metrics_dir: Path,
-                     plots_dir: Path, out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
+def analysis_section(models: list[str], cfg: AnalysisConfig, not_converged: list[str], length: str,
+                     results: list[dict], plots_dir: Path, out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
     """The report's section: the table (added to `tables`), two figures and their sentences.
     `not_converged`: analysed models whose training error had not converged (pipeline/evidence.py); `length`: their training."""
     from pipeline.report import to_markdown   # here: pipeline.report imports this module
 
-    metrics, gradients, curves, planes = load_analysis(metrics_dir, plots_dir, models)
+    metrics, gradients, curves, planes = load_analysis(results, plots_dir, models)
     table = tables["analysis"] = analysis_table(metrics)
     table.to_csv(out_dir / "analysis.csv", index=False)
     (out_dir / "analysis.md").write_text(to_markdown(table))

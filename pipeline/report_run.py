@@ -64,8 +64,9 @@ def item_runs(lock: dict[str, dict], items: set[str]) -> list[ItemRun]:
         if name not in items or name == REPORT_STAGE:
             continue
         outs = {o["path"]: o.get("md5", "") for o in entry.get("outs", [])}
+        # an item's record (records/) holds its run id; the latency stage's own file (metrics/latency.json) too
         found = [read_json(Path(p)).get("mlflow_run_id") for p in outs
-                 if p.startswith("metrics/") and p.endswith(".json") and Path(p).is_file()]
+                 if p.startswith(("records/", "metrics/latency")) and p.endswith(".json") and Path(p).is_file()]
         run_id = next((r for r in found if r), None)
         if run_id is None:
             continue

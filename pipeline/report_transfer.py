@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import TransferConfig
-from pipeline.outputs import read_json
 from pipeline.published import published
 
 PERCENT = 100.0
@@ -21,23 +20,12 @@ PUBLISHED_CONTEXT = ("*Published, another setting:* BiT-L (ImageNet-21k ResNet, 
                      "find fixed ImageNet features and fine-tuning both track ImageNet accuracy (r = 0.99 / 0.96).")
 
 
-def _read(folder: Path, item: str) -> dict:
-    path = folder / f"{item}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run the study (make study) to produce it")
-    return read_json(path)
-
-
-def load_transfer(metrics_dir: Path, sources: list[str], shots: list[int]) -> pd.DataFrame:
-    """One row per (source, shots, strategy): mean and std of the test error over the draws."""
-    rows = []
-    for source in sources:
-        for n in shots:
-            result = _read(Path(metrics_dir) / "finetune", f"{source}-{n}")
-            for strategy, row in result["strategies"].items():
-                rows.append({"source": source, "shots": n, "strategy": strategy, **row,
-                             "git_commit": result.get("git_commit")})
-    return pd.DataFrame(rows)
+def load_transfer(results: list[dict]) -> pd.DataFrame:
+    """One row per (source, shots, strategy) of the finetune items' `results`: mean and std of the test
+    error over the draws."""
+    return pd.DataFrame([{"source": result["source"], "shots": result["shots"], "strategy": strategy, **row,
+                          "git_commit": result.get("git_commit")}
+                         for result in results for strategy, row in result["strategies"].items()])
 
 
 def _labels(shots: int) -> str:

@@ -16,13 +16,14 @@ from pipeline import tracking
 from pipeline.config import Recipe, fingerprint, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import check_writable, save_model, write_json, write_rows
+from pipeline.outputs import check_writable, save_model, write_result, write_rows
 from pipeline.provenance import environment
 from pipeline.train import Checkpoint, Runtime, fit
 
 SUBSET_SEED = 0   # every model and seed of a study sees the same training subset
 # the code whose change makes an old checkpoint unusable (the train stage's deps in dvc.yaml)
 TRAINING_CODE = ("runner.py", "train.py", "data/loader.py", "models")
+OUTCOME = ("status", "diverged_because")   # how a run ended: in its record and tags, not among its metrics
 
 
 def code_digest() -> str:
@@ -36,6 +37,7 @@ def code_digest() -> str:
 class RunOutputs:
     model: Path        # weights + the settings that made them
     metrics: Path      # final metrics, JSON
+    record: Path       # the run's settings and provenance, JSON (outputs.write_result)
     history: Path      # one row per epoch, CSV
     checkpoint: Path   # last.pt while the run is unfinished
 
@@ -99,13 +101,13 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
             final[f"{split}_error"] = last[f"{split}_error"]
             final[f"{split}_loss"] = last[f"{split}_loss"]
         run.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, (int, float))})
-        run.set_tags({k: v for k, v in final.items() if k in ("status", "diverged_because")})
+        run.set_tags({k: v for k, v in final.items() if k in OUTCOME})
         save_model(outputs.model, model, model_id=model_id, num_classes=num_classes, in_chans=data.in_chans,
                    classes=classes, params=params)
         write_rows(outputs.history, result.history)
-        write_json(outputs.metrics, {**final, "model": model_id, "family": spec.family, "depth": spec.depth,
-                                     "seed": seed,
-                                     "params": sum(p.numel() for p in model.parameters()),
-                                     "mlflow_run_id": run.run_id, **params, **env})
+        numbers = {k: v for k, v in final.items() if k not in OUTCOME}
+        write_result(outputs.metrics, {**numbers, "params": sum(p.numel() for p in model.parameters())},
+                     outputs.record, {**params, **{k: final[k] for k in OUTCOME if k in final},
+                                      "mlflow_run_id": run.run_id, **env})
     checkpoint.remove()
     return final

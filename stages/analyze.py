@@ -21,7 +21,7 @@ from pipeline.data.sources import file_digest
 from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
 from pipeline.landscape import axis, filter_normalized_direction, sharpness, surfaces
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import Progress, check_writable, load_model, write_json, write_rows
+from pipeline.outputs import Progress, check_writable, load_model, write_result, write_rows
 from pipeline.provenance import environment
 from pipeline.report_analysis import plot_model_analysis
 from pipeline.runner import code_digest, training_subset
@@ -47,6 +47,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder")
     ap.add_argument("--weights", type=Path, required=True, help="the train item's weights file")
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
     ap.add_argument("--gradients", type=Path, required=True, help="CSV: per-layer gradient norms")
     ap.add_argument("--landscape-1d", type=Path, required=True, help="CSV: loss along one direction")
     ap.add_argument("--landscape-2d", type=Path, required=True, help="CSV: loss over two directions")
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> None:
     study, cfg, train_cfg = load_section("study"), load_section("analysis"), load_section("train")
     if args.model not in cfg.models:
         raise ConfigError(f"--model {args.model}: not in analysis.models ({', '.join(cfg.models)})")
-    check_writable(args.metrics, args.gradients, args.landscape_1d, args.landscape_2d, args.checkpoint)
+    check_writable(args.metrics, args.record, args.gradients, args.landscape_1d, args.landscape_2d, args.checkpoint)
     started = time.perf_counter()
     saved = load_model(args.weights, f"dvc repro train@{args.model}-{cfg.seed}")
     recipe = train_cfg.recipe_for(args.model)
@@ -96,15 +97,17 @@ def main(argv: list[str]) -> None:
     centre = curve[len(curve) // 2]
     weights = [g["weights"] for g in gradients]
     spec = parse_model_id(args.model)
+    # what was analysed, with how many images: its record; what was found: its metrics
+    analysed = {"model": args.model, "family": spec.family, "depth": spec.depth, "seed": cfg.seed,
+                "conv_layers": len(gradients), "gradient_images": len(gradient_images),
+                "shatter_images": len(shatter_images), "landscape_images": len(landscape_images),
+                "sharpness_at": cfg.sharpness_at}
     result = {
-        "model": args.model, "family": spec.family, "depth": spec.depth, "seed": cfg.seed,
-        "conv_layers": len(gradients), "gradient_images": len(gradient_images),
-        "shatter_images": len(shatter_images), "landscape_images": len(landscape_images),
         "grad_first_last_ratio_init": first_last_ratio([g["init"] for g in gradients], weights),
         "grad_first_last_ratio_trained": first_last_ratio([g["trained"] for g in gradients], weights),
         "grad_correlation_init": init_corr, "grad_correlation_trained": trained_corr,
         "landscape_loss": centre["loss"], "landscape_error": centre["error"],
-        "sharpness": sharpness(plane, cfg.sharpness_at), "sharpness_at": cfg.sharpness_at,
+        "sharpness": sharpness(plane, cfg.sharpness_at),
         "analysis_seconds": time.perf_counter() - started,
     }
     env = environment(rt.device)
@@ -121,7 +124,7 @@ def main(argv: list[str]) -> None:
             plot_model_analysis(args.model, gradients, curve, plane, figure)
             run.log_artifacts([(figure, None), (args.gradients, "gradients"), (args.landscape_1d, "landscape_1d"),
                                (args.landscape_2d, "landscape_2d")])
-        write_json(args.metrics, {**result, "mlflow_run_id": run.run_id, **env})
+        write_result(args.metrics, result, args.record, {**analysed, **params, "mlflow_run_id": run.run_id, **env})
     progress.remove()
     print(f"[analyze {args.model}] first/last conv per-weight gradient: {result['grad_first_last_ratio_init']:.3g}x "
           f"at init, {result['grad_first_last_ratio_trained']:.3g}x trained; input-gradient correlation "

@@ -6,7 +6,7 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
-from pipeline.outputs import Progress, check_writable, write_json, write_rows
+from pipeline.outputs import Progress, check_writable, write_result, write_rows
 from pipeline.provenance import environment
 from pipeline.transfer import run_strategy, summarize
 from pipeline.transfer_source import Experiment
@@ -19,13 +19,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--weights", type=Path, required=True, help="the pretrain stage's weights of the source")
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
     ap.add_argument("--history", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, required=True, help="the finished draws, while the item is unfinished")
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("transfer")
     if args.shots not in cfg.shots:
         raise ConfigError(f"--shots {args.shots}: not in transfer.shots ({', '.join(map(str, cfg.shots))})")
-    check_writable(args.metrics, args.history, args.checkpoint)
+    check_writable(args.metrics, args.record, args.history, args.checkpoint)
     exp = Experiment.open(cfg, args.source, load_prepared(args.data), args.weights)
     draws = exp.draws(cfg, args.shots, frozen_test="feature_extractor" in cfg.strategies)
     name = f"{args.source}-{args.shots}"
@@ -60,9 +61,8 @@ def main(argv: list[str]) -> None:
         summary = {s: summarize(done[s]) for s in cfg.strategies}
         run.log_metrics({f"{s}.{k}": v for s, row in summary.items() for k, v in row.items() if isinstance(v, (int, float))})
         write_rows(args.history, history)
-        write_json(args.metrics, {"source": args.source, "shots": args.shots, "strategies": summary,
-                                  "device": exp.rt.device.type, "mlflow_run_id": run.run_id,
-                                  "git_commit": env["git_commit"]})
+        write_result(args.metrics, {"strategies": summary}, args.record,
+                     {**params, "mlflow_run_id": run.run_id, **env})
     progress.remove()
 
 

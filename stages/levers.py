@@ -12,7 +12,7 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
-from pipeline.outputs import Progress, check_writable, write_json
+from pipeline.outputs import Progress, check_writable, write_result
 from pipeline.provenance import environment
 from pipeline.train import evaluate
 from pipeline.transfer import Draw, hold_out, run_strategy, summarize
@@ -25,13 +25,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--weights", type=Path, required=True, help="the pretrain stage's weights of the source")
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
     ap.add_argument("--checkpoint", type=Path, required=True, help="the finished draws, while the item is unfinished")
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("transfer")
     levers = cfg.levers
     if args.source not in levers.sources:
         raise ConfigError(f"--source {args.source}: not in transfer.levers.sources ({', '.join(levers.sources)})")
-    check_writable(args.metrics, args.checkpoint)
+    check_writable(args.metrics, args.record, args.checkpoint)
     exp = Experiment.open(cfg, args.source, load_prepared(args.data), args.weights)
     params = {"source": args.source, "shots": levers.shots, "lrs": levers.lrs, "val_per_class": levers.val_per_class,
               "draws": cfg.draws, **{f"recipe.{k}": v for k, v in flatten(cfg.finetune).items()}, **exp.rt.describe()}
@@ -69,9 +70,7 @@ def main(argv: list[str]) -> None:
         run.log_metrics({"augmentation_off.test_error": summary["augmentation_off"]["test_error"],
                          "lr_chosen_on_val.test_error": summary["lr_chosen_on_val"]["test_error"],
                          **{f"lr_{lr}.test_error": row["test_error"] for lr, row in summary["lr_sweep"].items()}})
-        write_json(args.metrics, {"source": args.source, "shots": levers.shots, "val_per_class": levers.val_per_class,
-                                  **summary,
-                                  "mlflow_run_id": run.run_id, "git_commit": env["git_commit"]})
+        write_result(args.metrics, summary, args.record, {**params, "mlflow_run_id": run.run_id, **env})
     progress.remove()
 
 

@@ -7,8 +7,11 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, load_section
 from pipeline.measure import measure_model_id
-from pipeline.outputs import check_writable, read_json, write_json
+from pipeline.outputs import check_writable, read_json, write_result
 from pipeline.provenance import software
+
+# what was measured, on which input: its record, not its metrics
+IDENTITY = ("model", "family", "depth", "width", "head", "input_shape", "num_classes")
 
 
 def main(argv: list[str]) -> None:
@@ -16,11 +19,12 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder (for the input shape)")
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
     args = ap.parse_args(argv)
     study, train_cfg = load_section("study"), load_section("train")
     if args.model not in train_cfg.models:
         raise ConfigError(f"--model {args.model}: not in train.models ({', '.join(train_cfg.models)})")
-    check_writable(args.metrics)
+    check_writable(args.metrics, args.record)
     manifest = read_json(args.data / "manifest.json")
     result = measure_model_id(args.model, tuple(manifest["shape"]), len(manifest["classes"]))
     env = software()
@@ -28,7 +32,8 @@ def main(argv: list[str]) -> None:
             "depth": result["depth"], "seed": "none", **env}
     with tracking.start_run(study.name, f"measure-{args.model}", {"model": args.model}, tags) as run:
         run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("depth", "width")})
-        write_json(args.metrics, {**result, "mlflow_run_id": run.run_id, **env})
+        identity = {k: result.pop(k) for k in IDENTITY}
+        write_result(args.metrics, result, args.record, {**identity, "mlflow_run_id": run.run_id, **env})
     print(f"[measure {args.model}] {result['params']:,} params, {result['gmacs']:.4f} GMACs/image, other ops "
           f"{result['other_ops_per_mac_pct']:.2f} % of the MACs", flush=True)
 

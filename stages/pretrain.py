@@ -17,7 +17,7 @@ from pipeline.data.sources import DataError, file_digest
 from pipeline.models import create_model_from_id
 from pipeline.models.packaged_weights import is_packaged, lookup, weights_file
 from pipeline.models.timm_models import PRETRAINED
-from pipeline.outputs import check_writable, save_model, write_json, write_rows
+from pipeline.outputs import check_writable, save_model, write_result, write_rows
 from pipeline.provenance import environment
 from pipeline.runner import RunOutputs, train_tracked
 from pipeline.transfer_source import check_classes, input_channels, input_size
@@ -43,14 +43,14 @@ def import_source(study: str, name: str, source: TransferSource, data: PreparedD
     model = create_model_from_id(source.model, num_classes=1000, in_chans=in_chans, input_size=(size, size),
                                  weights=source.weights)
     where = where or f"timm's pretrained weights from {model.pretrained_cfg.get('hf_hub_id') or model.pretrained_cfg.get('url')}"
-    info = {"model": source.model, "status": "imported", "weights": where,
-            "params": sum(p.numel() for p in model.parameters())}
+    info = {"model": source.model, "status": "imported", "weights": where}
+    params = sum(p.numel() for p in model.parameters())
     env = environment(torch.device("cpu"))
     with tracking.start_run(study, f"source-{name}", info,
                             {"study": study, "stage": "pretrain", "source": name, "model": source.model, **env}) as run:
         save_model(outputs.model, model, model_id=source.model, num_classes=1000, in_chans=in_chans, params=info)
         write_rows(outputs.history, [{"epoch": 0, "train_error": float("nan")}])
-        write_json(outputs.metrics, {**info, **env, "mlflow_run_id": run.run_id})
+        write_result(outputs.metrics, {"params": params}, outputs.record, {**info, **env, "mlflow_run_id": run.run_id})
     print(f"[pretrain] {name}: {source.model} with weights {where}, not trained", flush=True)
 
 
@@ -60,6 +60,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--weights", type=Path, required=True)
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
     ap.add_argument("--history", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> None:
     source = cfg.sources[args.source]
     data = load_prepared(args.data)
     check_classes(args.source, source, data.num_classes)
-    outputs = RunOutputs(args.weights, args.metrics, args.history, args.checkpoint)
+    outputs = RunOutputs(args.weights, args.metrics, args.record, args.history, args.checkpoint)
     if source.weights:
         import_source(study.name, args.source, source, data, outputs)
         return

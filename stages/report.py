@@ -12,6 +12,7 @@ from pipeline.report_run import publish
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--records", type=Path, required=True)
     ap.add_argument("--plots", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -21,7 +22,7 @@ def main(argv: list[str]) -> None:
     items = {"train": [f"{m}-s{s}" for m in train.models for s in train.seeds], "measure": train.models,
              "sources": list(transfer.sources), "shots": transfer.shots, "levers": transfer.levers.sources,
              "analysis": analysis.models}
-    tables = build_report(title=cfg.title, study=study.name, items=items, metrics_dir=args.metrics,
+    tables = build_report(title=cfg.title, study=study.name, items=items, metrics_dir=args.metrics, records_dir=args.records,
                           plots_dir=args.plots, out_dir=args.out, analysis=analysis, transfer=transfer)
     print(f"wrote {args.out}/README.md with tables: {', '.join(tables)}", flush=True)
     publish(study.name, args.out)

@@ -15,6 +15,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder")
     ap.add_argument("--weights", type=Path, required=True)
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
     ap.add_argument("--history", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"--model {args.model}: not in train.models ({', '.join(cfg.models)})")
     train_tracked(study=study.name, stage="train", name=f"{args.model}-s{args.seed}", model_id=args.model,
                   seed=args.seed, recipe=cfg.recipe_for(args.model), data=load_prepared(args.data),
-                  outputs=RunOutputs(args.weights, args.metrics, args.history, args.checkpoint))
+                  outputs=RunOutputs(args.weights, args.metrics, args.record, args.history, args.checkpoint))
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def stale(cwd, env) -> dict:
 
 
 # what a copy of the repository for a test study leaves out: the study's own results and state
-NOT_COPIED = ("data/", "runs/", "metrics/", "plots/", "reports/", "dvc.lock")
+NOT_COPIED = ("data/", "runs/", "metrics/", "records/", "plots/", "reports/", "dvc.lock")
 
 
 def source_files(repo: Path) -> list[str]:

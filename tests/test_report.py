@@ -12,8 +12,10 @@ ITEMS = {"train": [f"{f}-{d}-s{s}" for f, d, s in GRID] + ["alexnet-8-fc-s0", "a
 
 
 def _write(folder, name, data):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(data))
+    """An item's result: here the whole of it both as its metrics and as its record (the report merges them)."""
+    for where in (folder, folder.parent.parent / "records" / folder.name):
+        where.mkdir(parents=True, exist_ok=True)
+        (where / f"{name}.json").write_text(json.dumps(data))
 
 
 def write_latency(metrics, models):
@@ -94,7 +96,8 @@ def write_transfer(metrics):
 
 def test_report_tables_come_from_the_metrics_files(tmp_path):
     metrics, plots = write_study(tmp_path)
-    tables = build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, plots_dir=plots,
+    tables = build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, records_dir=tmp_path / "records",
+                          plots_dir=plots,
                           out_dir=tmp_path / "reports")
 
     deg = tables["degradation"].set_index("depth")
@@ -202,8 +205,9 @@ def test_flat_curves_are_worded_as_converged_and_gaps_against_the_seed_spread():
 def test_a_missing_result_of_the_study_is_named(tmp_path):
     metrics, plots = write_study(tmp_path)
     (metrics / "train" / "resnet-56-s0.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"resnet-56-s0.json: missing \(1 of the study's 7 results"):
-        build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, plots_dir=plots,
+    with pytest.raises(FileNotFoundError, match=r"resnet-56-s0.json: missing \(1 of the study's 7 train results"):
+        build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, records_dir=tmp_path / "records",
+                     plots_dir=plots,
                      out_dir=tmp_path / "reports")
     assert not (tmp_path / "reports").exists()   # nothing written before the inputs are complete
 

@@ -40,7 +40,7 @@ def stage(repo, workdir, name):
     out = workdir / name
     return [sys.executable, str(repo / "stages/train.py"), "--model", "resnet-20", "--seed", "0",
             "--data", str(workdir / "prepared"), "--weights", str(out / "w.pt"), "--metrics", str(out / "m.json"),
-            "--history", str(out / "h.csv"), "--checkpoint", str(out / "ckpt.pt")]
+            "--record", str(out / "r.json"), "--history", str(out / "h.csv"), "--checkpoint", str(out / "ckpt.pt")]
 
 
 def kill_after_first_checkpoint(repo, workdir, name, env) -> str:
@@ -77,7 +77,7 @@ def test_sigkilled_train_stage_resumes_to_the_same_result(repo, workdir):
     # the resumed stage continued the MLflow run the killed one began
     runs = tracking.search_runs("quick")
     assert len(runs) == 2 and {r["status"] for r in runs} == {"FINISHED"}
-    assert b["mlflow_run_id"] in {r["run_id"] for r in runs}
+    assert read_json(workdir / "killed" / "r.json")["mlflow_run_id"] in {r["run_id"] for r in runs}
 
 
 def test_resume_continues_in_a_new_run_when_the_old_one_is_lost(repo, workdir, tmp_path, monkeypatch):
@@ -130,7 +130,8 @@ def test_sigkilled_finetune_item_keeps_its_finished_draws(repo, workdir):
         out = workdir / name
         return [sys.executable, str(repo / "stages/finetune.py"), "--source", "half", "--shots", "4",
                 "--data", str(workdir / "prepared"), "--weights", str(workdir / "source.pt"),
-                "--metrics", str(out / "m.json"), "--history", str(out / "h.csv"), "--checkpoint", str(out / "p.json")]
+                "--metrics", str(out / "m.json"), "--record", str(out / "r.json"), "--history", str(out / "h.csv"),
+                "--checkpoint", str(out / "p.json")]
 
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     subprocess.run(item("straight"), cwd=workdir, env=env, check=True, capture_output=True)
