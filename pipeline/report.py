@@ -391,7 +391,8 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
         plot_transfer(finetune, out_dir / "transfer.png", dataset)
     headline(train, finetune).to_csv(out_dir / "headline.csv", index=False)
     cells.to_csv(out_dir / "latency_cells.csv", index=False)
-    plot_throughput(cells, out_dir / "throughput.png")
+    plot_throughput(cells, out_dir / "throughput.png",
+                    {d: info.get("device_name", d) for d, info in latency.get("devices", {}).items()})
     readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, histories)
     dataset_classes = int(train["num_classes"].iloc[0]) if "num_classes" in train else None
     readme += transfer_section(finetune, levers, pretrain, tables, to_markdown, transfer, dataset_classes)

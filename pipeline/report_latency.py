@@ -99,8 +99,9 @@ def machine_sentence(latency: dict, cells: pd.DataFrame, train_cpu: set[str]) ->
             f"mode and batch size follows it. Training and latency machines (by CPU model): {same}.\n")
 
 
-def plot_throughput(cells: pd.DataFrame, path: Path) -> None:
-    """Images/s against batch size in the headline mode, one line per model, one panel per device."""
+def plot_throughput(cells: pd.DataFrame, path: Path, device_names: dict[str, str]) -> None:
+    """Images/s against batch size in the headline mode, one line per model, one panel per device (named by
+    `device_names`, the latency stage's device -> its name)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -118,7 +119,7 @@ def plot_throughput(cells: pd.DataFrame, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("batch size (log scale)")
         ax.set_ylabel(f"images/s, {DEVICE_LABEL[device]} (log scale)")
-        ax.set_title(f"{DEVICE_LABEL[device]}, {mode}")
+        ax.set_title(f"{device_names.get(device, DEVICE_LABEL[device])}, {mode}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
