@@ -199,7 +199,7 @@ def test_a_killed_study_resumes_to_the_same_results(done, tmp_path):
     work, env = make_study(REPO, tmp_path, models=MODELS)
     rng = random.Random(9)
     kills = 0
-    for _ in range(4):   # each attempt gets a random part of an uninterrupted study's time
+    for _ in range(3):   # each attempt gets a random part of an uninterrupted study's time
         proc = subprocess.Popen(STUDY, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True, text=True)
         time.sleep(rng.uniform(0.03, 0.3) * seconds)
