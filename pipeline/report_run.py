@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from pipeline import tracking
+from pipeline.fanout import Graph
 from pipeline.outputs import read_json
 from pipeline.provenance import git_commit
 
@@ -47,14 +48,6 @@ def read_lock(path: Path) -> dict[str, dict]:
         raise FileNotFoundError(f"{path}: missing; the report run records the dvc.lock of the results, so run the "
                                 "report through DVC (make report, or dvc repro)")
     return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
-
-
-def current_items() -> set[str]:
-    """The names of the items dvc.yaml defines now (dvc.lock also keeps those of items since dropped)."""
-    from dvc.repo import Repo
-
-    with Repo(".") as repo:
-        return {stage.addressing for stage in repo.index.stages}
 
 
 def item_runs(lock: dict[str, dict], items: set[str]) -> list[ItemRun]:
@@ -87,10 +80,9 @@ def version_digest(report_dir: Path, params: Path, lock: dict[str, dict]) -> str
     return h.hexdigest()
 
 
-def dataset_record(prepared: Path, md5: str) -> tracking.DatasetRecord:
-    """The prepared dataset as MLflow sees it; digest = the md5 dvc.lock records for it (36 characters
-    for the folder, 32 for its manifest, which holds the sha256 of every prepared file)."""
-    manifest = read_json(prepared / "manifest.json")
+def dataset_record(manifest: dict, prepared: Path, md5: str) -> tracking.DatasetRecord:
+    """The prepared dataset (its `manifest`) as MLflow sees it; digest = the md5 dvc.lock records for it
+    (36 characters for the folder, 32 for its manifest, which holds the sha256 of every prepared file)."""
     return tracking.DatasetRecord(name=manifest["dataset"], digest=md5, source=prepared.as_posix(),
                                   profile={"images": manifest["counts"], "shape": manifest["shape"]})
 
@@ -134,7 +126,9 @@ def publish(study: str, report_dir: Path, params: Path = Path("params.yaml"), lo
     if existing:
         print(f"MLflow report run {existing} already holds these results: nothing logged", flush=True)
         return existing
-    runs = item_runs(lock, current_items())
+    # dvc.yaml's current items (dvc.lock also keeps those of items since dropped)
+    runs = item_runs(lock, set(Graph.read().order))
+    manifest = read_json(prepared / "manifest.json") if (prepared / "manifest.json").is_file() else None
     headline = pd.read_csv(report_dir / "headline.csv")
     tags = {"study": study, "stage": REPORT_STAGE, "git_commit": git_commit(), "report_digest": digest,
             "mlflow.note.content": "The study's report: reports/README.md with its tables and figures. The item runs "
@@ -148,6 +142,9 @@ def publish(study: str, report_dir: Path, params: Path = Path("params.yaml"), lo
         report.log_metrics(dict(zip(headline["metric"], headline["value"])))
         missing = []
         for run in runs:
+            if not tracking.run_exists(run.run_id):
+                missing.append(run.stage)
+                continue
             files = []
             if run.history is not None:
                 figure = Path(tmp) / run.stage.replace("@", "-") / "learning_curve.png"
@@ -155,10 +152,9 @@ def publish(study: str, report_dir: Path, params: Path = Path("params.yaml"), lo
                 plot_learning_curve(pd.read_csv(run.history), f"{run.stage} ({run.history})", figure)
                 files.append((figure, None))
             lineage = {"dvc.stage": run.stage, **{f"dvc.out.{p}": md5 for p, md5 in run.outputs.items()}}
-            dataset = dataset_record(prepared, run.data_md5) if run.data_md5 else None
-            if not tracking.record_lineage(run.run_id, parent_id=report.run_id, tags=lineage, dataset=dataset,
-                                           context=run.stage.split("@")[0], files=files):
-                missing.append(run.stage)
+            dataset = dataset_record(manifest, prepared, run.data_md5) if run.data_md5 and manifest else None
+            tracking.record_lineage(run.run_id, parent_id=report.run_id, tags=lineage, dataset=dataset,
+                                    context=run.stage.split("@")[0], files=files)
     report_id = report.run_id
     print(f"MLflow report run {report_id}: {len(report_files)} report files, {len(runs) - len(missing)} item runs linked"
           + (f"; {len(missing)} not in this store (their results came from another one): {', '.join(missing)}"

@@ -245,19 +245,23 @@ class DatasetRecord:
     profile: dict    # e.g. images per split
 
 
+def run_exists(run_id: str) -> bool:
+    """Whether `run_id` is an active run of this store (an item's results may come from another one)."""
+    import mlflow
+
+    return _exists(mlflow.MlflowClient(tracking_uri=tracking_uri()), run_id)
+
+
 def record_lineage(run_id: str, *, parent_id: str, tags: dict[str, str], dataset: DatasetRecord | None,
-                   context: str, files: list[tuple[Path, str | None]]) -> bool:
+                   context: str, files: list[tuple[Path, str | None]]) -> None:
     """Put item run `run_id` under the report run `parent_id` with its lineage `tags`, the `dataset` it read
-    (once: MLflow keeps one input per dataset digest and context) and artifact `files`. False where the run
-    is not in this store (its results came from another one)."""
+    (once: MLflow keeps one input per dataset digest and context) and artifact `files`."""
     import json
 
     import mlflow
     from mlflow.entities import Dataset, DatasetInput, InputTag, RunTag
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri())
-    if not _exists(client, run_id):
-        return False
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in {**tags, "mlflow.parentRunId": parent_id}.items()])
     if dataset is not None:
         entity = Dataset(dataset.name, dataset.digest, "local", json.dumps({"uri": dataset.source}),
@@ -265,4 +269,3 @@ def record_lineage(run_id: str, *, parent_id: str, tags: dict[str, str], dataset
         client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
     for path, folder in files:
         client.log_artifact(run_id, str(path), folder)
-    return True
