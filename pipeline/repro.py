@@ -45,6 +45,7 @@ LOCK = Path("dvc.lock")
 KEPT = Path(".dvc/tmp/last-good")          # DVC ignores .dvc/tmp; the snapshot lives only while DVC runs
 KEPT_INDEX = KEPT / "index.json"           # output path -> its stage's dvc.lock entry when it was kept
 ONE_AT_A_TIME = Path(".dvc/tmp/repro.lock")
+RWLOCK = Path(".dvc/tmp/rwlock")           # DVC's table of which running dvc holds which stage's files
 OUTPUT_FOLDERS = ("metrics", "plots", "runs", "checkpoints", "reports")
 # room for DVC's cache and lock, the MLflow database and one item's checkpoint and model (a ResNet-110
 # checkpoint with momentum is 14 MiB); the stages check their own need again before they write
@@ -159,6 +160,26 @@ def put_back() -> list[str]:
     return restored
 
 
+def repair_rwlock() -> bool:
+    """Remove DVC's stage lock table if it is not JSON; return whether it was removed.
+
+    DVC rewrites .dvc/tmp/rwlock in place, so a dvc killed mid-write leaves it cut short, and every
+    later dvc stops with "Unable to read RWLock-file ... JSON structure is corrupted". DVC drops the
+    entries of dead processes itself, but only from a file it can read; a cut file holds nothing
+    readable, so removing it (under DVC's own guard of the file) loses nothing."""
+    from dvc.lock import make_lock
+
+    with make_lock(f"{RWLOCK}.lock", tmp_dir=str(RWLOCK.parent)):
+        try:
+            json.loads(RWLOCK.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return False
+        except ValueError:   # JSONDecodeError, or bytes cut inside a UTF-8 character
+            RWLOCK.unlink()
+            return True
+    return False
+
+
 def dvc_command(study: str, dvc_args: list[str]) -> list[str]:
     return ["dvc", "repro", *dvc_args] if study == "quick" else ["dvc", "exp", "run", "-S", f"study={study}", *dvc_args]
 
@@ -204,6 +225,9 @@ def main(argv: list[str]) -> int:
             if restored:
                 print(f"put back {len(restored)} result(s) an interrupted study had lost: {', '.join(restored)}",
                       flush=True)
+            if repair_rwlock():
+                print(f"removed {RWLOCK}: an interrupted dvc had cut it short (it lists only running dvc "
+                      "processes)", flush=True)
             keep(preflight(args.study))
             if args.ray:
                 if args.study != "quick":

@@ -60,3 +60,23 @@ def test_a_cut_short_lock_names_the_recovery(workspace):
                                               r"\(git has no copy of it\)`"):
         repro.put_back()
     assert repro.KEPT_INDEX.exists()   # kept until the lock is readable again
+
+
+@pytest.mark.parametrize("cut", [b"", b'{"read": {"metrics/train/plain-20.json": [{"pid": 4', b'{"write": "\xc3'])
+def test_a_cut_short_dvc_stage_lock_table_is_removed(tmp_path, monkeypatch, cut):
+    """A dvc killed while rewriting .dvc/tmp/rwlock leaves it cut short; the next dvc would refuse to run."""
+    monkeypatch.chdir(tmp_path)
+    repro.RWLOCK.parent.mkdir(parents=True)
+    repro.RWLOCK.write_bytes(cut)   # empty, cut inside the JSON, cut inside a UTF-8 character
+    assert repro.repair_rwlock()
+    assert not repro.RWLOCK.exists()
+    assert not repro.repair_rwlock()   # nothing to repair: no file
+
+
+def test_a_readable_dvc_stage_lock_table_is_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    repro.RWLOCK.parent.mkdir(parents=True)
+    table = '{"write": {"metrics/train/plain-20.json": {"pid": 1, "cmd": "dvc repro"}}, "read": {}}'
+    repro.RWLOCK.write_text(table)
+    assert not repro.repair_rwlock()
+    assert repro.RWLOCK.read_text() == table
