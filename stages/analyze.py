@@ -21,7 +21,7 @@ from pipeline.data.sources import file_digest
 from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
 from pipeline.landscape import axis, filter_normalized_direction, sharpness, surfaces
 from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import Progress, check_writable, load_model, write_result, write_rows
+from pipeline.outputs import Progress, check_writable, load_model, write_rows
 from pipeline.provenance import environment
 from pipeline.report_analysis import plot_model_analysis
 from pipeline.runner import code_digest, training_subset
@@ -110,11 +110,10 @@ def main(argv: list[str]) -> None:
         "sharpness": sharpness(plane, cfg.sharpness_at),
         "analysis_seconds": time.perf_counter() - started,
     }
-    env = environment(rt.device)
-    tags = {"study": study.name, "stage": "analyze", "model": args.model, "family": spec.family,
-            "depth": spec.depth, "seed": cfg.seed, "weights": str(args.weights), **env}
     params = {"model": args.model, **flatten(cfg), **rt.describe(), "train_batch_size": recipe.batch_size}
-    with tracking.start_run(study.name, f"analyze-{args.model}", params, tags) as run:
+    about = {"model": args.model, "family": spec.family, "depth": spec.depth, "seed": cfg.seed, "weights": str(args.weights)}
+    with tracking.item_run(study.name, "analyze", f"analyze-{args.model}", params=params, about=about,
+                           env=environment(rt.device)) as run:
         run.log_metrics({k: v for k, v in result.items() if isinstance(v, float)})
         write_rows(args.gradients, gradients)
         write_rows(args.landscape_1d, curve)
@@ -124,7 +123,7 @@ def main(argv: list[str]) -> None:
             plot_model_analysis(args.model, gradients, curve, plane, figure)
             run.log_artifacts([(figure, None), (args.gradients, "gradients"), (args.landscape_1d, "landscape_1d"),
                                (args.landscape_2d, "landscape_2d")])
-        write_result(args.metrics, result, args.record, {**analysed, **params, "mlflow_run_id": run.run_id, **env})
+        run.write_result(args.metrics, result, args.record, extra=analysed)
     progress.remove()
     print(f"[analyze {args.model}] first/last conv per-weight gradient: {result['grad_first_last_ratio_init']:.3g}x "
           f"at init, {result['grad_first_last_ratio_trained']:.3g}x trained; input-gradient correlation "

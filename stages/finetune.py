@@ -6,10 +6,10 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
-from pipeline.outputs import Progress, check_writable, write_result, write_rows
+from pipeline.outputs import Progress, check_writable, write_rows
 from pipeline.provenance import environment
-from pipeline.transfer import run_strategy, summarize
-from pipeline.transfer_source import Experiment
+from pipeline.transfer import summarize
+from pipeline.transfer_source import Experiment, curves
 
 
 def main(argv: list[str]) -> None:
@@ -34,35 +34,24 @@ def main(argv: list[str]) -> None:
               "strategies": cfg.strategies, "target_classes": exp.target.num_classes, "test_images": len(exp.target.test),
               "input_size": exp.prep.size, **{f"recipe.{k}": v for k, v in flatten(cfg.finetune).items()},
               **exp.rt.describe()}
-    env = environment(exp.rt.device)
-    tags = {"study": study.name, "stage": "finetune", "source": args.source, "model": exp.source.model,
-            "shots": args.shots, **env}
     print(f"[{name}] {exp.source.model}: {args.shots} labelled images per class of {exp.target.num_classes}, "
           f"{cfg.draws} draws, input {exp.prep.size} px, scored on {len(exp.target.test)} test images", flush=True)
     # the draws an interrupted run finished, each strategy's result and training curve
     progress = Progress(args.checkpoint, fingerprint(params, cfg.seed, exp.digest))
     done = progress.load()
-    with tracking.start_run(study.name, f"finetune-{name}", params, tags) as run:
-        for d, draw in enumerate(draws):
-            for strategy in cfg.strategies:
-                finished = done.setdefault(strategy, [])
-                if d < len(finished):
-                    continue
-                curve = []
-                result = run_strategy(strategy, exp.make_model, draw, exp.prep, cfg.finetune, exp.rt,
-                                      on_log=lambda step, metrics: curve.append({"step": step, **metrics}))
-                finished.append({**result, "curve": curve})
-                progress.save(done)
-                run.log_metrics({f"{strategy}.test_error": result["test_error"]}, step=d)
-                print(f"[{name}] draw {d} {strategy}: test error {result['test_error'] * 100:.1f} % "
-                      f"({result['seconds']:.1f} s)", flush=True)
-        history = [{"strategy": s, "draw": d, **row} for s in cfg.strategies for d, r in enumerate(done[s])
-                   for row in r["curve"]]
+    with tracking.item_run(study.name, "finetune", f"finetune-{name}", params=params, env=environment(exp.rt.device),
+                           about={"source": args.source, "model": exp.source.model, "shots": args.shots}) as run:
+        def finished(d: int, strategy: str, result: dict) -> None:
+            progress.save(done)
+            run.log_metrics({f"{strategy}.test_error": result["test_error"]}, step=d)
+            print(f"[{name}] draw {d} {strategy}: test error {result['test_error'] * 100:.1f} % "
+                  f"({result['seconds']:.1f} s)", flush=True)
+
+        exp.run_strategies(cfg, draws, done, finished)
         summary = {s: summarize(done[s]) for s in cfg.strategies}
         run.log_metrics({f"{s}.{k}": v for s, row in summary.items() for k, v in row.items() if isinstance(v, (int, float))})
-        write_rows(args.history, history)
-        write_result(args.metrics, {"strategies": summary}, args.record,
-                     {**params, "mlflow_run_id": run.run_id, **env})
+        write_rows(args.history, curves(done, cfg.strategies))
+        run.write_result(args.metrics, {"strategies": summary}, args.record)
     progress.remove()
 
 

@@ -34,9 +34,9 @@ def main(argv: list[str]) -> None:
 
     result = measure_latency(train_cfg.models, new_model, shape, cfg)
     env = software()
-    tags = {"study": study.name, "stage": "latency", "model": "all", "seed": "none", **env,
-            **{f"{tag}_{k}": v for tag, settings in result["devices"].items() for k, v in settings.items()}}
-    with tracking.start_run(study.name, "latency", flatten(cfg), tags) as run:
+    devices = {f"{tag}_{k}": v for tag, settings in result["devices"].items() for k, v in settings.items()}
+    with tracking.item_run(study.name, "latency", "latency", params=flatten(cfg), env=env,
+                           about={"model": "all", "seed": "none", **devices}) as run:
         run.log_metrics({f"{c['model']}/{c['device']}/{c['mode'].replace(' ', '-')}/b{c['batch']}/{key}": c[key]
                          for c in result["cells"] for key in ("median_ms", "images_per_s")})
         write_json(args.out, {"input_shape": list(shape), "settings": dataclasses.asdict(cfg), "machine": machine,

@@ -12,7 +12,7 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
-from pipeline.outputs import Progress, check_writable, write_result
+from pipeline.outputs import Progress, check_writable
 from pipeline.provenance import environment
 from pipeline.train import evaluate
 from pipeline.transfer import Draw, hold_out, run_strategy, summarize
@@ -36,13 +36,12 @@ def main(argv: list[str]) -> None:
     exp = Experiment.open(cfg, args.source, load_prepared(args.data), args.weights)
     params = {"source": args.source, "shots": levers.shots, "lrs": levers.lrs, "val_per_class": levers.val_per_class,
               "draws": cfg.draws, **{f"recipe.{k}": v for k, v in flatten(cfg.finetune).items()}, **exp.rt.describe()}
-    env = environment(exp.rt.device)
-    tags = {"study": study.name, "stage": "levers", "source": args.source, "model": exp.source.model, **env}
     # the draws an interrupted run finished: "augmentation_off" and "lr <rate>" results, one per draw
     progress = Progress(args.checkpoint, fingerprint(params, cfg.seed, exp.digest))
     done = progress.load()
     no_aug, sweep = done.setdefault("augmentation_off", []), {lr: done.setdefault(f"lr {lr}", []) for lr in levers.lrs}
-    with tracking.start_run(study.name, f"levers-{args.source}", params, tags) as run:
+    with tracking.item_run(study.name, "levers", f"levers-{args.source}", params=params, env=environment(exp.rt.device),
+                           about={"source": args.source, "model": exp.source.model}) as run:
         for d, draw in enumerate(exp.draws(cfg, levers.shots, frozen_test=False)):
             if d == len(no_aug):
                 no_aug.append(run_strategy("finetune", exp.make_model, draw, exp.prep, cfg.finetune, exp.rt,
@@ -70,7 +69,7 @@ def main(argv: list[str]) -> None:
         run.log_metrics({"augmentation_off.test_error": summary["augmentation_off"]["test_error"],
                          "lr_chosen_on_val.test_error": summary["lr_chosen_on_val"]["test_error"],
                          **{f"lr_{lr}.test_error": row["test_error"] for lr, row in summary["lr_sweep"].items()}})
-        write_result(args.metrics, summary, args.record, {**params, "mlflow_run_id": run.run_id, **env})
+        run.write_result(args.metrics, summary, args.record)
     progress.remove()
 
 

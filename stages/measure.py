@@ -7,7 +7,7 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, load_section
 from pipeline.measure import measure_model_id
-from pipeline.outputs import check_writable, read_json, write_result
+from pipeline.outputs import check_writable, read_json
 from pipeline.provenance import software
 
 # what was measured, on which input: its record, not its metrics
@@ -27,13 +27,12 @@ def main(argv: list[str]) -> None:
     check_writable(args.metrics, args.record)
     manifest = read_json(args.data / "manifest.json")
     result = measure_model_id(args.model, tuple(manifest["shape"]), len(manifest["classes"]))
-    env = software()
-    tags = {"study": study.name, "stage": "measure", "model": args.model, "family": result["family"],
-            "depth": result["depth"], "seed": "none", **env}
-    with tracking.start_run(study.name, f"measure-{args.model}", {"model": args.model}, tags) as run:
-        run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("depth", "width")})
-        identity = {k: result.pop(k) for k in IDENTITY}
-        write_result(args.metrics, result, args.record, {**identity, "mlflow_run_id": run.run_id, **env})
+    identity = {k: result.pop(k) for k in IDENTITY}
+    with tracking.item_run(study.name, "measure", f"measure-{args.model}", params=identity, env=software(),
+                           about={"model": args.model, "family": identity["family"], "depth": identity["depth"],
+                                  "seed": "none"}) as run:
+        run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float))})
+        run.write_result(args.metrics, result, args.record)
     print(f"[measure {args.model}] {result['params']:,} params, {result['gmacs']:.4f} GMACs/image, other ops "
           f"{result['other_ops_per_mac_pct']:.2f} % of the MACs", flush=True)
 

@@ -13,44 +13,25 @@ from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import ConfigError, TransferSource, load_section
 from pipeline.data.loader import PreparedData, load_prepared
-from pipeline.data.sources import DataError, file_digest
-from pipeline.models import create_model_from_id
-from pipeline.models.packaged_weights import is_packaged, lookup, weights_file
-from pipeline.models.timm_models import PRETRAINED
-from pipeline.outputs import check_writable, save_model, write_result, write_rows
+from pipeline.measure import count_params
+from pipeline.outputs import check_writable, save_model, write_rows
 from pipeline.provenance import environment
 from pipeline.runner import RunOutputs, train_tracked
-from pipeline.transfer_source import check_classes, input_channels, input_size
+from pipeline.transfer_source import check_classes, imported_source, input_channels
 
 
 def import_source(study: str, name: str, source: TransferSource, data: PreparedData, outputs: RunOutputs) -> None:
     """Save the network with its weights trained elsewhere as the source (its classifier is not kept:
     the finetune stage gives every strategy a new head)."""
-    if is_packaged(source.weights):
-        weights_file(source.weights)   # installed, and the file its package shipped
-        where = f"{source.weights} (sha256 {lookup(source.weights).sha256}, checked)"
-    elif source.weights == PRETRAINED:
-        where = None   # named after loading, from the model's pretrained config
-    else:
-        digest = file_digest(Path(source.weights), "sha256")
-        if digest != source.weights_sha256:
-            raise DataError(f"{source.weights}: sha256 is {digest}, expected {source.weights_sha256} "
-                            f"(transfer.sources.{name}.weights_sha256)")
-        where = f"{source.weights} (sha256 {digest})"
     check_writable(*astuple(outputs))
-    torch.manual_seed(0)   # a classifier the weights do not hold (timm's hub and files of other heads)
-    in_chans, size = input_channels(source, data), input_size(source, data)
-    model = create_model_from_id(source.model, num_classes=1000, in_chans=in_chans, input_size=(size, size),
-                                 weights=source.weights)
-    where = where or f"timm's pretrained weights from {model.pretrained_cfg.get('hf_hub_id') or model.pretrained_cfg.get('url')}"
+    model, where = imported_source(name, source, data)
     info = {"model": source.model, "status": "imported", "weights": where}
-    params = sum(p.numel() for p in model.parameters())
-    env = environment(torch.device("cpu"))
-    with tracking.start_run(study, f"source-{name}", info,
-                            {"study": study, "stage": "pretrain", "source": name, "model": source.model, **env}) as run:
-        save_model(outputs.model, model, model_id=source.model, num_classes=1000, in_chans=in_chans, params=info)
+    with tracking.item_run(study, "pretrain", f"source-{name}", params=info, about={"source": name, "model": source.model},
+                           env=environment(torch.device("cpu"))) as run:
+        save_model(outputs.model, model, model_id=source.model, num_classes=1000, in_chans=input_channels(source, data),
+                   params=info)
         write_rows(outputs.history, [{"epoch": 0, "train_error": float("nan")}])
-        write_result(outputs.metrics, {"params": params}, outputs.record, {**info, **env, "mlflow_run_id": run.run_id})
+        run.write_result(outputs.metrics, {"params": count_params(model)}, outputs.record)
     print(f"[pretrain] {name}: {source.model} with weights {where}, not trained", flush=True)
 
 
