@@ -275,6 +275,20 @@ def test_bad_sources_are_named(params, tmp_path, source, change, message):
         load_section("transfer", write(tmp_path, params))
 
 
+@pytest.mark.parametrize("section,recipe", [("train", "recipe"), ("transfer", "pretrain"), ("transfer", "finetune")])
+@pytest.mark.parametrize("change,message", [
+    ({"pad": -1}, "pad: must be >= 0, got -1"),
+    ({"momentum": 1.0}, r"momentum: must lie in \[0, 1\), got 1.0"),
+    ({"weight_decay": -1e-4}, "weight_decay: must be >= 0, got -0.0001"),
+    ({"batch_size": 0}, "batch_size: must be > 0, got 0"),
+    ({"lr": 0.0}, "lr: must be > 0, got 0.0"),
+])
+def test_both_recipes_check_the_settings_they_share(params, tmp_path, section, recipe, change, message):
+    params[section][recipe].update(change)
+    with pytest.raises(ConfigError, match=rf"{section}\.{recipe}\.{message}"):
+        load_section(section, write(tmp_path, params))
+
+
 def test_config_and_data_sources_import_without_a_cycle(repo):
     """config -> models -> data.sources must not lead back to config (sources needs DataConfig for its
     annotations only), and reading the config must not import torch: a Ray worker of pipeline.fanout
