@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 from pipeline.config import ConfigError, load_all
-from pipeline.data.sources import DataError
+from pipeline.integrity import DataError
 from pipeline.outputs import OutputError
 from pipeline.tracking import TrackingError, check_store
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pipeline.data.sources import DataError
+from pipeline.integrity import DataError
 
 MiB = 1 << 20
 

@@ -19,7 +19,7 @@ from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
 from pipeline.train import Runtime
 from pipeline import transfer
-from pipeline.data.sources import DataError, file_digest
+from pipeline.integrity import DataError, file_digest
 from pipeline.models.packaged_weights import is_packaged, lookup, weights_file
 from pipeline.models.timm_models import PRETRAINED
 from pipeline.runner import code_digest

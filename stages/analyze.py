@@ -17,7 +17,7 @@ from pipeline import landscape, tracking
 from pipeline.cli import run_stage
 from pipeline.config import AnalysisConfig, ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import Normalize, Split, eval_batches, load_prepared
-from pipeline.data.sources import file_digest
+from pipeline.integrity import file_digest
 from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
 from pipeline.landscape import axis, filter_normalized_direction, sharpness, surfaces
 from pipeline.models import create_model_from_id, parse_model_id

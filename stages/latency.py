@@ -7,7 +7,7 @@ from pathlib import Path
 from pipeline import tracking
 from pipeline.cli import run_stage
 from pipeline.config import flatten, load_section
-from pipeline.data.sources import DataError
+from pipeline.integrity import DataError
 from pipeline.latency import measure_latency
 from pipeline.models import create_model_from_id
 from pipeline.outputs import check_writable, read_json, write_json

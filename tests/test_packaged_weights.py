@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.data.sources import DataError
+from pipeline.integrity import DataError
 from pipeline.models import create_model_from_id
 from pipeline.models.packaged_weights import PACKAGES, efficientnet_pytorch_to_timm, lookup, weights_file
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO, source_files
 from pipeline.data.loader import load_prepared
-from pipeline.data.sources import DataError, file_digest
+from pipeline.integrity import DataError, file_digest
 from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
 from pipeline.train import Checkpoint

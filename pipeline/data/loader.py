@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.sources import DataError, file_digest
+from pipeline.integrity import DataError, file_digest
 
 
 @dataclass

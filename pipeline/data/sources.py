@@ -9,12 +9,13 @@ expected checksum, and nothing is left in the output folder.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pipeline.integrity import DataError, file_digest
 
 if TYPE_CHECKING:   # for annotations only: config checks model ids, pipeline.models imports this module
     from pipeline.config import DataConfig
@@ -30,10 +31,6 @@ DEBIAN_FASHION_MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "f78720b4224f21cce2f2ccf2d7a94c9a",
     "t10k-labels-idx1-ubyte.gz": "0d30e22e447f3c33dab9ed536400ac01",
 }
-
-
-class DataError(ValueError):
-    """A dataset file that is missing, corrupt or not in the expected format."""
 
 
 class ChecksumError(DataError):
@@ -62,14 +59,6 @@ def dataset_files(cfg: DataConfig) -> list[RemoteFile]:
     if cfg.dataset == "npz":
         return [RemoteFile(Path(cfg.npz_path).name, cfg.npz_sha256.lower(), "sha256")]
     return _torchvision_files(cfg.dataset)
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(path: Path, expected: RemoteFile) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.data.sources import DataError, file_digest
+from pipeline.integrity import DataError, file_digest
 
 PREFIX = "pypi:"
 

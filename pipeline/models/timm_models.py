@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.data.sources import DataError
+from pipeline.integrity import DataError
 from pipeline.models.packaged_weights import is_packaged, load_packaged
 
 PRETRAINED = "pretrained"
