@@ -24,7 +24,7 @@ from pipeline.train import OnEpochEnd, PrintProgress, fit
 
 SUBSET_SEED = 0   # every model and seed of a study sees the same training subset
 # the code whose change makes an old checkpoint unusable (the train stage's deps in dvc.yaml)
-TRAINING_CODE = ("runner.py", "train.py", "data/loader.py", "models")
+TRAINING_CODE = ("runner.py", "train.py", "runtime.py", "schedule.py", "checkpoint.py", "data/loader.py", "models")
 OUTCOME = ("status", "diverged_because")   # how a run ended: in its record and tags, not among its metrics
 
 

@@ -1,8 +1,10 @@
 import pytest
 import torch
+import yaml
 
 from pipeline.checkpoint import Checkpoint
 from pipeline.config import Recipe
+from pipeline.runner import TRAINING_CODE
 from pipeline.train import diverged
 from conftest import tiny_splits, train_tiny as train
 
@@ -138,3 +140,8 @@ def test_learning_lowers_the_error(data):
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert [row["lr"] for row in result.history] == pytest.approx([0.05, 0.05, 0.005])
 
+
+def test_training_code_is_the_train_stage_deps(repo):
+    """TRAINING_CODE, whose change makes a checkpoint unusable, lists the library code of the train stage."""
+    deps = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    assert sorted(f"pipeline/{name}" for name in TRAINING_CODE) == sorted(d for d in deps if d.startswith("pipeline/"))
