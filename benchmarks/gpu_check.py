@@ -65,7 +65,8 @@ from pipeline.latency import measure_latency  # noqa: E402
 from pipeline.models import create_model_from_id  # noqa: E402
 from pipeline.outputs import write_atomically, write_json  # noqa: E402
 from pipeline.provenance import device_settings, software  # noqa: E402
-from pipeline.train import Runtime, fit  # noqa: E402
+from pipeline.runtime import Runtime  # noqa: E402
+from pipeline.train import OnEpochEnd, PrintProgress, fit  # noqa: E402
 
 PARTS = ("tests", "train", "latency", "concurrency", "analysis")
 STUDY = "cifar10"
@@ -287,7 +288,7 @@ def loop_speed(cfg: dict, model_id: str, compiled: bool, sizes: Sizes, device: t
     train = synthetic_split(steps * recipe.batch_size, device, seed=0)
     mode = "compiled" if compiled else "eager"
     result = fit(new_model(model_id, rt), train, {}, normalize(device), recipe, rt, seed=0,
-                 label=f"{model_id} {mode}")
+                 callbacks=[PrintProgress(f"{model_id} {mode}")])
     row = {"model": model_id, "mode": mode, "precision": rt.describe()["precision"],
            "batch_size": recipe.batch_size, "status": result.status,
            "first_epoch_s": result.history[0]["epoch_seconds"]}
@@ -325,7 +326,8 @@ def full_run(cfg: dict, sizes: Sizes, device: torch.device, compiled: bool, cap_
     capped = False
     try:
         fit(new_model(FULL_RUN_MODEL, rt), train, {"val": val}, normalize(device), recipe, rt, seed=0,
-            on_epoch=on_epoch, label=f"{FULL_RUN_MODEL} {recipe.iterations} iterations", final_evals={"test": test})
+            final_evals={"test": test},
+            callbacks=[PrintProgress(f"{FULL_RUN_MODEL} {recipe.iterations} iterations"), OnEpochEnd(on_epoch)])
     except OutOfTime:
         capped = True
     wall = time.perf_counter() - t0
@@ -484,7 +486,7 @@ def concurrent_training(recipe: Recipe, warm: int, steps: int, threads: int, bar
                 start["t"] = time.time()
         with contextlib.redirect_stdout(io.StringIO()):
             fit(new_model(FULL_RUN_MODEL, rt), synthetic_split(warm * recipe.batch_size, device, seed=0), {},
-                normalize(device), recipe, rt, seed=0, on_epoch=on_epoch)
+                normalize(device), recipe, rt, seed=0, callbacks=[OnEpochEnd(on_epoch)])
         end = time.time()
         images = steps * recipe.batch_size
         queue.put({"start": start["t"], "end": end, "images": images, "images_per_s": images / (end - start["t"])})

@@ -37,7 +37,8 @@ from pipeline.data.loader import Normalize, PreparedData, load_prepared
 from pipeline.models import create_model_from_id
 from pipeline.provenance import environment
 from pipeline.runner import training_subset
-from pipeline.train import Runtime, fit
+from pipeline.runtime import Runtime
+from pipeline.train import PrintProgress, fit
 
 BATCH = 128
 
@@ -86,7 +87,7 @@ def pipeline_epoch(model_id: str, data: PreparedData, images: int, compile: bool
     counter = iter(range(1 << 30))
 
     def epoch() -> float:
-        result = fit(model, train, {}, normalize, recipe, rt, seed=next(counter), label=model_id)
+        result = fit(model, train, {}, normalize, recipe, rt, seed=next(counter), callbacks=[PrintProgress(model_id)])
         return result.history[-1]["images_per_s"]
     return epoch, f"{rt.describe()['precision']}, channels_last" + (", torch.compile" if compile else "")
 

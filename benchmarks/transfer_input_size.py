@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pipeline.config import load_section
 from pipeline.data.loader import load_prepared
 from pipeline.models import create_model_from_id
-from pipeline.train import Runtime
+from pipeline.runtime import Runtime
 from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices, run_strategy
 from pipeline.transfer_source import Target
 

@@ -13,16 +13,18 @@ from pathlib import Path
 import torch
 
 from pipeline import tracking
+from pipeline.checkpoint import Checkpoint, SaveCheckpoint
 from pipeline.config import Recipe, fingerprint, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
 from pipeline.models import create_model_from_id, parse_model_id
 from pipeline.outputs import check_writable, save_model, write_rows
 from pipeline.provenance import environment
-from pipeline.train import Checkpoint, Runtime, fit
+from pipeline.runtime import Runtime
+from pipeline.train import OnEpochEnd, PrintProgress, fit
 
 SUBSET_SEED = 0   # every model and seed of a study sees the same training subset
 # the code whose change makes an old checkpoint unusable (the train stage's deps in dvc.yaml)
-TRAINING_CODE = ("runner.py", "train.py", "data/loader.py", "models")
+TRAINING_CODE = ("runner.py", "train.py", "runtime.py", "schedule.py", "checkpoint.py", "data/loader.py", "models")
 OUTCOME = ("status", "diverged_because")   # how a run ended: in its record and tags, not among its metrics
 
 
@@ -88,9 +90,9 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
         if resume and run.lost_run_id:   # the new run gets the epochs its lost predecessor had logged
             for row in resume["history"]:
                 run.log_metrics(row, step=row["epoch"])
-        result = fit(model, train, evals, normalize, recipe, rt, seed, checkpoint, resume,
-                     meta={"run_id": run.run_id}, on_epoch=lambda row: run.log_metrics(row, step=row["epoch"]),
-                     label=name, final_evals=final_evals)
+        result = fit(model, train, evals, normalize, recipe, rt, seed, final_evals=final_evals, resume=resume,
+                     callbacks=[PrintProgress(name), OnEpochEnd(lambda row: run.log_metrics(row, step=row["epoch"])),
+                                SaveCheckpoint(checkpoint, meta={"run_id": run.run_id})])
         last = result.history[-1]
         final = {"status": result.status, "epochs": last["epoch"], "train_error": last["train_error"],
                  "train_loss": last["train_loss"], "images_per_s": sum(r["images_per_s"] for r in result.history)

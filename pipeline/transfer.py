@@ -26,7 +26,9 @@ from torch import nn
 
 from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
 from pipeline.data.loader import Split, epoch_generator, train_batches
-from pipeline.train import Runtime, diverged, evaluate, sgd, sgd_step
+from pipeline.runtime import Runtime
+from pipeline.schedule import Cosine, set_lr
+from pipeline.train import diverged, evaluate, sgd, sgd_step
 
 LogFn = Callable[[int, dict], None]
 
@@ -123,17 +125,17 @@ def train_head(head: nn.Module, features: torch.Tensor, y: torch.Tensor, phase: 
     head.train()
     optimizer = torch.optim.SGD(head.parameters(), lr=phase.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, phase.steps)
+    schedule = Cosine(phase.lr, phase.steps)
     gen = torch.Generator(device=features.device).manual_seed(seed)
     batch = min(recipe.batch_size, len(y))
     recent = deque(maxlen=max(phase.steps // 10, 1))
-    for _ in range(phase.steps):
+    for step in range(phase.steps):
+        set_lr(optimizer, schedule.lr_at(step))
         idx = torch.randint(len(y), (batch,), generator=gen, device=features.device)
         loss = F.cross_entropy(head(features[idx]), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        schedule.step()
         recent.append(loss.item())
     return sum(recent) / len(recent)
 
@@ -143,7 +145,7 @@ def train_all(model: nn.Module, phase: Phase, train: Split, prep: SourceInput, r
     """`phase.steps` SGD steps on every layer, cosine decay to zero (no milestones to tune for a few
     hundred steps); returns the mean training loss of the last tenth of the steps."""
     optimizer = sgd(list(model.parameters()), phase.lr, recipe.momentum, recipe.weight_decay, device=rt.device)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, phase.steps)
+    schedule = Cosine(phase.lr, phase.steps)
     batch_size = min(recipe.batch_size, len(train))
     pad, flip = (recipe.pad, recipe.flip) if augment else (0, False)
     log_every = max(phase.steps // 10, 1)
@@ -153,12 +155,12 @@ def train_all(model: nn.Module, phase: Phase, train: Split, prep: SourceInput, r
     while step < phase.steps:
         epoch += 1
         for x, y in train_batches(train, batch_size, pad, flip, epoch_generator(seed, epoch, rt.device)):
+            set_lr(optimizer, schedule.lr_at(step))
             loss, _ = sgd_step(model, optimizer, prep(x), y, rt)
-            schedule.step()
             step += 1
             recent.append(loss.item())
-            if on_log and step % log_every == 0:
-                on_log(step, {"train_loss": sum(recent) / len(recent), "lr": optimizer.param_groups[0]["lr"]})
+            if on_log and step % log_every == 0:   # with the lr of the next step
+                on_log(step, {"train_loss": sum(recent) / len(recent), "lr": schedule.lr_at(step)})
             if step >= phase.steps:
                 break
     return sum(recent) / len(recent)

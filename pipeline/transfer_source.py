@@ -17,7 +17,7 @@ from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerp
 from pipeline.data.loader import PreparedData, Split
 from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
-from pipeline.train import Runtime
+from pipeline.runtime import Runtime
 from pipeline import transfer
 from pipeline.integrity import DataError, file_digest
 from pipeline.models.packaged_weights import is_packaged, lookup, weights_file

@@ -25,7 +25,7 @@ from pipeline.outputs import Progress, check_writable, load_model, write_rows
 from pipeline.provenance import environment
 from pipeline.report_analysis import plot_model_analysis
 from pipeline.runner import code_digest, training_subset
-from pipeline.train import Runtime
+from pipeline.runtime import Runtime
 
 
 def first(split: Split, n: int) -> Split:

@@ -67,17 +67,21 @@ def tiny_splits(device: torch.device):
 
 def train_tiny(data, recipe, checkpoint=None, resume=None, on_epoch=None):
     """ResNet-20 fitted on `tiny_splits` with `recipe` on its device, the small split as both the
-    per-epoch validation split and the test set; returns (model, FitResult)."""
+    per-epoch validation split and the test set; returns (model, FitState)."""
+    from pipeline.checkpoint import SaveCheckpoint
     from pipeline.data.loader import Normalize
     from pipeline.models import create_model
-    from pipeline.train import Runtime, fit
+    from pipeline.runtime import Runtime
+    from pipeline.train import OnEpochEnd, PrintProgress, fit
 
     train_split, test_split = data
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
     torch.manual_seed(0)
     model = rt.prepare_model(create_model("resnet", depth=20, num_classes=4, in_chans=1))
+    callbacks = [PrintProgress("train"), *([OnEpochEnd(on_epoch)] if on_epoch else []),
+                 *([SaveCheckpoint(checkpoint, meta={})] if checkpoint else [])]
     result = fit(model, train_split, {"val": test_split}, Normalize([0.3], [0.3], rt.device), recipe, rt, seed=0,
-                 checkpoint=checkpoint, resume=resume, on_epoch=on_epoch, final_evals={"test": test_split})
+                 final_evals={"test": test_split}, resume=resume, callbacks=callbacks)
     return model, result
 
 

@@ -20,7 +20,8 @@ from pipeline.outputs import Progress
 from pipeline.models import create_model_from_id
 from pipeline.report_analysis import gradient_flow_summary, landscape_summary
 from pipeline.studies import compose
-from pipeline.train import Runtime, evaluate
+from pipeline.runtime import Runtime
+from pipeline.train import evaluate
 
 FP32 = Runtime(torch.device("cpu"), None, False)
 

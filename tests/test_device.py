@@ -13,7 +13,9 @@ from pipeline.latency import build_cells, run_rounds
 from pipeline.measure import count_flops
 from pipeline.models import create_model, create_model_from_id
 from pipeline.outputs import read_json
-from pipeline.train import Checkpoint, Runtime, sgd, sgd_step
+from pipeline.checkpoint import Checkpoint
+from pipeline.runtime import Runtime
+from pipeline.train import sgd, sgd_step
 from conftest import run, tiny_splits, train_tiny
 
 pytestmark = pytest.mark.cuda

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.loader import Normalize, Split, epoch_generator, random_crop_flip, train_batches
+from pipeline.data.loader import Normalize, Split, epoch_generator, epoch_seed, random_crop_flip, train_batches
 
 
 def test_crop_is_a_window_of_the_padded_image():
@@ -35,6 +35,12 @@ def test_epoch_stream_depends_only_on_seed_and_epoch():
     assert not torch.equal(labels(0, 3), labels(0, 4))
     assert len(labels(0, 1)) == 48   # the last partial batch is dropped
     assert len(set(labels(0, 1).tolist())) == 48
+
+
+def test_epoch_seeds_of_a_study_never_collide():
+    # seeds of a study times epochs of a run (He et al.'s 64k iterations are < 200 epochs of CIFAR-10)
+    seeds = [epoch_seed(seed, epoch) for seed in range(20) for epoch in range(1, 1001)]
+    assert len(set(seeds)) == len(seeds)
 
 
 def test_normalize_uses_the_given_statistics():

@@ -1,8 +1,11 @@
 import pytest
 import torch
+import yaml
 
-from pipeline.config import ConfigError, Recipe
-from pipeline.train import Checkpoint, Runtime, diverged
+from pipeline.checkpoint import Checkpoint
+from pipeline.config import Recipe
+from pipeline.runner import TRAINING_CODE
+from pipeline.train import diverged
 from conftest import tiny_splits, train_tiny as train
 
 
@@ -22,7 +25,7 @@ def recipe(**kw):
     recipe(epochs=0, iterations=16, milestones=[12], warmup_lr=0.01, warmup_until_error=0.7),
 ], ids=["epochs", "iterations"])
 def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path, monkeypatch, r):
-    monkeypatch.setattr("pipeline.train.LOW_LR_WINDOW", 8)
+    monkeypatch.setattr("pipeline.schedule.LOW_LR_WINDOW", 8)
     model_a, result_a = train(data, r)
 
     checkpoint = Checkpoint(tmp_path / "last.pt", fingerprint="same")
@@ -74,7 +77,7 @@ def test_iteration_based_schedule(data, monkeypatch):
 
 
 def test_low_lr_start_until_the_training_error_drops(data, monkeypatch):
-    monkeypatch.setattr("pipeline.train.LOW_LR_WINDOW", 3)
+    monkeypatch.setattr("pipeline.schedule.LOW_LR_WINDOW", 3)
     seen = spy_lrs(monkeypatch)
     train(data, recipe(epochs=2, milestones=[], warmup_lr=0.01, warmup_until_error=1.0))
     # any error below 100 % over the first 3 iterations ends the low-lr phase
@@ -138,16 +141,7 @@ def test_learning_lowers_the_error(data):
     assert [row["lr"] for row in result.history] == pytest.approx([0.05, 0.05, 0.005])
 
 
-def test_cuda_request_without_cuda_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="no CUDA device is available; choose auto or cpu"):
-        Runtime.resolve("cuda", "auto", True)
-
-
-def test_auto_precision_follows_the_cpu(monkeypatch):
-    import pipeline.train as t
-    monkeypatch.setattr(t, "cpu_has_bf16", lambda: False)
-    assert Runtime.resolve("cpu", "auto", True).autocast_dtype is None
-    monkeypatch.setattr(t, "cpu_has_bf16", lambda: True)
-    assert Runtime.resolve("cpu", "auto", True).autocast_dtype == torch.bfloat16
-    assert Runtime.resolve("cpu", "fp32", True).autocast_dtype is None
+def test_training_code_is_the_train_stage_deps(repo):
+    """TRAINING_CODE, whose change makes a checkpoint unusable, lists the library code of the train stage."""
+    deps = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    assert sorted(f"pipeline/{name}" for name in TRAINING_CODE) == sorted(d for d in deps if d.startswith("pipeline/"))

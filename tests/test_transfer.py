@@ -4,7 +4,7 @@ import torch
 from pipeline.config import ConfigError, TransferRecipe
 from pipeline.data.loader import Split
 from pipeline.models import create_model
-from pipeline.train import Runtime
+from pipeline.runtime import Runtime
 from pipeline.transfer import (Draw, SourceInput, classifier_inputs, hold_out, per_class_indices, phases, run_strategy,
                                summarize)
 from conftest import make_images

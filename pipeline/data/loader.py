@@ -112,10 +112,16 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator
     return x[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's random streams (batches, augmentation, dropout): a function of (seed, epoch)
+    alone, so a resumed run draws what an uninterrupted one would."""
+    return seed * 1_000_003 + epoch
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """The random stream of one epoch: a function of (seed, epoch) alone, so resume is exact."""
+    """The random stream of one epoch's batches and augmentation."""
     gen = torch.Generator(device="cuda" if device.type == "cuda" else "cpu")
-    gen.manual_seed(seed * 1_000_003 + epoch)
+    gen.manual_seed(epoch_seed(seed, epoch))
     return gen
 
 
