@@ -30,7 +30,7 @@ from pipeline.data.loader import load_prepared
 from pipeline.models import create_model_from_id
 from pipeline.runtime import Runtime
 from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices, run_strategy
-from pipeline.transfer_source import Target
+from pipeline.transfer_experiment import Target
 
 
 def main() -> None:

@@ -4,11 +4,23 @@ Loaded with weights_only=True: tensors and plain containers only, so a crafted f
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 
 from pipeline.outputs import write_atomically
+
+# the code whose change makes an old checkpoint unusable (the train stage's deps in dvc.yaml)
+TRAINING_CODE = ("runner.py", "train.py", "runtime.py", "schedule.py", "checkpoint.py", "data/loader.py", "models")
+
+
+def code_digest() -> str:
+    """sha256 of TRAINING_CODE's files, in a checkpoint's fingerprint."""
+    root = Path(__file__).resolve().parent
+    files = sorted(p for name in TRAINING_CODE for p in ([root / name] if name.endswith(".py")
+                                                          else (root / name).rglob("*.py")))
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
 
 class Checkpoint:

@@ -6,14 +6,13 @@ stage's outputs: model weights, a metrics JSON (DVC metrics) and a per-epoch CSV
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import torch
 
 from pipeline import tracking
-from pipeline.checkpoint import Checkpoint, SaveCheckpoint
+from pipeline.checkpoint import Checkpoint, SaveCheckpoint, code_digest
 from pipeline.config import Recipe, fingerprint, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
 from pipeline.models import create_model_from_id, parse_model_id
@@ -23,16 +22,7 @@ from pipeline.runtime import Runtime
 from pipeline.train import OnEpochEnd, PrintProgress, fit
 
 SUBSET_SEED = 0   # every model and seed of a study sees the same training subset
-# the code whose change makes an old checkpoint unusable (the train stage's deps in dvc.yaml)
-TRAINING_CODE = ("runner.py", "train.py", "runtime.py", "schedule.py", "checkpoint.py", "data/loader.py", "models")
 OUTCOME = ("status", "diverged_because")   # how a run ended: in its record and tags, not among its metrics
-
-
-def code_digest() -> str:
-    root = Path(__file__).resolve().parent
-    files = sorted(p for name in TRAINING_CODE for p in ([root / name] if name.endswith(".py")
-                                                          else (root / name).rglob("*.py")))
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
 
 @dataclass(frozen=True)

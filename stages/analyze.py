@@ -24,7 +24,8 @@ from pipeline.models import create_model_from_id, parse_model_id
 from pipeline.outputs import Progress, check_writable, load_model, write_rows
 from pipeline.provenance import environment
 from pipeline.report_analysis import plot_model_analysis
-from pipeline.runner import code_digest, training_subset
+from pipeline.checkpoint import code_digest
+from pipeline.runner import training_subset
 from pipeline.runtime import Runtime
 
 

@@ -9,7 +9,7 @@ from pipeline.data.loader import load_prepared
 from pipeline.outputs import Progress, check_writable, write_rows
 from pipeline.provenance import environment
 from pipeline.transfer import summarize
-from pipeline.transfer_source import Experiment, curves
+from pipeline.transfer_experiment import Experiment, curves
 
 
 def main(argv: list[str]) -> None:

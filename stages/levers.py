@@ -16,7 +16,7 @@ from pipeline.outputs import Progress, check_writable
 from pipeline.provenance import environment
 from pipeline.train import evaluate
 from pipeline.transfer import Draw, hold_out, run_strategy, summarize
-from pipeline.transfer_source import Experiment
+from pipeline.transfer_experiment import Experiment
 
 
 def main(argv: list[str]) -> None:

@@ -4,7 +4,7 @@ import yaml
 
 from pipeline.checkpoint import Checkpoint
 from pipeline.config import Recipe
-from pipeline.runner import TRAINING_CODE
+from pipeline.checkpoint import TRAINING_CODE
 from pipeline.train import diverged
 from conftest import tiny_splits, train_tiny as train
 

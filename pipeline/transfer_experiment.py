@@ -1,0 +1,136 @@
+"""One source's few-shot transfer experiment: the source rebuilt fresh for every strategy and draw (with its
+weights, or random ones for the scratch baseline), the input it takes, the target classes' labelled
+sets, and every strategy trained on each (the finetune and levers stages).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from pipeline import transfer, transfer_source
+from pipeline.checkpoint import code_digest
+from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerprint
+from pipeline.data.loader import PreparedData, Split
+from pipeline.integrity import file_digest
+from pipeline.models import create_model_from_id
+from pipeline.outputs import load_model
+from pipeline.runtime import Runtime
+from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices, run_strategy
+from pipeline.transfer_source import check_classes, input_channels, input_size, target_classes
+
+
+def source_input(source: TransferSource, model: nn.Module, data: PreparedData, device: torch.device) -> SourceInput:
+    """Weights trained elsewhere come with their preprocessing (timm's pretrained config: mean, std,
+    interpolation); a source trained here takes the dataset's own statistics, at its own size."""
+    channels = input_channels(source, data)
+    if not source.weights:   # the manifest's statistics are of uint8 pixels / 255 per channel
+        return SourceInput(data.manifest["mean"], data.manifest["std"], channels, input_size(source, data), device)
+    cfg = model.pretrained_cfg
+    # timm's "random" (a training-time augmentation) and anything else becomes bicubic
+    mode = cfg.get("interpolation") if cfg.get("interpolation") in ("bilinear", "bicubic") else "bicubic"
+    return SourceInput(list(cfg["mean"]), list(cfg["std"]), channels, input_size(source, data), device, mode)
+
+
+def model_factory(source: TransferSource, weights_path: Path, data: PreparedData, num_targets: int,
+                  rt: Runtime) -> Callable[[bool, int], nn.Module]:
+    """`make(pretrained, seed)`: the source network with the saved weights (or random ones, the
+    scratch baseline: the same architecture) and a fresh head for the targets, both drawn from `seed`."""
+    saved = load_model(weights_path, "dvc repro pretrain")
+    size = input_size(source, data)
+
+    def make(pretrained: bool, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        model = create_model_from_id(source.model, num_classes=saved["num_classes"], in_chans=saved["in_chans"],
+                                     input_size=(size, size))
+        if pretrained:
+            model.load_state_dict(saved["state_dict"])
+        model.reset_classifier(num_targets)
+        return rt.prepare_model(model)
+
+    return make
+
+
+@dataclass
+class Target:
+    """The target classes' images: the pool labelled sets are drawn from, and the test images."""
+    pool: Split
+    test: Split
+    num_classes: int
+
+    @classmethod
+    def load(cls, cfg: TransferConfig, source: TransferSource, data: PreparedData, device: torch.device) -> "Target":
+        classes = target_classes(source, data.num_classes)
+        test = data.splits["test"].select_classes(classes)
+        if cfg.test_images:
+            if cfg.test_images < len(classes):
+                raise ConfigError(f"transfer.test_images: {cfg.test_images} is fewer than one image per target class "
+                                  f"({len(classes)}); 0 scores on every test image")
+            test = test.subset(per_class_indices(test.y, len(classes), cfg.test_images // len(classes), cfg.seed,
+                                                 "transfer.test_images"))
+        return cls(data.splits["train"].select_classes(classes), test.to(device), len(classes))
+
+    def draws(self, cfg: TransferConfig, shots: int, model: nn.Module, prep: SourceInput, rt: Runtime,
+              frozen_test: bool) -> list[Draw]:
+        """`cfg.draws` labelled sets of `shots` per class; with `frozen_test`, the frozen source's test
+        features are computed once for all of them."""
+        features = classifier_inputs(model, self.test, prep, rt) if frozen_test else None
+        out = []
+        for d in range(cfg.draws):
+            seed = draw_seed(cfg.seed, d)
+            idx = per_class_indices(self.pool.y, self.num_classes, shots, seed, "transfer.shots")
+            out.append(Draw(self.pool.subset(idx).to(rt.device), self.test, features, self.num_classes, seed))
+        return out
+
+
+@dataclass
+class Experiment:
+    """One source's transfer experiment, ready to draw labelled sets and train strategies on them."""
+    name: str
+    source: TransferSource
+    make_model: Callable[[bool, int], nn.Module]
+    prep: SourceInput
+    target: Target
+    rt: Runtime
+    digest: str    # of what makes its numbers: the source's weights, the data, the transfer code
+
+    @classmethod
+    def open(cls, cfg: TransferConfig, name: str, data: PreparedData, weights_path: Path) -> "Experiment":
+        if name not in cfg.sources:
+            raise ConfigError(f"--source {name}: not in transfer.sources ({', '.join(cfg.sources)})")
+        source = cfg.sources[name]
+        check_classes(name, source, data.num_classes)
+        recipe = cfg.finetune
+        rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
+        target = Target.load(cfg, source, data, rt.device)
+        make = model_factory(source, weights_path, data, target.num_classes, rt)
+        digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"], code_digest(),
+                             *(file_digest(Path(f), "sha256") for f in (__file__, transfer.__file__, transfer_source.__file__)))
+        return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt, digest)
+
+    def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:
+        return self.target.draws(cfg, shots, self.make_model(True, 0), self.prep, self.rt, frozen_test)
+
+    def run_strategies(self, cfg: TransferConfig, draws: list[Draw], done: dict[str, list[dict]],
+                       on_result: Callable[[int, str, dict], None]) -> None:
+        """Every strategy of `cfg.strategies` on every draw, draw by draw, but for the results `done` already
+        holds (an interrupted item's). Each new result, with its training curve under "curve", is appended to
+        `done[strategy]`, then passed to `on_result(draw index, strategy, result)` (to save the progress)."""
+        for d, draw in enumerate(draws):
+            for strategy in cfg.strategies:
+                finished = done.setdefault(strategy, [])
+                if d < len(finished):
+                    continue
+                curve = []
+                result = run_strategy(strategy, self.make_model, draw, self.prep, cfg.finetune, self.rt,
+                                      on_log=lambda step, metrics: curve.append({"step": step, **metrics}))
+                finished.append({**result, "curve": curve})
+                on_result(d, strategy, result)
+
+
+def curves(done: dict[str, list[dict]], strategies: list[str]) -> list[dict]:
+    """The training curves of every strategy and draw as rows (the finetune stage's plots CSV)."""
+    return [{"strategy": s, "draw": d, **row} for s in strategies for d, r in enumerate(done[s]) for row in r["curve"]]
