@@ -35,23 +35,29 @@ LogFn = Callable[[int, dict], None]
 
 @dataclass(frozen=True)
 class Phase:
-    trainable: str     # "head" (on the frozen features) or "all"
+    head_only: bool    # the new head alone, on the frozen network's cached features; else every layer
     steps: int
     lr: float
 
 
 def phases(strategy: str, recipe: TransferRecipe) -> list[Phase]:
-    head = Phase("head", recipe.head_steps, recipe.head_lr)
-    full = Phase("all", recipe.steps, recipe.lr)
-    table = {"scratch": [Phase("all", recipe.steps, recipe.scratch_lr)], "finetune": [full], "feature_extractor": [head],
-             "lp_ft": [head, full]}
+    """What each strategy of config.STRATEGIES trains, in order (LP-FT: the head, then every layer)."""
+    head = Phase(True, recipe.head_steps, recipe.head_lr)
+    full = Phase(False, recipe.steps, recipe.lr)
+    table = {"scratch": [Phase(False, recipe.steps, recipe.scratch_lr)], "finetune": [full],
+             "feature_extractor": [head], "lp_ft": [head, full]}
     if strategy not in table:
         raise ValueError(f"unknown transfer strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
     return table[strategy]
 
 
 def uses_source_weights(strategy: str) -> bool:
-    return strategy != "scratch"
+    return strategy != "scratch"   # the baseline: the same network, random weights
+
+
+def keeps_features_frozen(strategy: str, recipe: TransferRecipe) -> bool:
+    """Whether the strategy trains only the head, so its test images' features are computed once."""
+    return all(phase.head_only for phase in phases(strategy, recipe))
 
 
 class SourceInput:
@@ -190,19 +196,20 @@ def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], dr
     why, loss = None, float("nan")
     for i, phase in enumerate(phases(strategy, recipe)):
         seed = draw.seed + 7919 * i
-        if phase.trainable == "head":
+        if phase.head_only:
             if draw.train_features is None:
                 draw.train_features = classifier_inputs(model, draw.train, prep, rt)
             loss = train_head(head, draw.train_features, draw.train.y, phase, recipe, seed)
         else:
             if lr is not None:
-                phase = Phase(phase.trainable, phase.steps, lr)
+                phase = Phase(phase.head_only, phase.steps, lr)
             loss = train_all(model, phase, draw.train, prep, recipe, rt, seed, augment, on_log)
         why = diverged(loss, num_classes=draw.num_classes)
         if why:
             print(f"[{strategy}] {why}: stopping, run recorded as diverged", flush=True)
             break
-    if strategy == "feature_extractor" and draw.test_features is not None:
+    frozen = keeps_features_frozen(strategy, recipe)
+    if frozen and draw.test_features is not None:
         with torch.no_grad():
             head.eval()
             logits = head(draw.test_features)
@@ -210,7 +217,7 @@ def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], dr
                   "loss": F.cross_entropy(logits, draw.test.y).item()}
     else:
         scores = evaluate(model, draw.test, prep, rt)
-    trainable = sum(p.numel() for p in (head.parameters() if strategy == "feature_extractor" else model.parameters()))
+    trainable = sum(p.numel() for p in (head.parameters() if frozen else model.parameters()))
     return {"test_error": scores["error"], "test_loss": scores["loss"], "train_loss": loss,
             "trainable_params": trainable, "seconds": time.perf_counter() - start,
             "status": "diverged" if why else "finished", **({"diverged_because": why} if why else {})}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.config import ConfigError, TransferRecipe
+from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
 from pipeline.data.loader import Split
 from pipeline.models import create_model
 from pipeline.runtime import Runtime
@@ -14,12 +14,13 @@ RECIPE = TransferRecipe(steps=4, head_steps=4, lr=0.01, head_lr=0.1, scratch_lr=
 
 
 def test_phase_table():
-    assert [(p.trainable, p.lr) for p in phases("scratch", RECIPE)] == [("all", 0.05)]
-    assert [p.trainable for p in phases("finetune", RECIPE)] == ["all"]
-    assert [p.trainable for p in phases("feature_extractor", RECIPE)] == ["head"]
-    assert [(p.trainable, p.lr) for p in phases("lp_ft", RECIPE)] == [("head", 0.1), ("all", 0.01)]
+    assert [(p.head_only, p.lr) for p in phases("scratch", RECIPE)] == [(False, 0.05)]
+    assert [p.head_only for p in phases("finetune", RECIPE)] == [False]
+    assert [p.head_only for p in phases("feature_extractor", RECIPE)] == [True]
+    assert [(p.head_only, p.lr) for p in phases("lp_ft", RECIPE)] == [(True, 0.1), (False, 0.01)]
     with pytest.raises(ValueError, match="valid strategies: scratch, finetune, feature_extractor, lp_ft"):
         phases("distill", RECIPE)
+    assert all(phases(s, RECIPE) for s in STRATEGIES)   # a strategy the config accepts has its phases here
 
 
 def test_few_shot_sets_are_nested_and_balanced():
