@@ -13,28 +13,15 @@ import pandas as pd
 
 from pipeline import evidence
 from pipeline.config import AnalysisConfig, TransferConfig
-from pipeline.outputs import read_json, read_results
 from pipeline.published import published
 from pipeline.report_analysis import analysis_section
-from pipeline.report_latency import (architecture_columns, cells_frame, latency_table, machine_sentence, mode_summary,
+from pipeline.report_latency import (architecture_columns, latency_table, machine_sentence, mode_summary,
                                      plot_throughput)
-from pipeline.report_transfer import levers_table, load_transfer, plot_transfer, transfer_section, transfer_table
+from pipeline.report_results import ResultFolders, StudyItems, load_results
+from pipeline.report_transfer import levers_table, plot_transfer, transfer_section, transfer_table
 
 PERCENT = 100.0
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
-
-
-def load_histories(folder: Path, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per-epoch CSVs keyed by model id (seed 0 of each model, or its lowest seed)."""
-    out = {}
-    if metrics.empty:
-        return out
-    for model, group in metrics.groupby("model"):
-        seed = int(group["seed"].min())
-        path = Path(folder) / f"{model}-s{seed}.csv"
-        if path.is_file():
-            out[model] = pd.read_csv(path)
-    return out
 
 
 def _mean_std(values: pd.Series) -> str:
@@ -347,42 +334,27 @@ def _place_labels(ax, points: list[tuple[str, float, float]]) -> None:
             text.remove()
 
 
-def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics_dir: Path, records_dir: Path,
-                 plots_dir: Path,
-                 out_dir: Path, analysis: AnalysisConfig | None = None,
-                 transfer: TransferConfig | None = None) -> dict[str, pd.DataFrame]:
-    """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them.
-
-    `items` names the study's results per stage ("train": ["resnet-20-s0", ...], "measure",
-    "sources" and "shots" of the transfer study, "analysis": model ids); `analysis` holds the
-    settings its sentences cite, `transfer` the transfer study's."""
+def build_report(*, title: str, study: str, items: StudyItems, folders: ResultFolders, out_dir: Path,
+                 analysis: AnalysisConfig | None = None, transfer: TransferConfig | None = None) -> dict[str, pd.DataFrame]:
+    """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them, from the results
+    of `items` in `folders`; `analysis` and `transfer` hold the settings their sections cite."""
+    results = load_results(items, folders)
     out_dir = Path(out_dir)
-    def results(stage: str, names: list) -> list[dict]:
-        return read_results(metrics_dir, records_dir, stage, names)
-
-    train, measure = pd.DataFrame(results("train", items["train"])), pd.DataFrame(results("measure", items["measure"]))
-    finetune = load_transfer(results("finetune", [f"{s}-{n}" for s in items["sources"] for n in items["shots"]]))
-    levers = dict(zip(items.get("levers", []), results("levers", items.get("levers", []))))
-    pretrain = dict(zip(items["sources"], results("pretrain", items["sources"])))
-    latency_path = Path(metrics_dir) / "latency.json"
-    if not latency_path.is_file():
-        raise FileNotFoundError(f"{latency_path}: missing; run the study (make study) to measure latency")
-    latency = read_json(latency_path)
-    cells = cells_frame(latency)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = str(train["dataset"].iloc[0]) if not train.empty else "?"
+    train, measure, finetune, cells = results.train, results.measure, results.finetune, results.cells
+    dataset = results.dataset
     tables = {
         "degradation": degradation_table(train, dataset),
         "architectures": architecture_table(train, measure, cells),
         "latency": latency_table(cells),
         "heads": heads_table(train, measure),
         "transfer": transfer_table(finetune),
-        "levers": levers_table(levers, finetune),
+        "levers": levers_table(results.levers, finetune),
     }
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
         (out_dir / f"{name}.md").write_text(to_markdown(table))
-    histories = load_histories(Path(plots_dir) / "train", train)
+    histories = results.histories
     if histories:
         plot_degradation(histories, out_dir / "degradation.png", dataset)
     if not train.empty and not measure.empty:
@@ -392,16 +364,15 @@ def build_report(*, title: str, study: str, items: dict[str, list[str]], metrics
     headline(train, finetune).to_csv(out_dir / "headline.csv", index=False)
     cells.to_csv(out_dir / "latency_cells.csv", index=False)
     plot_throughput(cells, out_dir / "throughput.png",
-                    {d: info.get("device_name", d) for d, info in latency.get("devices", {}).items()})
-    readme = _readme(title, study, dataset, tables, train, measure, latency, finetune, histories)
-    dataset_classes = int(train["num_classes"].iloc[0]) if "num_classes" in train else None
-    readme += transfer_section(finetune, levers, pretrain, tables, to_markdown, transfer, dataset_classes)
-    if items.get("analysis") and analysis is not None:
-        runs = train[train["model"].isin(items["analysis"]) & (train["seed"] == analysis.seed)]
+                    {d: info.get("device_name", d) for d, info in results.latency.get("devices", {}).items()})
+    readme = _readme(title, study, dataset, tables, train, measure, results.latency, finetune, histories)
+    readme += transfer_section(finetune, results.levers, results.pretrain, tables, to_markdown, transfer,
+                               results.dataset_classes)
+    if items.analysis and analysis is not None:
+        runs = train[train["model"].isin(items.analysis) & (train["seed"] == analysis.seed)]
         length = " / ".join(sorted({f"{_length(r)} on {r.get('train_images', '?')} images" for _, r in runs.iterrows()}))
-        readme += analysis_section(items["analysis"], analysis, evidence.not_converged(histories, items["analysis"]), length,
-                                   results("analysis", items["analysis"]), Path(plots_dir) / "analysis", out_dir,
-                                   tables)
+        readme += analysis_section(items.analysis, analysis, evidence.not_converged(histories, items.analysis), length,
+                                   results.analysis, folders.analysis_plots, out_dir, tables)
     (out_dir / "README.md").write_text(readme)
     return tables
 
@@ -436,7 +407,7 @@ def _readme(title, study, dataset, tables, train, measure, latency, finetune, hi
     # the recipe the degradation grid ran with (other models may override fields of it)
     first = grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
     common = _common_recipe(train) if not train.empty else {}
-    cells = cells_frame(latency)
+    cells = pd.DataFrame(latency["cells"])
     commits = sorted(set(train.get("git_commit", pd.Series(dtype=str))) | set(finetune.get("git_commit", pd.Series(dtype=str))))
     parts = [
         f"# {title}\n",

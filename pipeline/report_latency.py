@@ -11,11 +11,6 @@ import pandas as pd
 DEVICE_LABEL = {"cpu": "CPU", "gpu": "GPU"}
 
 
-def cells_frame(latency: dict) -> pd.DataFrame:
-    """One row per model, device, mode and batch size (the stage's cells)."""
-    return pd.DataFrame(latency["cells"])
-
-
 def _ms(cell: pd.Series) -> str:
     """"1.63 [1.60-1.70]": median and interquartile range, in milliseconds."""
     return f"{cell['median_ms']:.2f} [{cell['q1_ms']:.2f}–{cell['q3_ms']:.2f}]"

@@ -20,14 +20,6 @@ PUBLISHED_CONTEXT = ("*Published, another setting:* BiT-L (ImageNet-21k ResNet, 
                      "find fixed ImageNet features and fine-tuning both track ImageNet accuracy (r = 0.99 / 0.96).")
 
 
-def load_transfer(results: list[dict]) -> pd.DataFrame:
-    """One row per (source, shots, strategy) of the finetune items' `results`: mean and std of the test
-    error over the draws."""
-    return pd.DataFrame([{"source": result["source"], "shots": result["shots"], "strategy": strategy, **row,
-                          "git_commit": result.get("git_commit")}
-                         for result in results for strategy, row in result["strategies"].items()])
-
-
 def _labels(shots: int) -> str:
     return f"{shots} label{'s' if shots != 1 else ''}"
 
