@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipeline import evidence
 from pipeline.config import AnalysisConfig
+from pipeline.report_format import to_markdown
 
 # a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
 # inverse "growing"; in between the layers get gradients of about the same size
@@ -175,12 +176,14 @@ def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
                    "than shape, so the comparison stays inside the box. One pair of directions and one seed.\n")
 
 
-def analysis_section(models: list[str], cfg: AnalysisConfig, not_converged: list[str], length: str,
+def analysis_section(cfg: AnalysisConfig, models: list[str], *, train: pd.DataFrame, histories: dict[str, pd.DataFrame],
                      results: list[dict], plots_dir: Path, out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
-    """The report's section: the table (added to `tables`), two figures and their sentences.
-    `not_converged`: analysed models whose training error had not converged (pipeline/evidence.py); `length`: their training."""
-    from pipeline.report import to_markdown   # here: pipeline.report imports this module
-
+    """The report's section for the analysed `models`: the table (added to `tables`), two figures and their
+    sentences; `train` and `histories` say how long those models trained and whether they converged."""
+    runs = train[train["model"].isin(models) & (train["seed"] == cfg.seed)]
+    length = " / ".join(sorted({f"{evidence.training_length(r)} on {r.get('train_images', '?')} images"
+                                for _, r in runs.iterrows()}))
+    not_converged = evidence.not_converged(histories, models)
     metrics, gradients, curves, planes = load_analysis(results, plots_dir, models)
     table = tables["analysis"] = analysis_table(metrics)
     table.to_csv(out_dir / "analysis.csv", index=False)

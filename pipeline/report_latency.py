@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.report_format import to_markdown
+
 DEVICE_LABEL = {"cpu": "CPU", "gpu": "GPU"}
 
 
@@ -120,3 +122,14 @@ def plot_throughput(cells: pd.DataFrame, path: Path, device_names: dict[str, str
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def latency_section(cells: pd.DataFrame, table: pd.DataFrame) -> str:
+    return "\n".join([
+        "## Latency: modes and batch sizes\n",
+        "The same measurement in every mode and at every batch size of `latency` (milliseconds per forward pass, "
+        "median [IQR]; every number with its images/s in latency_cells.csv). "
+        + mode_summary(cells),
+        to_markdown(table),
+        "![throughput against batch size](throughput.png)\n",
+    ])

@@ -6,9 +6,10 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import TransferConfig
+from pipeline.evidence import PERCENT
 from pipeline.published import published
+from pipeline.report_format import to_markdown
 
-PERCENT = 100.0
 STRATEGY_ORDER = ("scratch", "finetune", "feature_extractor", "lp_ft")
 STRATEGIES_NOTE = ("scratch = the same network from random init; finetune = all layers from the source weights; "
                    "feature_extractor = frozen backbone (BN statistics too), only a new linear head trained on "
@@ -189,8 +190,22 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
     return " ".join(lines) + "\n"
 
 
+def transfer_headline(frame: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """reports/headline.csv's transfer rows (metric, value, unit): per source and labels per class, the best
+    strategy's test error and how far scratch lies above it."""
+    rows = []
+    for (source, shots), cells in (frame.groupby(["source", "shots"]) if not frame.empty else []):
+        best = cells.loc[cells["test_error"].idxmin()]
+        rows.append((f"transfer/{source}/{shots}_labels/best_test_error", best["test_error"] * PERCENT, "%"))
+        scratch = cells[cells["strategy"] == "scratch"]
+        if len(scratch):
+            rows.append((f"transfer/{source}/{shots}_labels/scratch_minus_best",
+                         (scratch["test_error"].iloc[0] - best["test_error"]) * PERCENT, "points"))
+    return rows
+
+
 def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dict[str, dict],
-                     tables: dict[str, pd.DataFrame], to_markdown, cfg: TransferConfig | None = None,
+                     tables: dict[str, pd.DataFrame], cfg: TransferConfig | None = None,
                      dataset_classes: int | None = None) -> str:
     draws = int(frame["draws"].max()) if not frame.empty else 0
     recipe = (f" All strategies train on the same draws: all layers for {cfg.finetune.steps} SGD steps of batch "

@@ -101,8 +101,8 @@ def write_transfer(metrics):
 
 def test_report_tables_come_from_the_metrics_files(tmp_path):
     metrics, plots = write_study(tmp_path)
-    tables = build_report(title="t", study="s", items=ITEMS, folders=ResultFolders(metrics, tmp_path / "records", plots),
-                          out_dir=tmp_path / "reports")
+    folders = ResultFolders(metrics, tmp_path / "records", plots)
+    tables = build_report(title="t", study="s", items=ITEMS, folders=folders, out_dir=tmp_path / "reports")
 
     deg = tables["degradation"].set_index("depth")
     assert deg.loc[56, "plain train error %"] == "30.00"
@@ -184,7 +184,7 @@ DEGRADED = {"plain-20": [0.10, 0.11], "plain-56": [0.30, 0.31], "resnet-20": [0.
 
 
 def test_a_still_falling_curve_is_worded_as_not_converged():
-    from pipeline.report import degradation_summary
+    from pipeline.report_degradation import degradation_summary
 
     text = degradation_summary(*_grid(DEGRADED, last_change=0.05))
     assert "Evidence: 3 epochs on 5000 images, 2 seeds per net." in text
@@ -194,7 +194,7 @@ def test_a_still_falling_curve_is_worded_as_not_converged():
 
 
 def test_flat_curves_are_worded_as_converged_and_gaps_against_the_seed_spread():
-    from pipeline.report import degradation_summary
+    from pipeline.report_degradation import degradation_summary
 
     text = degradation_summary(*_grid(DEGRADED, last_change=0.002))
     assert "All four converged (converged means a change under 1 point)" in text
