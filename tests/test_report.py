@@ -235,6 +235,7 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
     from dvc.repo import Repo
 
     from pipeline.config import load_section
+    from pipeline.report_analysis import PLOTS
 
     items = StudyItems.of(*(load_section(name, repo / "params.yaml") for name in ("train", "transfer", "analysis")))
     folders = ResultFolders(Path("metrics"), Path("records"), Path("plots"))
@@ -249,4 +250,6 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
             assert {root / field.name / f"{item}.json" for item in getattr(items, field.name)} == \
                 declared_in(root / field.name), field.name
     assert {folders.histories / f"{item}.csv" for item in items.train} == declared_in(folders.histories)
+    assert {folders.analysis_plots / kind / f"{model}.csv" for kind in PLOTS for model in items.analysis} == \
+        {path for path in declared if path.parent.parent == folders.analysis_plots}
     assert folders.latency in declared
