@@ -1,5 +1,5 @@
-"""The report's latency parts, from metrics/latency.json (the latency stage, pipeline/latency.py): the
-architecture table's latency columns, the table of every mode and batch size, the throughput figure,
+"""The report's latency section and the architecture table's latency columns, from metrics/latency.json
+(the latency stage, pipeline/latency.py): the table of every mode and batch size, the throughput figure,
 and the sentences that say which machine, protocol and mode the numbers come from."""
 from __future__ import annotations
 
