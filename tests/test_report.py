@@ -253,3 +253,16 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
     assert {folders.analysis_plots / kind / f"{model}.csv" for kind in PLOTS for model in items.analysis} == \
         {path for path in declared if path.parent.parent == folders.analysis_plots}
     assert folders.latency in declared
+
+
+def test_the_strategies_the_report_names_by_role_play_those_roles(repo):
+    """report_transfer names config.STRATEGIES by position: pipeline/transfer.py must agree on who does what."""
+    from pipeline.config import STRATEGIES, load_section
+    from pipeline.report_transfer import ALL_LAYERS, FEATURE_EXTRACTOR, FINETUNE, LP_FT, SCRATCH
+    from pipeline.transfer import phases, uses_source_weights
+
+    recipe = load_section("transfer", repo / "params.yaml").finetune
+    trained = {s: [p.trainable for p in phases(s, recipe)] for s in STRATEGIES}
+    assert [s for s in STRATEGIES if not uses_source_weights(s)] == [SCRATCH]
+    assert (trained[FINETUNE], trained[FEATURE_EXTRACTOR], trained[LP_FT]) == (["all"], ["head"], ["head", "all"])
+    assert [s for s in STRATEGIES if "all" in trained[s]] == list(ALL_LAYERS)
