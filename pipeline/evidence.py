@@ -66,3 +66,9 @@ def gap(a: pd.Series, b: pd.Series) -> Gap:
 def basis(length: str, images, seeds: int) -> str:
     """What a trained result rests on: "3 epochs on 10000 images, 1 seed"."""
     return f"{length} on {images} images, {seeds} seed{'s' if seeds != 1 else ''}"
+
+
+def training_length(run) -> str:
+    """"3 epochs" or "64000 iterations", as the recipe of `run` (a train result) set the training length."""
+    iterations = run.get("recipe.iterations", 0)
+    return f"{iterations} iterations" if iterations else f"{run.get('recipe.epochs', '?')} epochs"

@@ -14,6 +14,8 @@ import pandas as pd
 
 from pipeline import evidence
 from pipeline.config import AnalysisConfig
+from pipeline.report_degradation import FAMILIES, PLAIN, RESIDUAL
+from pipeline.report_format import to_markdown
 
 # a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
 # inverse "growing"; in between the layers get gradients of about the same size
@@ -23,7 +25,9 @@ VANISHING = 1 / 3
 CORRELATION_MARGIN = 0.05
 # a sharpness larger by this factor or more is "sharper"
 SHARPER = 2.0
-FAMILY_COLORS = {"plain": "Reds", "resnet": "Blues"}   # any other family (DenseNet): greens
+FAMILY_COLORS = {PLAIN: "Reds", RESIDUAL: "Blues"}   # any other family (DenseNet): greens
+# the analyze stage's per-model CSVs, a folder each under plots/analysis/
+PLOTS = ("gradients", "landscape_1d", "landscape_2d")
 
 
 def load_analysis(results: list[dict], plots_dir: Path, models: list[str]):
@@ -31,7 +35,7 @@ def load_analysis(results: list[dict], plots_dir: Path, models: list[str]):
     surfaces (dicts of DataFrames keyed by model id)."""
     metrics = pd.DataFrame(results)
     tables = {kind: {m: pd.read_csv(Path(plots_dir) / kind / f"{m}.csv") for m in models}
-              for kind in ("gradients", "landscape_1d", "landscape_2d")}
+              for kind in PLOTS}
     return metrics, tables["gradients"], tables["landscape_1d"], tables["landscape_2d"]
 
 
@@ -72,7 +76,7 @@ def _norms_sentence(analysis: pd.DataFrame, state: str) -> tuple[str, pd.DataFra
     """The ratios of every model in `state` ("init" or "trained"), and the plain nets whose gradients vanish."""
     column = f"grad_first_last_ratio_{state}"
     listing = "; ".join(f"{r['model']} {_ratio_words(r[column])}" for _, r in analysis.iterrows())
-    plain = _by_family(analysis, "plain")
+    plain = _by_family(analysis, PLAIN)
     usable = plain.loc[plain[column].map(_usable).astype(bool)]   # astype: an empty mask must stay a mask
     return listing, usable[usable[column] < VANISHING]
 
@@ -86,7 +90,7 @@ def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
     text = (f"The first conv layer's per-weight gradient (norm / sqrt(weights), batch norm on batch statistics as in "
             f"training, {first['gradient_images']} training images), at initialisation (the He init training "
             f"started from): {init}. With the trained weights: {trained}. ")
-    plain = _by_family(analysis, "plain")
+    plain = _by_family(analysis, PLAIN)
     vanishing = sorted(set(vanish_init["model"]) | set(vanish_trained["model"]))
     if not plain.empty and not vanishing:
         text += ("No plain net's gradients vanish towards the input, at initialisation or after training: this "
@@ -97,33 +101,33 @@ def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
                     if m in set(frame["model"])] for m in vanishing}
         text += ("The gradients shrink towards the input, the vanishing the slide describes, in "
                  + ", ".join(f"{m} ({' and '.join(w)})" for m, w in when.items()) + ". ")
-    resnet = _by_family(analysis, "resnet")
+    resnet = _by_family(analysis, RESIDUAL)
     common = sorted(set(plain["depth"]) & set(resnet["depth"]))
     if common:
         depth = common[-1]
         p, r = (float(f[f["depth"] == depth]["grad_first_last_ratio_init"].iloc[0]) for f in (plain, resnet))
         if _usable(p) and _usable(r) and p > r / VANISHING:
-            text += (f"At initialisation plain-{depth}'s gradients grow towards the input {p / r:.3g}x as much as "
-                     f"resnet-{depth}'s ({p:.3g}x against {r:.3g}x): batch norm makes a deep plain net's gradients "
+            text += (f"At initialisation {PLAIN}-{depth}'s gradients grow towards the input {p / r:.3g}x as much as "
+                     f"{RESIDUAL}-{depth}'s ({p:.3g}x against {r:.3g}x): batch norm makes a deep plain net's gradients "
                      "explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm); "
                      "the residual net's grow far less. ")
     return text + "\n\n" + _shattering_summary(analysis, sigma)
 
 
 def _shattering_summary(analysis: pd.DataFrame, sigma: float) -> str:
-    plain, resnet = _by_family(analysis, "plain"), _by_family(analysis, "resnet")
+    plain, resnet = _by_family(analysis, PLAIN), _by_family(analysis, RESIDUAL)
     common = sorted(set(plain["depth"]) & set(resnet["depth"]))
     if not common:
         return ""
     corr = {(f, d): float(frame[frame["depth"] == d]["grad_correlation_init"].iloc[0])
-            for f, frame in (("plain", plain), ("resnet", resnet)) for d in common}
+            for f, frame in ((PLAIN, plain), (RESIDUAL, resnet)) for d in common}
     listing = "; ".join(f"{f}: " + ", ".join(f"{corr[(f, d)]:.3f} at depth {d}" for d in common)
-                        for f in ("plain", "resnet"))
+                        for f in FAMILIES)
     text = (f"Shattering (Balduzzi et al. 2017): the correlation between the input gradients of the true class's "
             f"logit at an image and at a nearby one (Gaussian offset, sigma {sigma:g} in normalised pixel units), "
             f"mean over {analysis.iloc[0]['shatter_images']} images, at initialisation -- {listing}. ")
     deepest = common[-1]
-    gap = corr[("resnet", deepest)] - corr[("plain", deepest)]
+    gap = corr[(RESIDUAL, deepest)] - corr[(PLAIN, deepest)]
     if not math.isfinite(gap):
         text += f"At depth {deepest} a correlation is not a number, so no comparison"
     elif gap > CORRELATION_MARGIN:
@@ -138,10 +142,10 @@ def _shattering_summary(analysis: pd.DataFrame, sigma: float) -> str:
                  "so this measurement does not show Balduzzi et al.'s finding")
     if len(common) >= 2:
         changes = []
-        for f in ("plain", "resnet"):
+        for f in FAMILIES:
             change = corr[(f, deepest)] - corr[(f, common[0])]
             changes.append(f"{'falls' if change < 0 else 'rises'} by {abs(change):.3f} in the "
-                           f"{'plain' if f == 'plain' else 'residual'} nets")
+                           f"{'plain' if f == PLAIN else 'residual'} nets")
         text += f"; from depth {common[0]} to {deepest} the correlation " + " and ".join(changes)
     return text + ". One seed and one draw of offsets.\n"
 
@@ -160,7 +164,7 @@ def _compare(depth: int, plain: float, resnet: float) -> str:
 
 def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
     """Sharpness of plain vs residual minima at equal depth (Li et al. 2018, Fig. 5; Keskar et al. 2017)."""
-    plain, resnet = _by_family(analysis, "plain"), _by_family(analysis, "resnet")
+    plain, resnet = _by_family(analysis, PLAIN), _by_family(analysis, RESIDUAL)
     first = analysis.iloc[0]
     listing = "; ".join(f"{r['model']} {r['sharpness']:.1f} (loss {r['landscape_loss']:.4f} at the trained weights)"
                         for _, r in analysis.iterrows())
@@ -175,12 +179,14 @@ def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
                    "than shape, so the comparison stays inside the box. One pair of directions and one seed.\n")
 
 
-def analysis_section(models: list[str], cfg: AnalysisConfig, not_converged: list[str], length: str,
+def analysis_section(cfg: AnalysisConfig, models: list[str], *, train: pd.DataFrame, histories: dict[str, pd.DataFrame],
                      results: list[dict], plots_dir: Path, out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
-    """The report's section: the table (added to `tables`), two figures and their sentences.
-    `not_converged`: analysed models whose training error had not converged (pipeline/evidence.py); `length`: their training."""
-    from pipeline.report import to_markdown   # here: pipeline.report imports this module
-
+    """The report's section for the analysed `models`: the table (added to `tables`), two figures and their
+    sentences; `train` and `histories` say how long those models trained and whether they converged."""
+    runs = train[train["model"].isin(models) & (train["seed"] == cfg.seed)]
+    length = " / ".join(sorted({f"{evidence.training_length(r)} on {r.get('train_images', '?')} images"
+                                for _, r in runs.iterrows()}))
+    not_converged = evidence.not_converged(histories, models)
     metrics, gradients, curves, planes = load_analysis(results, plots_dir, models)
     table = tables["analysis"] = analysis_table(metrics)
     table.to_csv(out_dir / "analysis.csv", index=False)
@@ -283,12 +289,12 @@ def _panel_grid(analysis: pd.DataFrame) -> tuple[list[str], dict[tuple[int, int]
     """Columns = families; plain and residual nets of one depth share a row, other families fill theirs
     from the top, in order of depth."""
     families = list(dict.fromkeys(analysis["family"]))
-    grid_depths = sorted(set(analysis[analysis["family"].isin(["plain", "resnet"])]["depth"]))
+    grid_depths = sorted(set(analysis[analysis["family"].isin(FAMILIES)]["depth"]))
     cells = {}
     for col, family in enumerate(families):
         members = analysis[analysis["family"] == family].sort_values("depth")
         for i, (_, r) in enumerate(members.iterrows()):
-            row = grid_depths.index(r["depth"]) if family in ("plain", "resnet") else i
+            row = grid_depths.index(r["depth"]) if family in FAMILIES else i
             cells[(row, col)] = r["model"]
     return families, cells
 

@@ -1,5 +1,5 @@
-"""The report's latency parts, from metrics/latency.json (the latency stage, pipeline/latency.py): the
-architecture table's latency columns, the table of every mode and batch size, the throughput figure,
+"""The report's latency section and the architecture table's latency columns, from metrics/latency.json
+(the latency stage, pipeline/latency.py): the table of every mode and batch size, the throughput figure,
 and the sentences that say which machine, protocol and mode the numbers come from."""
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.report_format import to_markdown
+
 DEVICE_LABEL = {"cpu": "CPU", "gpu": "GPU"}
-
-
-def cells_frame(latency: dict) -> pd.DataFrame:
-    """One row per model, device, mode and batch size (the stage's cells)."""
-    return pd.DataFrame(latency["cells"])
 
 
 def _ms(cell: pd.Series) -> str:
@@ -125,3 +122,14 @@ def plot_throughput(cells: pd.DataFrame, path: Path, device_names: dict[str, str
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def latency_section(cells: pd.DataFrame, table: pd.DataFrame) -> str:
+    return "\n".join([
+        "## Latency: modes and batch sizes\n",
+        "The same measurement in every mode and at every batch size of `latency` (milliseconds per forward pass, "
+        "median [IQR]; every number with its images/s in latency_cells.csv). "
+        + mode_summary(cells),
+        to_markdown(table),
+        "![throughput against batch size](throughput.png)\n",
+    ])

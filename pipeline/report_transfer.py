@@ -5,27 +5,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import TransferConfig
+from pipeline.config import STRATEGIES, TransferConfig
+from pipeline.evidence import PERCENT
 from pipeline.published import published
+from pipeline.report_format import to_markdown
 
-PERCENT = 100.0
-STRATEGY_ORDER = ("scratch", "finetune", "feature_extractor", "lp_ft")
-STRATEGIES_NOTE = ("scratch = the same network from random init; finetune = all layers from the source weights; "
-                   "feature_extractor = frozen backbone (BN statistics too), only a new linear head trained on "
-                   "features computed once (Kornblith et al. 2019); lp_ft = that head first, then all layers "
-                   "(Kumar et al. 2022, the combined approach).")
+SCRATCH, FINETUNE, FEATURE_EXTRACTOR, LP_FT = STRATEGIES   # pipeline/config.py, in the tables' order
+ALL_LAYERS = (SCRATCH, FINETUNE, LP_FT)   # the strategies that train every layer (pipeline/transfer.phases)
+STRATEGY_NOTES = {
+    SCRATCH: "the same network from random init",
+    FINETUNE: "all layers from the source weights",
+    FEATURE_EXTRACTOR: "frozen backbone (BN statistics too), only a new linear head trained on features computed "
+                       "once (Kornblith et al. 2019)",
+    LP_FT: "that head first, then all layers (Kumar et al. 2022, the combined approach)",
+}
 # published context (../shared/ANCHORS.md): another dataset, another network, another label budget
 PUBLISHED_CONTEXT = ("*Published, another setting:* BiT-L (ImageNet-21k ResNet, Kolesnikov et al. 2020) fine-tuned on "
                      "CIFAR-10 with 10 labels per class reaches 97.0 % accuracy (3.0 % error); Kornblith et al. 2019 "
                      "find fixed ImageNet features and fine-tuning both track ImageNet accuracy (r = 0.99 / 0.96).")
-
-
-def load_transfer(results: list[dict]) -> pd.DataFrame:
-    """One row per (source, shots, strategy) of the finetune items' `results`: mean and std of the test
-    error over the draws."""
-    return pd.DataFrame([{"source": result["source"], "shots": result["shots"], "strategy": strategy, **row,
-                          "git_commit": result.get("git_commit")}
-                         for result in results for strategy, row in result["strategies"].items()])
 
 
 def _labels(shots: int) -> str:
@@ -42,7 +39,7 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for source in dict.fromkeys(frame["source"]):
-        for strategy in [s for s in STRATEGY_ORDER if s in set(frame["strategy"])]:
+        for strategy in [s for s in STRATEGIES if s in set(frame["strategy"])]:
             group = frame[(frame["source"] == source) & (frame["strategy"] == strategy)].sort_values("shots")
             row = {"source": source, "strategy": strategy}
             for _, r in group.iterrows():
@@ -55,23 +52,24 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
     """Fine-tuning at the levers' shots: with and without augmentation, and at each swept learning rate."""
+    at = f"{FINETUNE} at"   # the levers stage fine-tunes (stages/levers.py)
     rows = []
     for source, lev in levers.items():
         shots = lev["shots"]
-        base = frame[(frame["source"] == source) & (frame["shots"] == shots) & (frame["strategy"] == "finetune")]
+        base = frame[(frame["source"] == source) & (frame["shots"] == shots) & (frame["strategy"] == FINETUNE)]
         if not base.empty:
-            rows.append({"source": source, "finetune at": f"{_labels(shots)}/class, augmentation on (the grid above)",
+            rows.append({"source": source, at: f"{_labels(shots)}/class, augmentation on (the grid above)",
                          "held-out error %": "–", "test error %": _cell(base["test_error"].iloc[0], base["test_error_std"].iloc[0])})
         off = lev["augmentation_off"]
-        rows.append({"source": source, "finetune at": f"{_labels(shots)}/class, augmentation off",
+        rows.append({"source": source, at: f"{_labels(shots)}/class, augmentation off",
                      "held-out error %": "–", "test error %": _cell(off["test_error"], off["test_error_std"])})
         trained_on = f"trained on {shots - lev['val_per_class']} of the {shots} labels/class"
         for lr, row in lev["lr_sweep"].items():
-            rows.append({"source": source, "finetune at": f"lr {lr}, {trained_on}",
+            rows.append({"source": source, at: f"lr {lr}, {trained_on}",
                          "held-out error %": f"{row['val_error'] * PERCENT:.1f}",
                          "test error %": _cell(row["test_error"], row["test_error_std"])})
         chosen = lev["lr_chosen_on_val"]
-        rows.append({"source": source, "finetune at": f"lr chosen per draw on the other {lev['val_per_class']} "
+        rows.append({"source": source, at: f"lr chosen per draw on the other {lev['val_per_class']} "
                      f"({', '.join(map(str, chosen['lrs']))}), {trained_on}",
                      "held-out error %": "–", "test error %": _cell(chosen["test_error"], chosen["test_error_std"])})
     return pd.DataFrame(rows)
@@ -98,10 +96,11 @@ def findings(frame: pd.DataFrame) -> str:
             group = group.set_index("strategy")
             best = group["test_error"].idxmin()
             text = f"At {_labels(shots)}/class the lowest error is {best}'s {group.loc[best, 'test_error'] * PERCENT:.1f} %"
-            transfer = group.drop(index="scratch", errors="ignore")
-            if "scratch" in group.index and not transfer.empty:
+            transfer = group.drop(index=SCRATCH, errors="ignore")
+            if SCRATCH in group.index and not transfer.empty:
                 other = transfer["test_error"].idxmin()
-                text += f"; scratch {compare(group.loc['scratch'], f'for the best transfer strategy, {other}', group.loc[other])}"
+                text += (f"; {SCRATCH} "
+                         + compare(group.loc[SCRATCH], f"for the best transfer strategy, {other}", group.loc[other]))
             parts.append(text)
         lines.append(f"**{source}**: " + ". ".join(parts) + ".")
     return " ".join(lines) + "\n"
@@ -126,7 +125,7 @@ def plot_transfer(frame: pd.DataFrame, path: Path, dataset: str) -> None:
     sources = list(dict.fromkeys(frame["source"]))
     fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4), sharey=True, squeeze=False)
     for ax, source in zip(axes[0], sources):
-        for strategy in [s for s in STRATEGY_ORDER if s in set(frame["strategy"])]:
+        for strategy in [s for s in STRATEGIES if s in set(frame["strategy"])]:
             group = frame[(frame["source"] == source) & (frame["strategy"] == strategy)].sort_values("shots")
             ax.errorbar(group["shots"], group["test_error"] * PERCENT, yerr=group["test_error_std"] * PERCENT,
                         fmt="o-", capsize=3, label=strategy)
@@ -149,10 +148,10 @@ def levers_findings(levers: dict[str, dict], frame: pd.DataFrame) -> str:
     error, by the spread of the draws)."""
     lines = []
     for source, lev in levers.items():
-        base = frame[(frame["source"] == source) & (frame["shots"] == lev["shots"]) & (frame["strategy"] == "finetune")]
+        base = frame[(frame["source"] == source) & (frame["shots"] == lev["shots"]) & (frame["strategy"] == FINETUNE)]
         parts = []
         if not base.empty:
-            parts.append(f"finetune without augmentation {compare(lev['augmentation_off'], 'with it', base.iloc[0])}")
+            parts.append(f"{FINETUNE} without augmentation {compare(lev['augmentation_off'], 'with it', base.iloc[0])}")
         sweep = lev["lr_sweep"]
         best = min(sweep, key=lambda lr: sweep[lr]["test_error"])
         worst = max(sweep, key=lambda lr: sweep[lr]["test_error"])
@@ -183,7 +182,7 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
         text = (f"For **{source}** ({classes} classes) the {cfg.finetune.steps} all-layer steps are "
                 + " / ".join(f"{passes(cfg, n, classes):.1f}" for n in shots) + " passes over the labelled set at "
                 + " / ".join(map(str, shots)) + " labels/class")
-        for strategy in ("scratch", "finetune", "lp_ft"):
+        for strategy in ALL_LAYERS:
             by = rows[rows["strategy"] == strategy].set_index("shots")
             for fewer, more in zip(shots, shots[1:]):
                 if fewer in by.index and more in by.index and compare(by.loc[more], "", by.loc[fewer]).endswith(
@@ -197,19 +196,34 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
     return " ".join(lines) + "\n"
 
 
+def transfer_headline(frame: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """reports/headline.csv's transfer rows (metric, value, unit): per source and labels per class, the best
+    strategy's test error and how far scratch lies above it."""
+    rows = []
+    for (source, shots), cells in (frame.groupby(["source", "shots"]) if not frame.empty else []):
+        best = cells.loc[cells["test_error"].idxmin()]
+        rows.append((f"transfer/{source}/{shots}_labels/best_test_error", best["test_error"] * PERCENT, "%"))
+        scratch = cells[cells["strategy"] == SCRATCH]
+        if len(scratch):
+            rows.append((f"transfer/{source}/{shots}_labels/{SCRATCH}_minus_best",
+                         (scratch["test_error"].iloc[0] - best["test_error"]) * PERCENT, "points"))
+    return rows
+
+
 def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dict[str, dict],
-                     tables: dict[str, pd.DataFrame], to_markdown, cfg: TransferConfig | None = None,
+                     tables: dict[str, pd.DataFrame], cfg: TransferConfig | None = None,
                      dataset_classes: int | None = None) -> str:
     draws = int(frame["draws"].max()) if not frame.empty else 0
     recipe = (f" All strategies train on the same draws: all layers for {cfg.finetune.steps} SGD steps of batch "
-              f"{cfg.finetune.batch_size} (scratch at lr {cfg.finetune.scratch_lr}, finetune and lp_ft at "
+              f"{cfg.finetune.batch_size} ({SCRATCH} at lr {cfg.finetune.scratch_lr}, {FINETUNE} and {LP_FT} at "
               f"{cfg.finetune.lr}, cosine decay to 0, crop and flip), a head for {cfg.finetune.head_steps} steps at lr "
               f"{cfg.finetune.head_lr} on the cached features; the test error is over "
               f"{cfg.test_images or 'all the'} test images of the target classes."
               if cfg else "")
     parts = [
         "## Transfer with few labels\n",
-        "Sources: " + " ".join(source_sentence(n, p) for n, p in pretrain.items()) + f" {STRATEGIES_NOTE}\n",
+        "Sources: " + " ".join(source_sentence(n, p) for n, p in pretrain.items()) + " "
+        + "; ".join(f"{s} = {STRATEGY_NOTES[s]}" for s in STRATEGIES) + ".\n",
         f"Each cell is the mean ± std of the test error over {draws} independently drawn labelled sets "
         f"(a draw's images and training stream both come from its seed).{recipe}\n",
         to_markdown(tables["transfer"]),

@@ -6,6 +6,7 @@ from pathlib import Path
 from pipeline.cli import run_stage
 from pipeline.config import load_section
 from pipeline.report import build_report
+from pipeline.report_results import ResultFolders, StudyItems
 from pipeline.report_run import publish
 
 
@@ -18,12 +19,9 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     study, cfg, train, transfer, analysis = (load_section(name)
                                              for name in ("study", "report", "train", "transfer", "analysis"))
-    # the file names dvc.yaml gives each item's metrics
-    items = {"train": [f"{m}-s{s}" for m in train.models for s in train.seeds], "measure": train.models,
-             "sources": list(transfer.sources), "shots": transfer.shots, "levers": transfer.levers.sources,
-             "analysis": analysis.models}
-    tables = build_report(title=cfg.title, study=study.name, items=items, metrics_dir=args.metrics, records_dir=args.records,
-                          plots_dir=args.plots, out_dir=args.out, analysis=analysis, transfer=transfer)
+    tables = build_report(title=cfg.title, study=study.name, items=StudyItems.of(train, transfer, analysis),
+                          folders=ResultFolders(args.metrics, args.records, args.plots), out_dir=args.out,
+                          analysis=analysis, transfer=transfer)
     print(f"wrote {args.out}/README.md with tables: {', '.join(tables)}", flush=True)
     publish(study.name, args.out)
 

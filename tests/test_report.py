@@ -1,14 +1,19 @@
 import json
+from dataclasses import fields
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pipeline.report import build_report
+from pipeline.report_results import ResultFolders, StudyItems, finetune_item, train_item
 
 GRID = [("plain", 20, 0), ("plain", 56, 0), ("resnet", 20, 0), ("resnet", 20, 1), ("resnet", 56, 0)]
-ITEMS = {"train": [f"{f}-{d}-s{s}" for f, d, s in GRID] + ["alexnet-8-fc-s0", "alexnet-8-gap-s0"],
-         "measure": ["plain-20", "plain-56", "resnet-20", "resnet-56", "alexnet-8-fc", "alexnet-8-gap"],
-         "sources": ["imagenet", "half"], "shots": [10, 100], "levers": ["imagenet", "half"]}
+SOURCES = ["imagenet", "half"]
+ITEMS = StudyItems(train=[train_item(f"{f}-{d}", s) for f, d, s in GRID] + ["alexnet-8-fc-s0", "alexnet-8-gap-s0"],
+                   measure=["plain-20", "plain-56", "resnet-20", "resnet-56", "alexnet-8-fc", "alexnet-8-gap"],
+                   pretrain=SOURCES, finetune=[finetune_item(s, n) for s in SOURCES for n in (10, 100)],
+                   levers=SOURCES, analysis=[])
 
 
 def _write(folder, name, data):
@@ -61,7 +66,7 @@ def write_study(tmp_path):
             "recipe.lr": 0.01 if head == "fc" else 0.1, "recipe.epochs": 3, "train_images": 1000})
         _write(metrics / "measure", model, {"model": model, "gmacs": 0.1, "gflops": 0.2, "other_ops_per_mac_pct": 0.5})
     write_transfer(metrics)
-    write_latency(metrics, ITEMS["measure"])
+    write_latency(metrics, ITEMS.measure)
     # a model dropped from train.models: its files stay in metrics/ but not in the study
     _write(metrics / "train", "vgg-11-s0", {"model": "vgg-11", "family": "vgg", "depth": 11, "seed": 0,
                                             "train_error": 0.5, "test_error": 0.5, "status": "finished",
@@ -96,9 +101,8 @@ def write_transfer(metrics):
 
 def test_report_tables_come_from_the_metrics_files(tmp_path):
     metrics, plots = write_study(tmp_path)
-    tables = build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, records_dir=tmp_path / "records",
-                          plots_dir=plots,
-                          out_dir=tmp_path / "reports")
+    folders = ResultFolders(metrics, tmp_path / "records", plots)
+    tables = build_report(title="t", study="s", items=ITEMS, folders=folders, out_dir=tmp_path / "reports")
 
     deg = tables["degradation"].set_index("depth")
     assert deg.loc[56, "plain train error %"] == "30.00"
@@ -180,7 +184,7 @@ DEGRADED = {"plain-20": [0.10, 0.11], "plain-56": [0.30, 0.31], "resnet-20": [0.
 
 
 def test_a_still_falling_curve_is_worded_as_not_converged():
-    from pipeline.report import degradation_summary
+    from pipeline.report_degradation import degradation_summary
 
     text = degradation_summary(*_grid(DEGRADED, last_change=0.05))
     assert "Evidence: 3 epochs on 5000 images, 2 seeds per net." in text
@@ -190,7 +194,7 @@ def test_a_still_falling_curve_is_worded_as_not_converged():
 
 
 def test_flat_curves_are_worded_as_converged_and_gaps_against_the_seed_spread():
-    from pipeline.report import degradation_summary
+    from pipeline.report_degradation import degradation_summary
 
     text = degradation_summary(*_grid(DEGRADED, last_change=0.002))
     assert "All four converged (converged means a change under 1 point)" in text
@@ -206,8 +210,7 @@ def test_a_missing_result_of_the_study_is_named(tmp_path):
     metrics, plots = write_study(tmp_path)
     (metrics / "train" / "resnet-56-s0.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"resnet-56-s0.json: missing \(1 of the study's 7 train results"):
-        build_report(title="t", study="s", items=ITEMS, metrics_dir=metrics, records_dir=tmp_path / "records",
-                     plots_dir=plots,
+        build_report(title="t", study="s", items=ITEMS, folders=ResultFolders(metrics, tmp_path / "records", plots),
                      out_dir=tmp_path / "reports")
     assert not (tmp_path / "reports").exists()   # nothing written before the inputs are complete
 
@@ -224,3 +227,42 @@ def test_the_step_budget_is_named_where_more_labels_err_more(repo):
                            "labelled set at 10 / 100 labels/class; scratch errs more at 100 than at 10 labels/class "
                            "(72.0 vs 49.0 %, beyond the spread) after 1.9 passes")
     assert "finetune errs" not in text
+
+
+def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
+    """pipeline/report_results.py's folders and item names are dvc.yaml's: for the repository's params.yaml, the
+    report reads every item result in those folders and nothing else."""
+    from dvc.repo import Repo
+
+    from pipeline.config import load_section
+    from pipeline.report_analysis import PLOTS
+
+    items = StudyItems.of(*(load_section(name, repo / "params.yaml") for name in ("train", "transfer", "analysis")))
+    folders = ResultFolders(Path("metrics"), Path("records"), Path("plots"))
+    with Repo(str(repo)) as dvc:
+        declared = {Path(out.def_path) for stage in dvc.index.stages for out in stage.outs}
+
+    def declared_in(folder: Path) -> set[Path]:
+        return {path for path in declared if path.parent == folder}
+
+    for field in fields(items):
+        for root in (folders.metrics, folders.records):   # pipeline/outputs.read_results: <root>/<folder>/<item>.json
+            assert {root / field.name / f"{item}.json" for item in getattr(items, field.name)} == \
+                declared_in(root / field.name), field.name
+    assert {folders.histories / f"{item}.csv" for item in items.train} == declared_in(folders.histories)
+    assert {folders.analysis_plots / kind / f"{model}.csv" for kind in PLOTS for model in items.analysis} == \
+        {path for path in declared if path.parent.parent == folders.analysis_plots}
+    assert folders.latency in declared
+
+
+def test_the_strategies_the_report_names_by_role_play_those_roles(repo):
+    """report_transfer names config.STRATEGIES by position: pipeline/transfer.py must agree on who does what."""
+    from pipeline.config import STRATEGIES, load_section
+    from pipeline.report_transfer import ALL_LAYERS, FEATURE_EXTRACTOR, FINETUNE, LP_FT, SCRATCH
+    from pipeline.transfer import phases, uses_source_weights
+
+    recipe = load_section("transfer", repo / "params.yaml").finetune
+    trained = {s: [p.trainable for p in phases(s, recipe)] for s in STRATEGIES}
+    assert [s for s in STRATEGIES if not uses_source_weights(s)] == [SCRATCH]
+    assert (trained[FINETUNE], trained[FEATURE_EXTRACTOR], trained[LP_FT]) == (["all"], ["head"], ["head", "all"])
+    assert [s for s in STRATEGIES if "all" in trained[s]] == list(ALL_LAYERS)

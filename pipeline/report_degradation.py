@@ -1,0 +1,172 @@
+"""The report's degradation section (He et al. 2016, Fig. 6): plain and residual nets of the same depths.
+
+Their final errors side by side with the published ones, what the grid shows worded by its evidence
+(pipeline/evidence.py), its headline gaps, and the per-epoch curves.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import evidence
+from pipeline.evidence import PERCENT
+from pipeline.published import published
+from pipeline.report_format import fmt, mean_std, to_markdown
+
+# the compared families (model ids "<family>-<depth>"): He et al.'s plain nets and their residual counterparts
+PLAIN, RESIDUAL = "plain", "resnet"
+FAMILIES = (PLAIN, RESIDUAL)
+
+
+def grid_run(train: pd.DataFrame):
+    """The grid's first run (else the study's first): the recipe and machine the degradation grid ran with
+    (other models may override fields of the recipe)."""
+    grid = train[train["family"].isin(FAMILIES)] if not train.empty else train
+    return grid.iloc[0] if not grid.empty else (train.iloc[0] if not train.empty else {})
+
+
+def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Depth | plain train/test error | residual train/test error | He et al.'s residual error."""
+    if train.empty:
+        return pd.DataFrame()
+    rows = []
+    depths = sorted(train.loc[train["family"].isin(FAMILIES), "depth"].unique())
+    for depth in depths:
+        row = {"depth": int(depth)}
+        for family in FAMILIES:
+            sel = train[(train["family"] == family) & (train["depth"] == depth)]
+            row[f"{family} train error %"] = mean_std(sel["train_error"]) if len(sel) else "–"
+            row[f"{family} test error %"] = mean_std(sel["test_error"]) if len(sel) else "–"
+            if len(sel) and (sel["status"] == "diverged").any():
+                row[f"{family} test error %"] += " (diverged)"
+        pub = published(f"{RESIDUAL}-{depth}")
+        row[f"He et al. {RESIDUAL} test error % (CIFAR-10)"] = fmt(pub.test_error if pub else None)
+        sel = train[(train["family"] == RESIDUAL) & (train["depth"] == depth)]
+        if dataset == "cifar10" and pub and pub.test_error is not None and len(sel):
+            row[f"{RESIDUAL} − published (points)"] = fmt(sel["test_error"].mean() * PERCENT - pub.test_error, "+.2f")
+        else:
+            row[f"{RESIDUAL} − published (points)"] = ("– (no run)" if not len(sel) else
+                                                       "– (different dataset)" if pub else "–")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def grid_errors(train: pd.DataFrame) -> tuple[list[int], dict[tuple[str, int], pd.Series]]:
+    """The depths trained both plain and residual, and each net's final training errors (one per seed)."""
+    grid = train[train["family"].isin(FAMILIES)]
+    runs = {(f, int(d)): g["train_error"] for (f, d), g in grid.groupby(["family", "depth"])}
+    depths = sorted({d for f, d in runs if f == PLAIN} & {d for f, d in runs if f == RESIDUAL})
+    return depths, runs
+
+
+def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> str:
+    """What the plain/residual grid shows, worded by its evidence (pipeline/evidence.py): the final
+    training errors and their gaps against the seed spread, each net's last-epoch change, and the
+    degradation result claimed "at convergence" only when every compared net converged."""
+    depths, runs = grid_errors(train)
+    if len(depths) < 2:
+        return ""
+    lo, hi = depths[0], depths[-1]
+    nets = [(f, d) for f in FAMILIES for d in (lo, hi)]
+    seeds = min(len(runs[n]) for n in nets)
+    first = train[train["family"].isin(FAMILIES)].iloc[0]
+    rests_on = evidence.basis(evidence.training_length(first), first.get("train_images", "?"), seeds)
+    plain, res = (evidence.gap(runs[PLAIN, lo], runs[PLAIN, hi]),
+                  evidence.gap(runs[RESIDUAL, lo], runs[RESIDUAL, hi]))
+    across = evidence.gap(runs[PLAIN, hi], runs[RESIDUAL, hi])
+    errors = "; ".join(f"{f}-{lo} {runs[f, lo].mean() * PERCENT:.2f} %, {f}-{hi} {runs[f, hi].mean() * PERCENT:.2f} % "
+                       f"({g.words()})" for f, g in ((PLAIN, plain), (RESIDUAL, res)))
+    change = {f"{f}-{d}": evidence.last_epoch_change(histories[f"{f}-{d}"]) for f, d in nets if f"{f}-{d}" in histories}
+    moving = evidence.not_converged(histories, list(change))
+    # He et al. Fig. 6: depth raises the plain net's training error, not the residual net's
+    pattern = plain.points > 0 and res.points < plain.points / 2 and plain.beyond_spread is not False
+    threshold = f"converged means a change under {evidence.CONVERGED_POINTS:g} point"
+    if not change:
+        verdict = "No per-epoch history was found, so convergence is untested and nothing is claimed at convergence."
+    elif moving:
+        verdict = (f"{', '.join(moving)} had not converged ({threshold}), so "
+                   + ("this shows the deeper plain net optimising more slowly so far, not a higher error at "
+                      "convergence; longer training would tell." if pattern else
+                      "the degradation pattern (depth raising the plain net's training error far more than the "
+                      "ResNet's) is not visible so far."))
+    else:
+        verdict = (f"All four converged ({threshold}), so "
+                   + ("at convergence on this schedule depth raises the plain net's training error far more than "
+                      "the ResNet's: the degradation result." if pattern else
+                      "at convergence on this schedule the degradation pattern is not visible."))
+    return (f"Evidence: {rests_on} per net. Final training error: {errors}; {RESIDUAL}-{hi} against {PLAIN}-{hi}: "
+            f"{across.words()}. Training error change over the last epoch: "
+            + (", ".join(f"{m} {c:+.2f}" for m, c in change.items()) + " points. " if change else "")
+            + verdict + "\n")
+
+
+def degradation_headline(train: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """reports/headline.csv's degradation rows (metric, value, unit): the deepest minus the shallowest net
+    of each family, and the residual against the plain net at the deepest depth (final training error)."""
+    depths, runs = grid_errors(train) if not train.empty else ([], {})
+    if len(depths) < 2:
+        return []
+    lo, hi = depths[0], depths[-1]
+    rows = [(f"degradation/{family}_{hi}_minus_{lo}_train_error",
+             evidence.gap(runs[family, lo], runs[family, hi]).points, "points") for family in FAMILIES]
+    rows.append((f"degradation/{RESIDUAL}_minus_{PLAIN}_{hi}_train_error",
+                 evidence.gap(runs[PLAIN, hi], runs[RESIDUAL, hi]).points, "points"))
+    return rows
+
+
+def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: str) -> None:
+    """He et al. 2016 Fig. 6: training error dashed, held-out error solid, plain left, residual right.
+    He et al. plot test error every epoch; the study evaluates the validation split every epoch and
+    the test set once, after the last (a dot)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    depths = sorted({int(m.rsplit("-", 1)[1]) for m in histories if m.split("-")[0] in FAMILIES})
+    colors = dict(zip(depths, plt.cm.viridis_r([0.15 + 0.7 * i / max(len(depths) - 1, 1) for i in range(len(depths))])))
+    for ax, family, title in ((axes[0], PLAIN, "plain"), (axes[1], RESIDUAL, "ResNet")):
+        for depth in depths:
+            h = histories.get(f"{family}-{depth}")
+            if h is None:
+                continue
+            ax.plot(h["epoch"], h["train_error"] * PERCENT, "--", color=colors[depth])
+            change = evidence.last_epoch_change(h)
+            # the legend says whether the curve has flattened: the wording rule's test (pipeline/evidence.py)
+            state = ("" if change is None else f", last epoch {change:+.1f} pts: "
+                     + ("converged" if evidence.converged(h) else "not converged"))
+            if "val_error" in h:
+                ax.plot(h["epoch"], h["val_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}{state}")
+            if "test_error" in h:
+                tested = h.dropna(subset=["test_error"])
+                ax.plot(tested["epoch"], tested["test_error"] * PERCENT, "o", color=colors[depth])
+        ax.set_title(f"{title} networks")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(title="dashed: train, solid: validation, dot: test", fontsize=8, title_fontsize=8)
+    axes[0].set_ylabel("error %")
+    fig.suptitle(f"Degradation: training and validation error per epoch ({dataset}; converged: training error moved "
+                 f"under {evidence.CONVERGED_POINTS:g} point in the last epoch)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def degradation_section(train: pd.DataFrame, histories: dict[str, pd.DataFrame], table: pd.DataFrame) -> str:
+    first = grid_run(train)
+    return "\n".join([
+        "## Degradation: plain vs residual networks (He et al. 2016, Fig. 6)\n",
+        f"Recipe: {evidence.training_length(first)} on {first.get('train_images', '?')} training images, "
+        f"SGD lr {first.get('recipe.lr', '?')} divided by 10 after {first.get('recipe.milestones', '?')}, "
+        f"batch {first.get('recipe.batch_size', '?')}. "
+        "Training error is measured on the augmented batches during each epoch, validation error on the "
+        "held-out part of the training split after each epoch, test error on the full test set once, after "
+        "the last epoch. "
+        "Published errors are for CIFAR-10 and are not comparable when the study's dataset differs.\n",
+        to_markdown(table),
+        degradation_summary(train, histories) if not train.empty else "",
+        "![degradation](degradation.png)\n",
+    ])

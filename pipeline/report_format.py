@@ -1,0 +1,35 @@
+"""How the report writes its numbers and tables: table cells, and a table as Markdown."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from pipeline.evidence import PERCENT
+
+
+def mean_std(values: pd.Series) -> str:
+    """Errors (fractions, one per seed) in percent: "7.00", or "10.00 ± 1.41 (n=2)" over several seeds."""
+    vals = values.dropna() * PERCENT
+    if vals.empty:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{vals.iloc[0]:.2f}"
+    return f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f} (n={len(vals)})"
+
+
+def fmt(value, spec: str = ".2f") -> str:
+    """`value` by `spec`, or "–" where there is none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_no results yet_\n"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(str(v) for v in row.values) + " |")
+    return "\n".join(lines) + "\n"

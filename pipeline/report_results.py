@@ -1,0 +1,124 @@
+"""The results the report reads: the study's items (from params.yaml) and their files.
+
+dvc.yaml writes an item's files as <metrics|records|plots>/<folder>/<item>.json|csv. This module
+is the report's one copy of the folders and item names; tests/test_report.py checks them against
+the outs dvc.yaml declares.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import AnalysisConfig, TrainConfig, TransferConfig
+from pipeline.outputs import read_json, read_results
+
+
+def train_item(model: str, seed: int) -> str:
+    """A train item's name in its files: "resnet-20-s0"."""
+    return f"{model}-s{seed}"
+
+
+def finetune_item(source: str, shots: int) -> str:
+    """A finetune item's name in its files: "imagenet-10"."""
+    return f"{source}-{shots}"
+
+
+@dataclass(frozen=True)
+class StudyItems:
+    """The study's items whose results the report reads; each field is named as the items' folder."""
+    train: list[str]      # train_item(model, seed), every model with every seed
+    measure: list[str]    # model ids
+    pretrain: list[str]   # transfer sources
+    finetune: list[str]   # finetune_item(source, shots)
+    levers: list[str]     # transfer sources
+    analysis: list[str]   # model ids (the analyze stage)
+
+    @classmethod
+    def of(cls, train: TrainConfig, transfer: TransferConfig, analysis: AnalysisConfig) -> StudyItems:
+        return cls(train=[train_item(m, s) for m in train.models for s in train.seeds], measure=list(train.models),
+                   pretrain=list(transfer.sources),
+                   finetune=[finetune_item(s, n) for s in transfer.sources for n in transfer.shots],
+                   levers=list(transfer.levers.sources), analysis=list(analysis.models))
+
+
+@dataclass(frozen=True)
+class ResultFolders:
+    """The report stage's --metrics, --records and --plots folders."""
+    metrics: Path
+    records: Path
+    plots: Path
+
+    @property
+    def latency(self) -> Path:
+        return Path(self.metrics) / "latency.json"   # the latency stage's one file
+
+    @property
+    def histories(self) -> Path:
+        return Path(self.plots) / "train"            # train items' per-epoch CSVs
+
+    @property
+    def analysis_plots(self) -> Path:
+        return Path(self.plots) / "analysis"         # the analyze items' gradients and landscapes
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything the report's tables and sentences are made of."""
+    train: pd.DataFrame                 # a row per train item: its record and metrics
+    measure: pd.DataFrame               # a row per model
+    finetune: pd.DataFrame              # a row per (source, shots, strategy): load_transfer
+    levers: dict[str, dict]             # source -> its levers result
+    pretrain: dict[str, dict]           # source -> its pretrain result
+    analysis: list[dict]                # the analyze items' results
+    latency: dict                       # metrics/latency.json
+    cells: pd.DataFrame                 # its cells: a row per model, device, mode and batch size
+    histories: dict[str, pd.DataFrame]  # model -> per-epoch CSV of its lowest seed
+
+    @property
+    def dataset(self) -> str:
+        return str(self.train["dataset"].iloc[0]) if not self.train.empty else "?"
+
+    @property
+    def dataset_classes(self) -> int | None:
+        return int(self.train["num_classes"].iloc[0]) if "num_classes" in self.train else None
+
+
+def load_transfer(results: list[dict]) -> pd.DataFrame:
+    """One row per (source, shots, strategy) of the finetune items' `results`: mean and std of the test
+    error over the draws."""
+    return pd.DataFrame([{"source": result["source"], "shots": result["shots"], "strategy": strategy, **row,
+                          "git_commit": result.get("git_commit")}
+                         for result in results for strategy, row in result["strategies"].items()])
+
+
+def load_histories(folder: Path, train: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per-epoch CSVs keyed by model id (seed 0 of each model, or its lowest seed)."""
+    out = {}
+    if train.empty:
+        return out
+    for model, group in train.groupby("model"):
+        path = Path(folder) / f"{train_item(model, int(group['seed'].min()))}.csv"
+        if path.is_file():
+            out[model] = pd.read_csv(path)
+    return out
+
+
+def load_results(items: StudyItems, folders: ResultFolders) -> Results:
+    """Every result of the study's items; one error names a missing file before anything is written."""
+    def results(folder: str) -> list[dict]:
+        return read_results(folders.metrics, folders.records, folder, getattr(items, folder))
+
+    train = pd.DataFrame(results("train"))
+    measure = pd.DataFrame(results("measure"))
+    finetune = load_transfer(results("finetune"))
+    levers = dict(zip(items.levers, results("levers")))
+    pretrain = dict(zip(items.pretrain, results("pretrain")))
+    analysis = results("analysis")
+    if not folders.latency.is_file():
+        raise FileNotFoundError(f"{folders.latency}: missing; run the study (make study) to measure latency")
+    latency = read_json(folders.latency)
+    return Results(train=train, measure=measure, finetune=finetune, levers=levers, pretrain=pretrain, analysis=analysis,
+                   latency=latency, cells=pd.DataFrame(latency["cells"]),
+                   histories=load_histories(folders.histories, train))
