@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline import evidence
 from pipeline.config import AnalysisConfig
 from pipeline.report_degradation import FAMILIES, PLAIN, RESIDUAL
 from pipeline.report_format import to_markdown
+from pipeline.analysis_figures import contour, per_weight, pyplot, shared_scale
 
 # a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
 # inverse "growing"; in between the layers get gradients of about the same size
@@ -216,13 +216,6 @@ def analysis_section(cfg: AnalysisConfig, models: list[str], *, train: pd.DataFr
     ])
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _colors(analysis: pd.DataFrame, plt) -> dict[str, tuple]:
     """A colour map per family, darker with depth."""
     out = {}
@@ -233,14 +226,9 @@ def _colors(analysis: pd.DataFrame, plt) -> dict[str, tuple]:
     return out
 
 
-def per_weight(g: pd.DataFrame, column: str) -> pd.Series:
-    """A layer's gradient norm over sqrt(its weights): the RMS gradient of one weight."""
-    return g[column] / np.sqrt(g["weights"])
-
-
 def plot_gradient_flow(gradients: dict[str, pd.DataFrame], analysis: pd.DataFrame, path: Path) -> None:
     """Per-layer RMS gradient per weight, at initialisation (left) and trained (right), log scale."""
-    plt = _plt()
+    plt = pyplot()
     colors = _colors(analysis, plt)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, column, title in ((axes[0], "init", "at initialisation"), (axes[1], "trained", "trained weights")):
@@ -256,33 +244,6 @@ def plot_gradient_flow(gradients: dict[str, pd.DataFrame], analysis: pd.DataFram
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _contour(ax, plane: pd.DataFrame, norm, levels):
-    alphas, betas = sorted(plane["alpha"].unique()), sorted(plane["beta"].unique())
-    z = plane.pivot(index="beta", columns="alpha", values="loss").loc[betas, alphas].to_numpy()
-    z = np.clip(z, levels[0], levels[-1])
-    filled = ax.contourf(alphas, betas, z, levels=levels, norm=norm, cmap="viridis")
-    ax.contour(alphas, betas, z, levels=levels[::4], colors="white", linewidths=0.4)
-    ax.plot([0], [0], "r+", ms=8)
-    ax.set_aspect("equal")
-    return filled
-
-
-# the colour scale stops at this multiple of the highest loss at a surface's centre: the far corners of
-# a surface reach thousands and would leave the basins, where the nets differ, in one colour
-CEILING = 20
-
-
-def _shared_scale(planes: list[pd.DataFrame]):
-    """One log colour scale for every surface, from the lowest loss to CEILING x the highest centre loss."""
-    from matplotlib.colors import LogNorm
-
-    low = max(min(float(p["loss"].min()) for p in planes), 1e-4)
-    centre = max(float(p.loc[(p["alpha"] == 0) & (p["beta"] == 0), "loss"].max()) for p in planes)
-    high = max(min(max(float(p["loss"].max()) for p in planes), CEILING * centre), low * 1.01)
-    levels = np.geomspace(low, high, 25)
-    return LogNorm(low, high), levels
 
 
 def _panel_grid(analysis: pd.DataFrame) -> tuple[list[str], dict[tuple[int, int], str]]:
@@ -303,7 +264,7 @@ def plot_landscapes(curves: dict[str, pd.DataFrame], planes: dict[str, pd.DataFr
                     path: Path) -> None:
     """Li et al. 2018: every model's 1-D curve (top left), and each model's 2-D contour, plain and
     residual nets of equal depth side by side, one colour scale for all."""
-    plt = _plt()
+    plt = pyplot()
     families, cells = _panel_grid(analysis)
     rows = max(r for r, _ in cells) + 1
     fig, axes = plt.subplots(rows + 1, len(families), figsize=(3.6 * len(families) + 1, 3.4 * (rows + 1)),
@@ -319,7 +280,7 @@ def plot_landscapes(curves: dict[str, pd.DataFrame], planes: dict[str, pd.DataFr
     axes[0][0].grid(alpha=0.3)
     for ax in axes[0][1:]:
         ax.axis("off")
-    norm, levels = _shared_scale(list(planes.values()))
+    norm, levels = shared_scale(list(planes.values()))
     filled = None
     for row in range(rows):
         for col in range(len(families)):
@@ -327,7 +288,7 @@ def plot_landscapes(curves: dict[str, pd.DataFrame], planes: dict[str, pd.DataFr
             if model is None:
                 ax.axis("off")
                 continue
-            filled = _contour(ax, planes[model], norm, levels)
+            filled = contour(ax, planes[model], norm, levels)
             ax.set_title(model)
             ax.set_xlabel("alpha")
             ax.set_ylabel("beta")
@@ -335,27 +296,4 @@ def plot_landscapes(curves: dict[str, pd.DataFrame], planes: dict[str, pd.DataFr
                  shrink=0.8, ticks=levels[::4], format="%.3g")
     fig.suptitle("Loss landscapes around the trained weights (Li et al. 2018), filter-normalised directions")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_model_analysis(model: str, gradients: list[dict], curve: list[dict], plane: list[dict], path: Path) -> None:
-    """One model's three pictures side by side (the analyze item's MLflow artifact)."""
-    plt = _plt()
-    g, c, p = pd.DataFrame(gradients), pd.DataFrame(curve), pd.DataFrame(plane)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    axes[0].plot(g["layer"], per_weight(g, "init"), "--", label="at initialisation")
-    axes[0].plot(g["layer"], per_weight(g, "trained"), "-", label="trained")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("conv layer (input to output)")
-    axes[0].set_ylabel("gradient norm / sqrt(weights)")
-    axes[0].legend()
-    axes[1].plot(c["alpha"], c["loss"])
-    axes[1].set_yscale("log")
-    axes[1].set_xlabel("alpha (filter-normalised)")
-    axes[1].set_ylabel("training loss")
-    norm, levels = _shared_scale([p])
-    fig.colorbar(_contour(axes[2], p, norm, levels), ax=axes[2], label="training loss", ticks=levels[::4], format="%.3g")
-    fig.suptitle(f"{model}: gradient flow and loss landscape")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -23,7 +23,7 @@ from pipeline.landscape import axis, filter_normalized_direction, sharpness, sur
 from pipeline.models import create_model_from_id, parse_model_id
 from pipeline.outputs import Progress, check_writable, load_model, write_rows
 from pipeline.provenance import environment
-from pipeline.report_analysis import plot_model_analysis
+from pipeline.analysis_figures import plot_model_analysis
 from pipeline.checkpoint import code_digest
 from pipeline.runner import training_subset
 from pipeline.runtime import Runtime

@@ -1,0 +1,73 @@
+"""Drawing what the analyze stage measures: per-weight gradient norms by layer and loss-surface contours
+(Li et al. 2018), for one model (the analyze item's MLflow artifact) and for the report's figures
+(pipeline/report_analysis.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only: no display under dvc repro or CI)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def per_weight(g: pd.DataFrame, column: str) -> pd.Series:
+    """A layer's gradient norm over sqrt(its weights): the RMS gradient of one weight."""
+    return g[column] / np.sqrt(g["weights"])
+
+
+def contour(ax, plane: pd.DataFrame, norm, levels):
+    alphas, betas = sorted(plane["alpha"].unique()), sorted(plane["beta"].unique())
+    z = plane.pivot(index="beta", columns="alpha", values="loss").loc[betas, alphas].to_numpy()
+    z = np.clip(z, levels[0], levels[-1])
+    filled = ax.contourf(alphas, betas, z, levels=levels, norm=norm, cmap="viridis")
+    ax.contour(alphas, betas, z, levels=levels[::4], colors="white", linewidths=0.4)
+    ax.plot([0], [0], "r+", ms=8)
+    ax.set_aspect("equal")
+    return filled
+
+
+# the colour scale stops at this multiple of the highest loss at a surface's centre: the far corners of
+# a surface reach thousands and would leave the basins, where the nets differ, in one colour
+CEILING = 20
+
+
+def shared_scale(planes: list[pd.DataFrame]):
+    """One log colour scale for every surface, from the lowest loss to CEILING x the highest centre loss."""
+    from matplotlib.colors import LogNorm
+
+    low = max(min(float(p["loss"].min()) for p in planes), 1e-4)
+    centre = max(float(p.loc[(p["alpha"] == 0) & (p["beta"] == 0), "loss"].max()) for p in planes)
+    high = max(min(max(float(p["loss"].max()) for p in planes), CEILING * centre), low * 1.01)
+    levels = np.geomspace(low, high, 25)
+    return LogNorm(low, high), levels
+
+
+def plot_model_analysis(model: str, gradients: list[dict], curve: list[dict], plane: list[dict], path: Path) -> None:
+    """One model's three pictures side by side (the analyze item's MLflow artifact)."""
+    plt = pyplot()
+    g, c, p = pd.DataFrame(gradients), pd.DataFrame(curve), pd.DataFrame(plane)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    axes[0].plot(g["layer"], per_weight(g, "init"), "--", label="at initialisation")
+    axes[0].plot(g["layer"], per_weight(g, "trained"), "-", label="trained")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("conv layer (input to output)")
+    axes[0].set_ylabel("gradient norm / sqrt(weights)")
+    axes[0].legend()
+    axes[1].plot(c["alpha"], c["loss"])
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("alpha (filter-normalised)")
+    axes[1].set_ylabel("training loss")
+    norm, levels = shared_scale([p])
+    fig.colorbar(contour(axes[2], p, norm, levels), ax=axes[2], label="training loss", ticks=levels[::4], format="%.3g")
+    fig.suptitle(f"{model}: gradient flow and loss landscape")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
