@@ -262,7 +262,7 @@ def test_the_strategies_the_report_names_by_role_play_those_roles(repo):
     from pipeline.transfer import phases, uses_source_weights
 
     recipe = load_section("transfer", repo / "params.yaml").finetune
-    trained = {s: [p.trainable for p in phases(s, recipe)] for s in STRATEGIES}
+    head_only = {s: [p.head_only for p in phases(s, recipe)] for s in STRATEGIES}
     assert [s for s in STRATEGIES if not uses_source_weights(s)] == [SCRATCH]
-    assert (trained[FINETUNE], trained[FEATURE_EXTRACTOR], trained[LP_FT]) == (["all"], ["head"], ["head", "all"])
-    assert [s for s in STRATEGIES if "all" in trained[s]] == list(ALL_LAYERS)
+    assert (head_only[FINETUNE], head_only[FEATURE_EXTRACTOR], head_only[LP_FT]) == ([False], [True], [True, False])
+    assert [s for s in STRATEGIES if False in head_only[s]] == list(ALL_LAYERS)
