@@ -1,6 +1,6 @@
 """Drawing what the analyze stage measures: per-weight gradient norms by layer and loss-surface contours
 (Li et al. 2018), for one model (the analyze item's MLflow artifact) and for the report's figures
-(pipeline/report_analysis.py).
+(pipeline/report/analysis.py).
 """
 from __future__ import annotations
 

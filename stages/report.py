@@ -5,8 +5,8 @@ from pathlib import Path
 
 from pipeline.cli import run_stage
 from pipeline.config import load_section
-from pipeline.report import build_report
-from pipeline.report_results import ResultFolders, StudyItems
+from pipeline.report.build import build_report
+from pipeline.report.results import ResultFolders, StudyItems
 from pipeline.report_run import publish
 
 

@@ -18,7 +18,7 @@ from pipeline import landscape
 from pipeline.landscape import axis, filter_normalized_direction, sharpness, surface, surfaces
 from pipeline.outputs import Progress
 from pipeline.models import create_model_from_id
-from pipeline.report_analysis import gradient_flow_summary, landscape_summary
+from pipeline.report.analysis import gradient_flow_summary, landscape_summary
 from pipeline.studies import compose
 from pipeline.runtime import Runtime
 from pipeline.train import evaluate

@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.report import build_report
-from pipeline.report_results import ResultFolders, StudyItems, finetune_item, train_item
+from pipeline.report.build import build_report
+from pipeline.report.results import ResultFolders, StudyItems, finetune_item, train_item
 
 GRID = [("plain", 20, 0), ("plain", 56, 0), ("resnet", 20, 0), ("resnet", 20, 1), ("resnet", 56, 0)]
 SOURCES = ["imagenet", "half"]
@@ -184,7 +184,7 @@ DEGRADED = {"plain-20": [0.10, 0.11], "plain-56": [0.30, 0.31], "resnet-20": [0.
 
 
 def test_a_still_falling_curve_is_worded_as_not_converged():
-    from pipeline.report_degradation import degradation_summary
+    from pipeline.report.degradation import degradation_summary
 
     text = degradation_summary(*_grid(DEGRADED, last_change=0.05))
     assert "Evidence: 3 epochs on 5000 images, 2 seeds per net." in text
@@ -194,7 +194,7 @@ def test_a_still_falling_curve_is_worded_as_not_converged():
 
 
 def test_flat_curves_are_worded_as_converged_and_gaps_against_the_seed_spread():
-    from pipeline.report_degradation import degradation_summary
+    from pipeline.report.degradation import degradation_summary
 
     text = degradation_summary(*_grid(DEGRADED, last_change=0.002))
     assert "All four converged (converged means a change under 1 point)" in text
@@ -217,7 +217,7 @@ def test_a_missing_result_of_the_study_is_named(tmp_path):
 
 def test_the_step_budget_is_named_where_more_labels_err_more(repo):
     from pipeline.config import load_section
-    from pipeline.report_transfer import budget_sentence
+    from pipeline.report.transfer import budget_sentence
 
     cfg = load_section("transfer", repo / "params.yaml")   # the quick study: 60 steps of batch 32
     rows = [{"source": "imagenet", "strategy": s, "shots": n, "test_error": e, "test_error_std": 0.04}
@@ -230,12 +230,12 @@ def test_the_step_budget_is_named_where_more_labels_err_more(repo):
 
 
 def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
-    """pipeline/report_results.py's folders and item names are dvc.yaml's: for the repository's params.yaml, the
+    """pipeline/report/results.py's folders and item names are dvc.yaml's: for the repository's params.yaml, the
     report reads every item result in those folders and nothing else."""
     from dvc.repo import Repo
 
     from pipeline.config import load_section
-    from pipeline.report_analysis import PLOTS
+    from pipeline.report.analysis import PLOTS
 
     items = StudyItems.of(*(load_section(name, repo / "params.yaml") for name in ("train", "transfer", "analysis")))
     folders = ResultFolders(Path("metrics"), Path("records"), Path("plots"))
@@ -256,9 +256,9 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
 
 
 def test_the_strategies_the_report_names_by_role_play_those_roles(repo):
-    """report_transfer names config.STRATEGIES by position: pipeline/transfer.py must agree on who does what."""
+    """report/transfer.py names config.STRATEGIES by position: pipeline/transfer.py must agree on who does what."""
     from pipeline.config import STRATEGIES, load_section
-    from pipeline.report_transfer import ALL_LAYERS, FEATURE_EXTRACTOR, FINETUNE, LP_FT, SCRATCH
+    from pipeline.report.transfer import ALL_LAYERS, FEATURE_EXTRACTOR, FINETUNE, LP_FT, SCRATCH
     from pipeline.transfer import phases, uses_source_weights
 
     recipe = load_section("transfer", repo / "params.yaml").finetune

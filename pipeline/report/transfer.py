@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import STRATEGIES, TransferConfig
-from pipeline.evidence import PERCENT
+from pipeline.report.evidence import PERCENT
 from pipeline.published import published
-from pipeline.report_format import to_markdown
+from pipeline.report.format import to_markdown
 
 SCRATCH, FINETUNE, FEATURE_EXTRACTOR, LP_FT = STRATEGIES   # pipeline/config.py, in the tables' order
 ALL_LAYERS = (SCRATCH, FINETUNE, LP_FT)   # the strategies that train every layer (pipeline/transfer.phases)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import evidence
+from pipeline.report import evidence
 from pipeline.config import AnalysisConfig
-from pipeline.report_degradation import FAMILIES, PLAIN, RESIDUAL
-from pipeline.report_format import to_markdown
+from pipeline.report.degradation import FAMILIES, PLAIN, RESIDUAL
+from pipeline.report.format import to_markdown
 from pipeline.analysis_figures import contour, per_weight, pyplot, shared_scale
 
 # a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from pipeline.evidence import PERCENT
+from pipeline.report.evidence import PERCENT
 
 
 def mean_std(values: pd.Series) -> str:

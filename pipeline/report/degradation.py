@@ -1,7 +1,7 @@
 """The report's degradation section (He et al. 2016, Fig. 6): plain and residual nets of the same depths.
 
 Their final errors side by side with the published ones, what the grid shows worded by its evidence
-(pipeline/evidence.py), its headline gaps, and the per-epoch curves.
+(pipeline/report/evidence.py), its headline gaps, and the per-epoch curves.
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import evidence
-from pipeline.evidence import PERCENT
+from pipeline.report import evidence
+from pipeline.report.evidence import PERCENT
 from pipeline.published import published
-from pipeline.report_format import fmt, mean_std, to_markdown
+from pipeline.report.format import fmt, mean_std, to_markdown
 
 # the compared families (model ids "<family>-<depth>"): He et al.'s plain nets and their residual counterparts
 PLAIN, RESIDUAL = "plain", "resnet"
@@ -61,7 +61,7 @@ def grid_errors(train: pd.DataFrame) -> tuple[list[int], dict[tuple[str, int], p
 
 
 def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> str:
-    """What the plain/residual grid shows, worded by its evidence (pipeline/evidence.py): the final
+    """What the plain/residual grid shows, worded by its evidence (pipeline/report/evidence.py): the final
     training errors and their gaps against the seed spread, each net's last-epoch change, and the
     degradation result claimed "at convergence" only when every compared net converged."""
     depths, runs = grid_errors(train)
@@ -134,7 +134,7 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
                 continue
             ax.plot(h["epoch"], h["train_error"] * PERCENT, "--", color=colors[depth])
             change = evidence.last_epoch_change(h)
-            # the legend says whether the curve has flattened: the wording rule's test (pipeline/evidence.py)
+            # the legend says whether the curve has flattened: the wording rule's test (pipeline/report/evidence.py)
             state = ("" if change is None else f", last epoch {change:+.1f} pts: "
                      + ("converged" if evidence.converged(h) else "not converged"))
             if "val_error" in h:

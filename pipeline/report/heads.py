@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import evidence
-from pipeline.evidence import PERCENT
-from pipeline.report_format import fmt, mean_std, to_markdown
+from pipeline.report import evidence
+from pipeline.report.evidence import PERCENT
+from pipeline.report.format import fmt, mean_std, to_markdown
 
 # the heads of pipeline/models/registry.py HEADS, as the table names them
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.evidence import PERCENT, training_length
+from pipeline.report.evidence import PERCENT, training_length
 from pipeline.published import published
-from pipeline.report_format import fmt, mean_std, to_markdown
-from pipeline.report_latency import architecture_columns, machine_sentence
+from pipeline.report.format import fmt, mean_std, to_markdown
+from pipeline.report.latency import architecture_columns, machine_sentence
 
 
 def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.report_format import to_markdown
+from pipeline.report.format import to_markdown
 
 DEVICE_LABEL = {"cpu": "CPU", "gpu": "GPU"}
 

@@ -1,14 +1,5 @@
-"""Tables and figures from the tracked results (the metrics and plots files the stages wrote).
-
-Nothing here trains or measures: `make report` rebuilds every table and figure from
-metrics/ and plots/ alone. Each table is written as CSV (for tools) and Markdown (for
-readers); reports/README.md gathers them with the figures and the provenance of the numbers.
-
-One module per part: the results read (report_results.py), how cells and tables are written
-(report_format.py), the wording rule (evidence.py), and one module per section of the README,
-with its tables, sentences and figures: report_degradation.py, report_architectures.py,
-report_latency.py, report_heads.py, report_transfer.py, report_analysis.py.
-"""
+"""reports/README.md and headline.csv: every section's tables and figures written, then gathered with the
+provenance of the numbers. Each table is written as CSV (for tools) and Markdown (for readers)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,15 +7,15 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import AnalysisConfig, TransferConfig
-from pipeline.report_analysis import analysis_section
-from pipeline.report_architectures import architecture_table, architectures_section, plot_accuracy_vs_cost
-from pipeline.report_degradation import (degradation_headline, degradation_section, degradation_table, grid_run,
+from pipeline.report.analysis import analysis_section
+from pipeline.report.architectures import architecture_table, architectures_section, plot_accuracy_vs_cost
+from pipeline.report.degradation import (degradation_headline, degradation_section, degradation_table, grid_run,
                                          plot_degradation)
-from pipeline.report_format import to_markdown
-from pipeline.report_heads import heads_section, heads_table
-from pipeline.report_latency import latency_section, latency_table, plot_throughput
-from pipeline.report_results import ResultFolders, Results, StudyItems, load_results
-from pipeline.report_transfer import levers_table, plot_transfer, transfer_headline, transfer_section, transfer_table
+from pipeline.report.format import to_markdown
+from pipeline.report.heads import heads_section, heads_table
+from pipeline.report.latency import latency_section, latency_table, plot_throughput
+from pipeline.report.results import ResultFolders, Results, StudyItems, load_results
+from pipeline.report.transfer import levers_table, plot_transfer, transfer_headline, transfer_section, transfer_table
 
 
 def headline(train: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
