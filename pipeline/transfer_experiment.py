@@ -19,7 +19,9 @@ from pipeline.integrity import file_digest
 from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
 from pipeline.runtime import Runtime
-from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices, run_strategy
+from pipeline.train import evaluate
+from pipeline.transfer import (Draw, SourceInput, classifier_inputs, draw_seed, hold_out, per_class_indices,
+                               run_strategy, summarize)
 from pipeline.transfer_source import check_classes, input_channels, input_size, target_classes
 
 
@@ -130,6 +132,40 @@ class Experiment:
                 finished.append({**result, "curve": curve})
                 on_result(d, strategy, result)
 
+
+    def run_levers(self, cfg: TransferConfig, done: dict[str, list[dict]], on_result: Callable[[], None]) -> dict:
+        """The levers of fine-tuning with `cfg.levers.shots` labelled images per class, on each draw: augmentation
+        off, and each learning rate of `cfg.levers.lrs` trained on the labelled set less `val_per_class` images
+        per class, which choose the rate. `done` holds the results an interrupted item finished ("augmentation_off"
+        and "lr <rate>", one per draw) and gets each new one, after which `on_result()` runs (to save the
+        progress). Returns the summary: each lever's test error over the draws."""
+        levers = cfg.levers
+        no_aug = done.setdefault("augmentation_off", [])
+        sweep = {lr: done.setdefault(f"lr {lr}", []) for lr in levers.lrs}
+        for d, draw in enumerate(self.draws(cfg, levers.shots, frozen_test=False)):
+            if d == len(no_aug):
+                no_aug.append(run_strategy("finetune", self.make_model, draw, self.prep, cfg.finetune, self.rt,
+                                           augment=False))
+                on_result()
+            train, val = hold_out(draw.train, self.target.num_classes, levers.val_per_class, draw.seed)
+            part = Draw(train, draw.test, None, draw.num_classes, draw.seed)
+            for lr in levers.lrs:
+                if d < len(sweep[lr]):
+                    continue
+                model = self.make_model(True, draw.seed)
+                result = run_strategy("finetune", lambda *_: model, part, self.prep, cfg.finetune, self.rt, lr=lr)
+                result["val_error"] = evaluate(model, val.to(self.rt.device), self.prep, self.rt)["error"]
+                sweep[lr].append(result)
+                on_result()
+                print(f"[levers-{self.name}] draw {d} lr {lr}: held-out error {result['val_error'] * 100:.1f} %, "
+                      f"test error {result['test_error'] * 100:.1f} %", flush=True)
+        # per draw, the rate with the lowest held-out error (of equal ones, the first in `lrs`)
+        chosen = [{**sweep[best][d], "lr": best} for d in range(cfg.draws)
+                  for best in [min(levers.lrs, key=lambda lr: sweep[lr][d]["val_error"])]]
+        return {"augmentation_off": summarize(no_aug),
+                "lr_sweep": {str(lr): {**summarize(r), "val_error": sum(x["val_error"] for x in r) / len(r)}
+                             for lr, r in sweep.items()},
+                "lr_chosen_on_val": {**summarize(chosen), "lrs": [c["lr"] for c in chosen]}}
 
 def curves(done: dict[str, list[dict]], strategies: list[str]) -> list[dict]:
     """The training curves of every strategy and draw as rows (the finetune stage's plots CSV)."""
