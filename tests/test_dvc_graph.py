@@ -2,6 +2,7 @@
 the facts other modules keep about the graph agree with it. A new module a stage imports, or a new
 stage, fails here until dvc.yaml lists it."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,9 @@ def test_the_outputs_git_keeps_are_the_ones_provenance_ignores():
                 if isinstance(out, dict) and any(opts.get("cache") is False for opts in out.values()):
                     uncached.add(next(iter(out)).split("/")[0])
     assert uncached == set(provenance.PIPELINE_OUTPUTS)
+
+
+def test_every_stage_has_a_row_in_the_readmes_stage_table():
+    readme = (ROOT / "README.md").read_text()
+    missing = [s for s in STAGES if not re.search(rf"^\| `{s}[`@]", readme, re.M)]
+    assert not missing, f"README.md, The study: add a row for stage(s) {missing}"
