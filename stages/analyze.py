@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from pipeline import landscape, tracking
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import AnalysisConfig, ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import Normalize, Split, eval_batches, load_prepared
 from pipeline.integrity import file_digest
@@ -45,14 +45,9 @@ def measure_gradients(model: torch.nn.Module, gradient_images: Split, shatter_im
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder")
-    ap.add_argument("--weights", type=Path, required=True, help="the train item's weights file")
-    ap.add_argument("--metrics", type=Path, required=True)
-    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
-    ap.add_argument("--gradients", type=Path, required=True, help="CSV: per-layer gradient norms")
-    ap.add_argument("--landscape-1d", type=Path, required=True, help="CSV: loss along one direction")
-    ap.add_argument("--landscape-2d", type=Path, required=True, help="CSV: loss over two directions")
-    ap.add_argument("--checkpoint", type=Path, required=True, help="the surface points done, while unfinished")
+    add_paths(ap, "data", "metrics", "record", weights="the train item's weights file",
+              gradients="CSV: per-layer gradient norms", landscape_1d="CSV: loss along one direction",
+              landscape_2d="CSV: loss over two directions", checkpoint="the surface points done, while unfinished")
     args = ap.parse_args(argv)
     study, cfg, train_cfg = load_section("study"), load_section("analysis"), load_section("train")
     if args.model not in cfg.models:

@@ -1,15 +1,14 @@
 """download stage: the dataset's original files, checksums verified -> data/raw/<dataset>."""
 import argparse
-from pathlib import Path
 
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import load_section
 from pipeline.data.sources import download
 
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, required=True)
+    add_paths(ap, "out")
     args = ap.parse_args(argv)
     download(load_section("data"), args.out)
 

@@ -2,10 +2,9 @@
 (pipeline.latency), on this machine's CPU and GPU (latency.devices)."""
 import argparse
 import dataclasses
-from pathlib import Path
 
 from pipeline import tracking
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import flatten, load_section
 from pipeline.integrity import DataError
 from pipeline.latency import measure_latency
@@ -16,9 +15,7 @@ from pipeline.provenance import machine_fingerprint, software
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder (for the input shape)")
-    ap.add_argument("--machine", type=Path, required=True, help="the machine stage's fingerprint")
-    ap.add_argument("--out", type=Path, required=True)
+    add_paths(ap, "out", data="the prepare stage's folder (for the input shape)", machine="the machine stage's fingerprint")
     args = ap.parse_args(argv)
     study, cfg, train_cfg = load_section("study"), load_section("latency"), load_section("train")
     check_writable(args.out)

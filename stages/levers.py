@@ -6,10 +6,9 @@ with `transfer.levers.shots` labelled images per class, on the finetune stage's 
   rate of `lrs`; the held-out images choose the rate, the test images only score it.
 """
 import argparse
-from pathlib import Path
 
 from pipeline import tracking
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
 from pipeline.outputs import Progress, check_writable
@@ -20,11 +19,8 @@ from pipeline.transfer_experiment import Experiment
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--source", required=True, help="a name in transfer.sources")
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--weights", type=Path, required=True, help="the pretrain stage's weights of the source")
-    ap.add_argument("--metrics", type=Path, required=True)
-    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
-    ap.add_argument("--checkpoint", type=Path, required=True, help="the finished draws, while the item is unfinished")
+    add_paths(ap, "data", "metrics", "record", weights="the pretrain stage's weights of the source",
+              checkpoint="the finished draws, while the item is unfinished")
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("transfer")
     levers = cfg.levers

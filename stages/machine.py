@@ -2,16 +2,15 @@
 CUDA, cuDNN, torch). DVC runs it every time (always_changed); the latency stage depends on its output,
 so latency is re-measured on a machine of another kind, and only then."""
 import argparse
-from pathlib import Path
 
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.outputs import check_writable, write_json
 from pipeline.provenance import machine_fingerprint
 
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, required=True)
+    add_paths(ap, "out")
     args = ap.parse_args(argv)
     check_writable(args.out)
     fingerprint = machine_fingerprint()

@@ -1,10 +1,9 @@
 """measure stage, one item per trained model: params, GMACs/GFLOPs and the ops they leave out, per image.
 Nothing here depends on the machine; latency does, and is the latency stage's."""
 import argparse
-from pathlib import Path
 
 from pipeline import tracking
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import ConfigError, load_section
 from pipeline.measure import measure_model_id
 from pipeline.outputs import check_writable, read_json
@@ -17,9 +16,7 @@ IDENTITY = ("model", "family", "depth", "width", "head", "input_shape", "num_cla
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder (for the input shape)")
-    ap.add_argument("--metrics", type=Path, required=True)
-    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
+    add_paths(ap, "metrics", "record", data="the prepare stage's folder (for the input shape)")
     args = ap.parse_args(argv)
     study, train_cfg = load_section("study"), load_section("train")
     if args.model not in train_cfg.models:

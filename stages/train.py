@@ -1,8 +1,7 @@
 """train stage, one item per (model, seed): the He et al. recipe of params.yaml `train.recipe`."""
 import argparse
-from pathlib import Path
 
-from pipeline.cli import run_stage
+from pipeline.cli import add_paths, run_stage
 from pipeline.config import ConfigError, load_section
 from pipeline.data.loader import load_prepared
 from pipeline.runner import RunOutputs, train_tracked
@@ -12,12 +11,7 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True, help='model id "<family>-<depth>", e.g. resnet-56')
     ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--data", type=Path, required=True, help="the prepare stage's folder")
-    ap.add_argument("--weights", type=Path, required=True)
-    ap.add_argument("--metrics", type=Path, required=True)
-    ap.add_argument("--record", type=Path, required=True, help="its settings and provenance (JSON)")
-    ap.add_argument("--history", type=Path, required=True)
-    ap.add_argument("--checkpoint", type=Path, required=True)
+    add_paths(ap, "data", "metrics", "record", "history", "checkpoint", weights="the trained model's weights file")
     args = ap.parse_args(argv)
     study, cfg = load_section("study"), load_section("train")
     if args.model not in cfg.models:
