@@ -60,6 +60,11 @@ class Family:
     def size_names(self) -> list[str]:
         return ["-".join(map(str, s)) for s in self.sizes]
 
+    def model_ids(self) -> list[str]:
+        if self.has_head_choice:
+            return [f"{self.name}-{size}-{suffix}" for size in self.size_names() for suffix in HEAD_SUFFIXES]
+        return [f"{self.name}-{size}" for size in self.size_names()]
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -106,10 +111,12 @@ def register_family(name: str, sizes, size_rule: str, *, width_arg: str | None =
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _FAMILIES:
             raise ValueError(f"model family {name!r} is registered twice")
-        _FAMILIES[name] = Family(name, builder, sizes, size_rule, width_arg, has_head_choice, variants, unpublished)
-        for model_id in variants:
-            if parse_model_id(model_id).family != name:
-                raise ValueError(f"model family {name!r}: variant {model_id!r} is not one of its ids")
+        family = Family(name, builder, sizes, size_rule, width_arg, has_head_choice, variants, unpublished)
+        unknown = sorted(set(variants) - set(family.model_ids()))
+        if unknown:
+            raise ValueError(f"model family {name!r}: variants {', '.join(unknown)} are none of its ids "
+                             f"({', '.join(family.model_ids())})")
+        _FAMILIES[name] = family
         return builder
     return wrap
 
@@ -120,11 +127,7 @@ def list_families() -> list[str]:
 
 def list_models() -> list[str]:
     """Every registered model id (timm's models are not listed: `timm.list_models()` has them)."""
-    ids = []
-    for fam in sorted(_FAMILIES.values(), key=lambda f: f.name):
-        for size in fam.size_names():
-            ids += [f"{fam.name}-{size}-{h}" for h in HEAD_SUFFIXES] if fam.has_head_choice else [f"{fam.name}-{size}"]
-    return ids
+    return [model_id for name in list_families() for model_id in _FAMILIES[name].model_ids()]
 
 
 def known_variants() -> dict[str, Variant]:
