@@ -7,7 +7,7 @@ Head kinds (the model-id suffix in brackets):
 - GAP ("gap"): global average pooling and one linear layer (Lin et al. 2014, "Network in
   Network"): no spatial weights, any input size.
 
-The interface (timm's `ClassifierHead` models): `forward_features(x)` is the last feature map,
+The interface, as timm's models have it: `forward_features(x)` is the last feature map,
 `num_features` its channels; `forward_head(f, pre_logits=True)` what the classifier reads,
 `head_hidden_size` wide; `get_classifier()` that last linear layer; `reset_classifier(n)`
 replaces it for `n` classes. `forward(x) == forward_head(forward_features(x))`.
@@ -64,8 +64,10 @@ class HeadChoiceNet(nn.Module):
             fmap = features(torch.zeros(1, in_chans, height, width))
         features.train()
         self.num_features = fmap.shape[1]
-        self.head = make_mlp(fmap[0].numel(), num_classes) if head == FLATTEN_MLP else GapHead(self.num_features,
-                                                                                                num_classes)
+        if head == FLATTEN_MLP:
+            self.head = make_mlp(fmap[0].numel(), num_classes)
+        else:
+            self.head = GapHead(self.num_features, num_classes)
         self.head_hidden_size = self.head[-1].in_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

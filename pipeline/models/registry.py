@@ -7,9 +7,9 @@ L-k: growth rate k; WRN d-k: widen factor k). Model ids in params.yaml read
 "vgg-16-gap", where the head suffix "fc" names the flatten-MLP head and "gap" global average
 pooling + one linear layer. "timm:<name>" names any timm model (pipeline.models.timm_models).
 
-Every model implements timm's classifier interface (`forward_features`, `forward_head(x,
+Every model implements timm's classifier interface (heads.py: `forward_features`, `forward_head(x,
 pre_logits=False)`, `get_classifier`, `reset_classifier(num_classes)`, `num_features`,
-`head_hidden_size`); transfer and measurement use nothing else of a model.
+`head_hidden_size`), so transfer treats this zoo's models and timm's alike.
 """
 from __future__ import annotations
 
@@ -68,7 +68,10 @@ class Family:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model id. `timm_name` is set (and the rest unset) for "timm:<name>"."""
+    """A parsed model id. `timm_name` is set (and the rest unset) for "timm:<name>".
+
+    `family`, `depth`, `width` and `head` are the id's parts as the training and measure records log them.
+    """
     family: str
     depth: int | None = None
     width: int | None = None        # the id's second number: the family's `width_arg`
@@ -77,7 +80,7 @@ class ModelSpec:
 
     @property
     def head(self) -> str | None:
-        """The id's head suffix, "fc" | "gap": the value the training and measure records log as "head"."""
+        """The id's head suffix, "fc" | "gap"."""
         return _SUFFIX_OF_KIND.get(self.head_kind)
 
     @property
@@ -102,8 +105,8 @@ def register_family(name: str, sizes, size_rule: str, *, width_arg: str | None =
     if "-" in name or ":" in name:
         raise ValueError(f"model family {name!r}: the name may not contain '-' or ':' (they separate model ids)")
     if {len(s) for s in sizes} != {2 if width_arg else 1}:
-        raise ValueError(f"model family {name!r}: sizes must all be (depth, {width_arg}) with width_arg, "
-                         "else all (depth,)")
+        raise ValueError(f"model family {name!r}: sizes must all be " + (f"(depth, {width_arg})" if width_arg else
+                                                                         "(depth,), or give width_arg"))
     if not any(v.published for v in variants.values()) and not unpublished:
         raise ValueError(f"model family {name!r}: give the paper's numbers (variants=) or say why there are none "
                          "(unpublished=)")

@@ -109,15 +109,19 @@ RESNET_CIFAR = {
     "resnet-110": Variant(1_727_962, Published(1.7, 6.43, "cifar10", HE_2016 + " (best of 5; mean 6.61)")),
     "resnet-1202": Variant(19_421_274, Published(19.4, 7.93, "cifar10", HE_2016)),
 }
-# plain nets: the parameters of their residual twins (option A shortcuts have none); their errors
-# are only plotted in Fig. 6, so no number is printed
-PLAIN_CIFAR = {
-    f"plain-{depth}": Variant(twin.params, Published(twin.published.params, None, "cifar10",
-                                                     HE_2016 + " (params of the residual twin)"))
-    for depth in PLAIN_CIFAR_DEPTHS for twin in [RESNET_CIFAR[f"resnet-{depth}"]]
-}
+
+
+def plain_twin(resnet: Variant) -> Variant:
+    """A plain net has the parameters of its residual twin (option A shortcuts have none); its error
+    is only plotted in Fig. 6, so no number is printed."""
+    return Variant(resnet.params, Published(resnet.published.params, None, "cifar10",
+                                            HE_2016 + " (params of the residual twin)"))
+
+
+PLAIN_CIFAR = {f"plain-{depth}": plain_twin(RESNET_CIFAR[f"resnet-{depth}"]) for depth in PLAIN_CIFAR_DEPTHS}
 SE_RESNET_CIFAR = {
-    "se_resnet-110": Variant(published=Published(None, 5.21, "cifar10", "Hu et al. 2018, Table 5 (their ResNet-110: 6.37)")),
+    "se_resnet-110": Variant(published=Published(None, 5.21, "cifar10",
+                                                 "Hu et al. 2018, Table 5 (their ResNet-110: 6.37)")),
 }
 
 
