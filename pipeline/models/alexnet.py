@@ -16,6 +16,7 @@ from torch import nn
 
 from pipeline.models.heads import HeadChoiceNet, MlpHead
 from pipeline.models.registry import register_family
+from pipeline.models.weight_init import he_fan_in_, init_weights_
 
 WIDTHS = (96, 256, 384, 384, 256)
 
@@ -37,18 +38,21 @@ def alexnet_features(in_chans: int, first_kernel: int) -> nn.Sequential:
 def _build(first_kernel: int, num_classes: int, in_chans: int, head: str, input_size: int) -> nn.Module:
     net = HeadChoiceNet(alexnet_features(in_chans, first_kernel), head, num_classes, in_chans, input_size,
                         lambda n_in, n_out: MlpHead(n_in, (4096, 4096), n_out, dropout=0.5))
-    for m in net.modules():   # He et al. 2015 init for the ReLU layers, as torchvision (the paper: N(0, 0.01))
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+    # He et al. 2015 for the ReLU layers, as torchvision (the paper: N(0, 0.01))
+    init_weights_(net, conv=he_fan_in_, linear=he_fan_in_)
     return net
 
 
-@register_family("alexnet", (8,), "the original 8 layers (5 conv + 3 FC)", has_head_choice=True)
+IMAGENET_ONLY = "the paper reports ImageNet at 224 px only"
+
+
+@register_family("alexnet", (8,), "the original 8 layers (5 conv + 3 FC)", has_head_choice=True,
+                 unpublished=IMAGENET_ONLY)
 def alexnet(*, depth: int, num_classes: int, in_chans: int, head: str, input_size: int) -> nn.Module:
     return _build(11, num_classes, in_chans, head, input_size)
 
 
-@register_family("zfnet", (8,), "the original 8 layers (5 conv + 3 FC)", has_head_choice=True)
+@register_family("zfnet", (8,), "the original 8 layers (5 conv + 3 FC)", has_head_choice=True,
+                 unpublished=IMAGENET_ONLY)
 def zfnet(*, depth: int, num_classes: int, in_chans: int, head: str, input_size: int) -> nn.Module:
     return _build(7, num_classes, in_chans, head, input_size)

@@ -1,10 +1,16 @@
-"""Classifier heads, and the base class of the nets that offer a choice of head.
+"""Classifier heads, and the two base classes every family builds on: timm's classifier interface.
 
-- fc: the flatten-MLP of the original papers (LeNet-5, AlexNet, ZF-Net, VGG). Its first
-  layer sees the flattened feature map, so it is built for one input size and holds most of
-  the parameters (AlexNet: 58.6M of 61M at 224 px).
-- gap: global average pooling and one linear layer (Lin et al. 2014, "Network in Network"):
-  no spatial weights, any input size.
+Head kinds (the model-id suffix in brackets):
+- FLATTEN_MLP ("fc"): the flatten-MLP of the original papers (LeNet-5, AlexNet, ZF-Net, VGG).
+  Its first layer sees the flattened feature map, so it is built for one input size and holds
+  most of the parameters (AlexNet: 58.6M of 61M at 224 px).
+- GAP ("gap"): global average pooling and one linear layer (Lin et al. 2014, "Network in
+  Network"): no spatial weights, any input size.
+
+The interface, as timm's models have it: `forward_features(x)` is the last feature map,
+`num_features` its channels; `forward_head(f, pre_logits=True)` what the classifier reads,
+`head_hidden_size` wide; `get_classifier()` that last linear layer; `reset_classifier(n)`
+replaces it for `n` classes. `forward(x) == forward_head(forward_features(x))`.
 """
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+FLATTEN_MLP = "flatten_mlp"
+GAP = "gap"
 
 
 class MlpHead(nn.Sequential):
@@ -39,14 +48,14 @@ class GapHead(nn.Sequential):
 
 
 class HeadChoiceNet(nn.Module):
-    """A feature extractor and a head, "fc" or "gap"; timm's classifier interface.
+    """A feature extractor and a head of either kind, FLATTEN_MLP or GAP; its last layer is the classifier.
 
-    `make_fc(in_features, num_classes)` builds the family's flatten-MLP for the flattened map
+    `make_mlp(in_features, num_classes)` builds the family's flatten-MLP for the flattened map
     the features produce on an `input_size` image.
     """
 
     def __init__(self, features: nn.Module, head: str, num_classes: int, in_chans: int,
-                 input_size: int | tuple[int, int], make_fc: Callable[[int, int], MlpHead]):
+                 input_size: int | tuple[int, int], make_mlp: Callable[[int, int], MlpHead]):
         super().__init__()
         self.features = features
         height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
@@ -55,45 +64,56 @@ class HeadChoiceNet(nn.Module):
             fmap = features(torch.zeros(1, in_chans, height, width))
         features.train()
         self.num_features = fmap.shape[1]
-        self.head = make_fc(fmap[0].numel(), num_classes) if head == "fc" else GapHead(self.num_features, num_classes)
+        if head == FLATTEN_MLP:
+            self.head = make_mlp(fmap[0].numel(), num_classes)
+        else:
+            self.head = GapHead(self.num_features, num_classes)
+        self.head_hidden_size = self.head[-1].in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        *hidden, classifier = self.head   # (slicing would rebuild the head through MlpHead's __init__)
+        for layer in hidden:
+            x = layer(x)
+        return x if pre_logits else classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Linear:
         return self.head[-1]
 
     def reset_classifier(self, num_classes: int) -> None:
-        """A new last layer; the fc head's hidden layers (and their weights) stay."""
-        last = self.head[-1]
-        self.head[-1] = nn.Linear(last.in_features, num_classes)
+        """A new last layer; the flatten-MLP's hidden layers (and their weights) stay."""
+        self.head[-1] = nn.Linear(self.head_hidden_size, num_classes)
 
 
 class GapLinearNet(nn.Module):
-    """Base of the nets that end in global average pooling and one linear layer `fc` over
-    `num_features` channels (ResNet, SE-ResNet, WRN, DenseNet); timm's classifier interface."""
+    """Base of the nets that end in global average pooling and one linear layer over `num_features`
+    channels (ResNet, SE-ResNet, WRN, DenseNet). The layer is `fc`, as in timm's and torchvision's
+    ResNets and in the state dicts these nets save."""
     num_features: int
     fc: nn.Linear
+
+    @property
+    def head_hidden_size(self) -> int:
+        return self.num_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, before pooling."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return x if pre_logits else self.fc(x)
 
-    def get_classifier(self) -> nn.Module:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes)
-
-
-def he_init_(model: nn.Module) -> None:
-    """He et al. 2015 normal init (fan_out) for every conv, zero biases for linear layers, as the
-    reference code of DenseNet and WRN (fb.resnet.torch) does."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)

@@ -7,7 +7,7 @@ in a 32x32 field, hence C1's 2-pixel padding: on a 28x28 image the net is the or
 plain average pools with the squashing on the C layers (the paper's S units have a trainable
 scale and bias and squash their own output), C3 connects to all six C1 maps instead of the
 paper's sparse table, and the output is a linear layer instead of RBF units.
-C5 (5x5 conv on a 5x5 map) is the first layer of the fc head; on a 32 px image the map is 6x6
+C5 (5x5 conv on a 5x5 map) is the first layer of the flatten-MLP head; on a 32 px image the map is 6x6
 and that layer is sized for it.
 """
 from __future__ import annotations
@@ -33,7 +33,9 @@ def lenet_features(in_chans: int) -> nn.Sequential:
     )
 
 
-@register_family("lenet", (5,), "the original (LeNet-5)", has_head_choice=True)
+# LeNet-5's published count is for 28x28 digits and one channel (tests/test_models.py pins it)
+@register_family("lenet", (5,), "the original (LeNet-5)", has_head_choice=True,
+                 unpublished="LeCun et al. 1998 report MNIST digits, not 3x32x32 images")
 def lenet(*, depth: int, num_classes: int, in_chans: int, head: str, input_size: int) -> nn.Module:
     # PyTorch's default init is LeCun's own: uniform with a 1/sqrt(fan_in) bound
     return HeadChoiceNet(lenet_features(in_chans), head, num_classes, in_chans, input_size,

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.heads import GapLinearNet, he_init_
-from pipeline.models.registry import register_family
+from pipeline.models.heads import GapLinearNet
+from pipeline.models.registry import Published, Variant, register_family
+from pipeline.models.weight_init import he_init_
 
-# 6n+2 layers; He et al. 2016 Table 6 params (10 classes, RGB): 0.27M 0.46M 0.66M 0.85M 1.7M 19.4M
-RESNET_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+RESNET_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)   # 6n+2 layers
 PLAIN_CIFAR_DEPTHS = (20, 32, 44, 56, 110)     # Fig. 6 trains plain-20/32/44/56 (and 110)
 SE_RESNET_DEPTHS = (20, 56, 110)               # Hu et al. 2018 Table 5 reports SE-ResNet-110 on CIFAR-10
 SE_REDUCTION = 16
@@ -99,16 +99,42 @@ class CifarResNet(GapLinearNet):
         return self.blocks(F.relu(self.bn1(self.conv1(x))))
 
 
-@register_family("resnet", RESNET_CIFAR_DEPTHS, "6n+2")
+HE_2016 = "He et al. 2016, Table 6"
+# He et al. 2016 Table 6, CIFAR-10: the parameters (exact as built here, and the paper's millions) and test error %
+RESNET_CIFAR = {
+    "resnet-20": Variant(269_722, Published(0.27, 8.75, "cifar10", HE_2016)),
+    "resnet-32": Variant(464_154, Published(0.46, 7.51, "cifar10", HE_2016)),
+    "resnet-44": Variant(658_586, Published(0.66, 7.17, "cifar10", HE_2016)),
+    "resnet-56": Variant(853_018, Published(0.85, 6.97, "cifar10", HE_2016)),
+    "resnet-110": Variant(1_727_962, Published(1.7, 6.43, "cifar10", HE_2016 + " (best of 5; mean 6.61)")),
+    "resnet-1202": Variant(19_421_274, Published(19.4, 7.93, "cifar10", HE_2016)),
+}
+
+
+def plain_twin(resnet: Variant) -> Variant:
+    """A plain net has the parameters of its residual twin (option A shortcuts have none); its error
+    is only plotted in Fig. 6, so no number is printed."""
+    return Variant(resnet.params, Published(resnet.published.params, None, "cifar10",
+                                            HE_2016 + " (params of the residual twin)"))
+
+
+PLAIN_CIFAR = {f"plain-{depth}": plain_twin(RESNET_CIFAR[f"resnet-{depth}"]) for depth in PLAIN_CIFAR_DEPTHS}
+SE_RESNET_CIFAR = {
+    "se_resnet-110": Variant(published=Published(None, 5.21, "cifar10",
+                                                 "Hu et al. 2018, Table 5 (their ResNet-110: 6.37)")),
+}
+
+
+@register_family("resnet", RESNET_CIFAR_DEPTHS, "6n+2", variants=RESNET_CIFAR)
 def resnet_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
     return CifarResNet(depth, num_classes, in_chans, residual=True)
 
 
-@register_family("plain", PLAIN_CIFAR_DEPTHS, "6n+2")
+@register_family("plain", PLAIN_CIFAR_DEPTHS, "6n+2", variants=PLAIN_CIFAR)
 def plain_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
     return CifarResNet(depth, num_classes, in_chans, residual=False)
 
 
-@register_family("se_resnet", SE_RESNET_DEPTHS, "6n+2")
+@register_family("se_resnet", SE_RESNET_DEPTHS, "6n+2", variants=SE_RESNET_CIFAR)
 def se_resnet_cifar(*, depth: int, num_classes: int, in_chans: int) -> nn.Module:
     return CifarResNet(depth, num_classes, in_chans, residual=True, se_reduction=SE_REDUCTION)

@@ -2,8 +2,8 @@
 
 Configurations A/B/D/E = VGG-11/13/16/19; each conv is followed by BN and ReLU (Ioffe &
 Szegedy 2015; torchvision's vgg*_bn). The five 2x2 max-pools use ceil mode so that a 28 px
-image still ends on a 1x1 map (32 -> 1 exactly, as in the CIFAR variants). fc head: the
-paper's two 4096-wide layers with dropout 0.5. Init as torchvision: He (fan_out) for convs,
+image still ends on a 1x1 map (32 -> 1 exactly, as in the CIFAR variants). Flatten-MLP head:
+the paper's two 4096-wide layers with dropout 0.5. Init as torchvision: He (fan_out) for convs,
 N(0, 0.01) for linear layers.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from pipeline.models.heads import HeadChoiceNet, MlpHead
-from pipeline.models.registry import register_family
+from pipeline.models.registry import Published, Variant, register_family
+from pipeline.models.weight_init import he_fan_out_, init_weights_
 
 POOL = "M"
 CONFIGS = {   # Simonyan & Zisserman 2015, Table 1
@@ -34,14 +35,14 @@ def vgg_features(depth: int, in_chans: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register_family("vgg", tuple(CONFIGS), "configuration A, B, D or E of Table 1", has_head_choice=True)
+# the paper reports ImageNet only; kuangliu/pytorch-cifar's VGG16: BN, one linear layer on the 1x1 map = our GAP head
+VGG_PUBLISHED = {"vgg-16-gap": Variant(published=Published(None, 7.36, "cifar10", "kuangliu/pytorch-cifar"))}
+
+
+@register_family("vgg", tuple(CONFIGS), "configuration A, B, D or E of Table 1", has_head_choice=True,
+                 variants=VGG_PUBLISHED)
 def vgg(*, depth: int, num_classes: int, in_chans: int, head: str, input_size: int) -> nn.Module:
     net = HeadChoiceNet(vgg_features(depth, in_chans), head, num_classes, in_chans, input_size,
                         lambda n_in, n_out: MlpHead(n_in, (4096, 4096), n_out, dropout=0.5))
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+    init_weights_(net, conv=he_fan_out_, linear=lambda w: nn.init.normal_(w, 0, 0.01))
     return net

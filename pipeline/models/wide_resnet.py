@@ -3,8 +3,8 @@
 A 16-channel 3x3 stem, three groups of (d-4)/6 pre-activation basic blocks (BN-ReLU-3x3
 conv, twice) on 16k/32k/64k channels, stride 2 at the start of groups 2 and 3, a 1x1 conv
 shortcut where the shape changes, BN-ReLU-global average pool-linear at the end. The widen
-factor k multiplies every block's width: WRN-28-10 has 36.5M parameters and 28 layers, and
-beats the 1001-layer pre-activation ResNet. No dropout in the blocks (the paper's WRN-28-10
+factor k multiplies every block's width: WRN-28-10, 28 layers, beats the 1001-layer
+pre-activation ResNet. No dropout in the blocks (the paper's WRN-28-10
 without dropout). He init.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.heads import GapLinearNet, he_init_
-from pipeline.models.registry import register_family
+from pipeline.models.heads import GapLinearNet
+from pipeline.models.registry import Published, Variant, register_family
+from pipeline.models.weight_init import he_init_
 
 
 class PreActBlock(nn.Module):
@@ -35,10 +36,10 @@ class PreActBlock(nn.Module):
 
 
 class WideResNet(GapLinearNet):
-    def __init__(self, depth: int, widen: int, num_classes: int, in_chans: int):
+    def __init__(self, depth: int, widen_factor: int, num_classes: int, in_chans: int):
         super().__init__()
         n = (depth - 4) // 6
-        widths = (16 * widen, 32 * widen, 64 * widen)
+        widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.conv1 = nn.Conv2d(in_chans, 16, 3, 1, 1, bias=False)
         blocks, in_ch = [], 16
         for group, width in enumerate(widths):
@@ -57,8 +58,15 @@ class WideResNet(GapLinearNet):
 
 # Zagoruyko & Komodakis 2016 (CIFAR; Tables 4 and 5 and the text): depth 6n+4, widen factor k
 WRN_SIZES = ((40, 1), (40, 2), (40, 4), (40, 8), (16, 4), (16, 8), (16, 10), (22, 8), (22, 10), (28, 10), (28, 12))
+ZAGORUYKO_2016 = "Zagoruyko & Komodakis 2016"
+# CIFAR-10 (Table 4): the parameters (exact as built here, and the paper's millions) and test error %
+WRN = {
+    "wrn-28-10": Variant(36_479_194, Published(36.5, 4.00, "cifar10", ZAGORUYKO_2016)),
+    "wrn-16-4": Variant(2_748_890, Published(2.7, None, "cifar10", ZAGORUYKO_2016), in_report=False),
+    "wrn-40-4": Variant(8_949_210, Published(8.9, None, "cifar10", ZAGORUYKO_2016), in_report=False),
+}
 
 
-@register_family("wrn", WRN_SIZES, "d-k with d = 6n+4 (the paper's tables)")
-def wide_resnet(*, depth: int, width: int, num_classes: int, in_chans: int) -> nn.Module:
-    return WideResNet(depth, width, num_classes, in_chans)
+@register_family("wrn", WRN_SIZES, "d-k with d = 6n+4 (the paper's tables)", width_arg="widen_factor", variants=WRN)
+def wide_resnet(*, depth: int, widen_factor: int, num_classes: int, in_chans: int) -> nn.Module:
+    return WideResNet(depth, widen_factor, num_classes, in_chans)
