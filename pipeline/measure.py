@@ -22,7 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from pipeline.models import create_model_from_id, parse_model_id
+from pipeline.models import count_params, create_model_from_id, parse_model_id
 
 # operations that move or allocate memory without computing values
 _NOT_COMPUTING = {torch.ops.aten._to_copy, torch.ops.aten.clone, torch.ops.aten.copy_, torch.ops.aten.contiguous,
@@ -60,10 +60,6 @@ def _attention_as_matmuls():
             yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from pipeline import tracking
 from pipeline.checkpoint import Checkpoint, SaveCheckpoint, code_digest
 from pipeline.config import Recipe, fingerprint, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
-from pipeline.models import create_model_from_id, parse_model_id
+from pipeline.models import count_params, create_model_from_id, parse_model_id
 from pipeline.outputs import check_writable, save_model, write_rows
 from pipeline.provenance import environment
 from pipeline.runtime import Runtime
@@ -72,7 +72,7 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans,
                                                   input_size=data.image_size))
     # float32 weights in the model file, and weights + momentum in the checkpoint and its temporary copy
-    check_writable(*astuple(outputs), need_bytes=5 * 4 * sum(p.numel() for p in model.parameters()))
+    check_writable(*astuple(outputs), need_bytes=5 * 4 * count_params(model))
     print(f"[{name}] {model_id} on {len(train)} images, {env['device_name']}, {rt.describe()['precision']}",
           flush=True)
     with tracking.item_run(study, stage, name, params=params, about=about, env=env,
@@ -98,7 +98,7 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
                    classes=classes, params=params)
         write_rows(outputs.history, result.history)
         numbers = {k: v for k, v in final.items() if k not in OUTCOME}
-        run.write_result(outputs.metrics, {**numbers, "params": sum(p.numel() for p in model.parameters())},
+        run.write_result(outputs.metrics, {**numbers, "params": count_params(model)},
                          outputs.record, extra={k: final[k] for k in OUTCOME if k in final})
     checkpoint.remove()
     return final

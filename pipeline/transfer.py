@@ -26,6 +26,7 @@ from torch import nn
 
 from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
 from pipeline.data.loader import Split, epoch_generator, train_batches
+from pipeline.models import count_params
 from pipeline.runtime import Runtime
 from pipeline.schedule import Cosine, set_lr
 from pipeline.train import diverged, evaluate, sgd, sgd_step
@@ -217,7 +218,7 @@ def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], dr
                   "loss": F.cross_entropy(logits, draw.test.y).item()}
     else:
         scores = evaluate(model, draw.test, prep, rt)
-    trainable = sum(p.numel() for p in (head.parameters() if frozen else model.parameters()))
+    trainable = count_params(head if frozen else model)
     return {"test_error": scores["error"], "test_loss": scores["loss"], "train_loss": loss,
             "trainable_params": trainable, "seconds": time.perf_counter() - start,
             "status": "diverged" if why else "finished", **({"diverged_because": why} if why else {})}

@@ -12,7 +12,7 @@ from pipeline import tracking
 from pipeline.cli import add_paths, run_stage
 from pipeline.config import ConfigError, TransferSource, load_section
 from pipeline.data.loader import PreparedData, load_prepared
-from pipeline.measure import count_params
+from pipeline.models import count_params
 from pipeline.outputs import check_writable, save_model, write_rows
 from pipeline.provenance import environment
 from pipeline.runner import RunOutputs, train_tracked

@@ -5,7 +5,8 @@ import torch
 import torchvision
 from torch import nn
 
-from pipeline.measure import count_flops, count_params, measure_model_id, model_cost
+from pipeline.measure import count_flops, measure_model_id, model_cost
+from pipeline.models import count_params
 
 
 def test_flops_of_one_conv_are_two_macs_per_multiply_add():

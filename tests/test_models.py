@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.measure import count_params
-from pipeline.models import (FLATTEN_MLP, GAP, Variant, create_model, create_model_from_id, get_family,
+from pipeline.models import (FLATTEN_MLP, GAP, Variant, count_params, create_model, create_model_from_id, get_family,
                              known_variants, list_families, list_models, parse_model_id)
 from pipeline.models.registry import register_family
 from pipeline.published import published
@@ -206,6 +205,19 @@ def test_every_family_has_published_numbers_or_says_why_not(family):
     assert any(v.published for v in fam.variants.values()) or fam.unpublished
     for model_id, v in fam.variants.items():   # what the reports print
         assert published(model_id) is (v.published if v.in_report else None)
+
+
+# the package's machinery; every other module of pipeline/models is a family file
+MACHINERY = {"__init__", "registry", "heads", "weight_init", "packaged_weights", "timm_models"}
+
+
+def test_every_family_file_is_imported_by_the_package_so_its_families_register():
+    import pipeline.models as package
+
+    files = {p.stem for p in Path(package.__file__).parent.glob("*.py")} - MACHINERY
+    source = Path(package.__file__).read_text()
+    assert not [f for f in files if not re.search(rf"^from pipeline.models import .*\b{f}\b", source, re.M)], \
+        "import the new family file in pipeline/models/__init__.py"
 
 
 @pytest.mark.parametrize("family", list_families())

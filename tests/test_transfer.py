@@ -3,7 +3,7 @@ import torch
 
 from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
 from pipeline.data.loader import Split
-from pipeline.models import create_model
+from pipeline.models import count_params, create_model
 from pipeline.runtime import Runtime
 from pipeline.transfer import (Draw, SourceInput, classifier_inputs, hold_out, per_class_indices, phases, run_strategy,
                                summarize)
@@ -90,7 +90,7 @@ def test_lp_ft_trains_every_layer_from_the_probed_head():
     conv_before = model.conv1.weight.clone()
     result = run_strategy("lp_ft", lambda *_: model, draw, prep, RECIPE, rt)
     assert not torch.equal(conv_before, model.conv1.weight)
-    assert 0 <= result["test_error"] <= 1 and result["trainable_params"] == sum(p.numel() for p in model.parameters())
+    assert 0 <= result["test_error"] <= 1 and result["trainable_params"] == count_params(model)
 
 
 def test_summary_over_draws():

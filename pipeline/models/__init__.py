@@ -6,6 +6,7 @@ from pipeline.models.registry import (
     ModelSpec,
     Published,
     Variant,
+    count_params,
     create_model,
     create_model_from_id,
     get_family,
@@ -15,5 +16,5 @@ from pipeline.models.registry import (
     parse_model_id,
 )
 
-__all__ = ["FLATTEN_MLP", "GAP", "HEAD_SUFFIXES", "ModelSpec", "Published", "Variant", "create_model",
-           "create_model_from_id", "get_family", "known_variants", "list_families", "list_models", "parse_model_id"]
+__all__ = ["FLATTEN_MLP", "GAP", "HEAD_SUFFIXES", "ModelSpec", "Published", "Variant", "count_params",
+           "create_model", "create_model_from_id", "get_family", "known_variants", "list_families", "list_models", "parse_model_id"]

@@ -218,3 +218,8 @@ def create_model_from_id(model_id: str, *, num_classes: int, in_chans: int,
         raise ValueError(f"{model_id}: weights can only be loaded for {TIMM_PREFIX}<name> models")
     return create_model(spec.family, depth=spec.depth, width=spec.width, head=spec.head_kind, num_classes=num_classes,
                         in_chans=in_chans, input_size=input_size)
+
+
+def count_params(model: nn.Module) -> int:
+    """Every parameter of the model (trainable or not), as the papers count them."""
+    return sum(p.numel() for p in model.parameters())
