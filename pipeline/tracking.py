@@ -116,6 +116,8 @@ class Run:
         and code, and what else the stage records (`extra`: how the run ended, what was analysed)."""
         from pipeline.outputs import write_result
 
+        if not self.env:
+            raise RuntimeError("Run.write_result needs the settings and machine of a run opened by item_run")
         write_result(metrics_path, numbers, record_path,
                      {**(extra or {}), **self.params, "mlflow_run_id": self.run_id, **self.env})
 

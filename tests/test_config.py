@@ -290,8 +290,8 @@ def test_both_recipes_check_the_settings_they_share(params, tmp_path, section, r
 
 
 def test_config_and_data_sources_import_without_a_cycle(repo):
-    """config -> models -> data.sources must not lead back to config (sources needs DataConfig for its
-    annotations only), and reading the config must not import torch: a Ray worker of pipeline.fanout
+    """data.sources must not import config (it needs DataConfig for its annotations only), and reading
+    the config must not import torch: a Ray worker of pipeline.fanout
     imports it to run `dvc repro`, nothing more."""
     code = ("import sys, pipeline.data.sources; assert 'pipeline.config' not in sys.modules; "
             "import pipeline.config; assert 'torch' not in sys.modules, 'pipeline.config imported torch'")

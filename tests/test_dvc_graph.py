@@ -64,7 +64,7 @@ def covered(file: str, deps: list[str]) -> bool:
 def test_a_stages_deps_name_its_script_and_all_the_library_code_it_runs(stage):
     spec = STAGES[stage]
     script = spec["cmd"].split()[1]
-    assert script == f"stages/{stage}.py", "one script per stage, named after it (STYLE.md)"
+    assert script == f"stages/{stage}.py", "one script per stage, named after it (README, Extending)"
     deps = spec.get("deps", [])
     assert script in deps
     missing = sorted(f for f in code_behind(ROOT / script) if not covered(f, deps))

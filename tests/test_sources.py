@@ -12,7 +12,8 @@ from pipeline.config import DataConfig
 from pipeline.data import sources
 from pipeline.data.loader import load_prepared
 from pipeline.data.prepare import prepare
-from pipeline.data.sources import ChecksumError, DataError, download
+from pipeline.data.sources import ChecksumError, download
+from pipeline.integrity import DataError
 from conftest import write_npz
 
 

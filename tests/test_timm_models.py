@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 
-from pipeline.data.sources import DataError
+from pipeline.integrity import DataError
 from pipeline.models import create_model_from_id
 
 

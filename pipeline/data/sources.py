@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.integrity import DataError, file_digest
 
-if TYPE_CHECKING:   # for annotations only: config checks model ids, pipeline.models imports this module
+if TYPE_CHECKING:   # for annotations only: the download code stays free of the config (and of what it imports)
     from pipeline.config import DataConfig
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")   # package dataset-fashion-mnist

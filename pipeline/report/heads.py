@@ -8,7 +8,7 @@ from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
 from pipeline.report.format import fmt, mean_std, to_markdown
 
-# the heads of pipeline/models/registry.py HEADS, as the table names them
+# the head suffixes of model ids (pipeline/models/registry.py HEAD_SUFFIXES), as the table names them
 HEAD_NAMES = {"fc": "fc (flatten-MLP)", "gap": "gap (global average pool + linear)"}
 FC, GAP = HEAD_NAMES
 
