@@ -25,24 +25,24 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # quick: the committed params.yaml; any other study is composed from conf/study/$(STUDY).yaml.
-# pipeline/repro.py checks every input first, then runs dvc repro (or dvc exp run -S study=...; with
+# pipeline/study/repro.py checks every input first, then runs dvc repro (or dvc exp run -S study=...; with
 # RAY, params.yaml is rewritten for the study and the items fan out), and puts back the last good
 # results of a stage that fails.
 # RAY=local fans the items out over this machine's GPUs or cores (the default where Ray is installed:
 # two 1-thread items at once beat one 2-thread item on a 2-core CPU, benchmarks/RESULTS.md), RAY=auto or
-# RAY=host:port over a Ray cluster (pipeline/fanout.py); RAY= runs them one after another.
+# RAY=host:port over a Ray cluster (pipeline/study/fanout.py); RAY= runs them one after another.
 RAY ?= $(shell $(PY) -c 'import ray' 2>/dev/null && echo local)
 study: setup
-	$(PY) -m pipeline.repro --study $(STUDY) $(if $(RAY),--ray $(RAY))
+	$(PY) -m pipeline.study.repro --study $(STUDY) $(if $(RAY),--ray $(RAY))
 
 test: setup
 	$(PY) -m pytest
 
 # tables and figures again from the tracked results in metrics/ and plots/, no training
 report: setup
-	$(PY) -m pipeline.repro -- --force --single-item report
+	$(PY) -m pipeline.study.repro -- --force --single-item report
 
-# the MLflow UI over the default store: every item run and the report run (pipeline/report_run.py)
+# the MLflow UI over the default store: every item run and the report run (pipeline/study/report_run.py)
 HOST ?= 127.0.0.1
 PORT ?= 5000
 ui: setup
@@ -56,7 +56,7 @@ tracking-server: setup
 
 # rewrite params.yaml from conf/ for $(STUDY) (what `dvc exp run -S study=...` does)
 params: setup
-	$(PY) -m pipeline.studies $(STUDY) params.yaml
+	$(PY) -m pipeline.study.compose $(STUDY) params.yaml
 
 # after changing a pin in pyproject.toml: re-resolve and record the whole tree
 lock: setup

@@ -27,8 +27,8 @@ import torch
 from pipeline.data.loader import Normalize, load_prepared
 from pipeline.models import create_model_from_id
 from pipeline.provenance import environment
-from pipeline.runtime import Runtime
-from pipeline.train import evaluate, sgd, sgd_step
+from pipeline.train.runtime import Runtime
+from pipeline.train.loop import evaluate, sgd, sgd_step
 
 SHAPE, BATCH, CLASSES = (1, 28, 28), 128, 10
 

@@ -8,10 +8,10 @@ Parts, in this order:
   tests        the tests marked `cuda` (pytest -m cuda): data and batched augmentation on the device,
                bf16 autocast, a short fit (eager and compiled), a checkpoint resumed, CUDA-event latency,
                and a real `dvc repro` of a tiny study with `device: cuda`
-  train        images/s of the study's training loop (pipeline.train.fit) for ResNet-20/56/110, plain-56
+  train        images/s of the study's training loop (pipeline.train.loop.fit) for ResNet-20/56/110, plain-56
                and WRN-16-4, eager and with recipe.compile; then ResNet-20 with the cifar10 study's He et
                al. recipe -- 64k iterations at batch 128, validation every epoch, test once -- timed end to end
-  latency      the latency stage's protocol (pipeline.latency: one process, interleaved rounds, CUDA
+  latency      the latency stage's protocol (pipeline.measure.latency: one process, interleaved rounds, CUDA
                events) for every model of the cifar10 study in its eager modes at batch 1 and 256, and
                ResNet-20 in its compiled modes beside eager fp32
   concurrency  1, 2, 4 and 8 ResNet-20 trainings at once on the device: total images/s
@@ -59,14 +59,14 @@ import torch  # noqa: E402
 
 from pipeline.config import Recipe, load_all  # noqa: E402
 from pipeline.data.loader import Normalize, Split, eval_batches  # noqa: E402
-from pipeline.gradient_flow import gradient_correlation, layer_gradient_norms  # noqa: E402
-from pipeline.landscape import axis, filter_normalized_direction, surface  # noqa: E402
-from pipeline.latency import measure_latency  # noqa: E402
+from pipeline.analysis.gradient_flow import gradient_correlation, layer_gradient_norms  # noqa: E402
+from pipeline.analysis.landscape import axis, filter_normalized_direction, surface  # noqa: E402
+from pipeline.measure.latency import measure_latency  # noqa: E402
 from pipeline.models import create_model_from_id  # noqa: E402
 from pipeline.outputs import write_atomically, write_json  # noqa: E402
 from pipeline.provenance import device_settings, software  # noqa: E402
-from pipeline.runtime import Runtime  # noqa: E402
-from pipeline.train import OnEpochEnd, PrintProgress, fit  # noqa: E402
+from pipeline.train.runtime import Runtime  # noqa: E402
+from pipeline.train.loop import OnEpochEnd, PrintProgress, fit  # noqa: E402
 
 PARTS = ("tests", "train", "latency", "concurrency", "analysis")
 STUDY = "cifar10"
@@ -190,7 +190,7 @@ def left(until: float) -> float:
 
 def study_config() -> dict:
     """The cifar10 study's sections, composed from conf/ as `dvc exp run -S study=cifar10` does."""
-    from pipeline.studies import compose
+    from pipeline.study.compose import compose
 
     with tempfile.TemporaryDirectory() as tmp:
         compose(STUDY, Path(tmp) / "params.yaml")

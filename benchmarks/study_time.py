@@ -10,7 +10,7 @@ prints the breakdown. The second reads a finished study's folder. Per stage (dow
 train, pretrain, finetune, levers, measure, analyze, machine, latency, report):
 
 - wall: from DVC's "Running stage" line to the next one (needs the stamped log); the items fanned
-  out over Ray (pipeline/fanout.py) run side by side, so their wall is the "fan-out" row's;
+  out over Ray (pipeline/study/fanout.py) run side by side, so their wall is the "fan-out" row's;
 - in runs: inside the items' MLflow runs (start to end of each run in DIR/mlflow.db);
 - training: the train and pretrain items' `final_train_seconds` (the SGD epochs alone);
 - evaluation + logging: in runs minus training (per-epoch evaluation, checkpoints, MLflow);
@@ -33,7 +33,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-# DVC's line as a stage starts, and pipeline/fanout.py's as the fan-out starts
+# DVC's line as a stage starts, and pipeline/study/fanout.py's as the fan-out starts
 STAGE_LINE = re.compile(r"^(\d+\.\d+) (?:Running stage '([^'@]+)(?:@[^']*)?':|(fan-out): )")
 STAGES = ("download", "prepare", "fan-out", "train", "pretrain", "finetune", "levers", "measure", "analyze", "machine",
           "latency", "report")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pipeline.models import create_model_from_id
 from pipeline.provenance import environment
-from pipeline.runtime import cpu_has_bf16
+from pipeline.train.runtime import cpu_has_bf16
 
 
 def images_per_s(model_id: str, channels_last: bool, bf16: bool, shape, batch: int, steps: int) -> float:

@@ -2,7 +2,7 @@
 
 Reference: torchvision's FashionMNIST dataset + DataLoader with RandomCrop(28, padding=4),
 RandomHorizontalFlip, ToTensor and Normalize, float32, NCHW -- the loop of most tutorials --
-with 0 and with 2 worker processes. Ours: `pipeline.train.fit` as the train stage runs it
+with 0 and with 2 worker processes. Ours: `pipeline.train.loop.fit` as the train stage runs it
 (uint8 tensors in memory, batched crop/flip/normalise, channels_last, `precision: auto`).
 Same model, images, batch size and SGD.
 
@@ -36,9 +36,9 @@ from pipeline.config import Recipe
 from pipeline.data.loader import Normalize, PreparedData, load_prepared
 from pipeline.models import create_model_from_id
 from pipeline.provenance import environment
-from pipeline.runner import training_subset
-from pipeline.runtime import Runtime
-from pipeline.train import PrintProgress, fit
+from pipeline.train.runner import training_subset
+from pipeline.train.runtime import Runtime
+from pipeline.train.loop import PrintProgress, fit
 
 BATCH = 128
 

@@ -6,7 +6,7 @@ For each side length the Fashion-MNIST images are resized to, with the quick stu
 (params.yaml: transfer.sources.imagenet, transfer.finetune), interleaved size by size:
 
 - linear-probe test error at `transfer.levers.shots` labels per class: the feature_extractor
-  strategy of the study (pipeline/transfer.py), mean over `--draws` draws, on `transfer.test_images`;
+  strategy of the study (pipeline/transfer/strategies.py), mean over `--draws` draws, on `transfer.test_images`;
 - frozen forward images/s (the cached features), fp32 and bf16 autocast;
 - one fine-tuning SGD step (all layers, batch `transfer.finetune.batch_size`), ms, fp32 and bf16:
   the median of 5 after one untimed.
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from pipeline.config import load_section
 from pipeline.data.loader import load_prepared
 from pipeline.models import create_model_from_id
-from pipeline.runtime import Runtime
-from pipeline.transfer import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices, run_strategy
-from pipeline.transfer_experiment import Target
+from pipeline.train.runtime import Runtime
+from pipeline.transfer.strategies import Draw, SourceInput, classifier_inputs, draw_seed, per_class_indices, run_strategy
+from pipeline.transfer.experiment import Target
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from pipeline.config_build import ConfigError, build
 if TYPE_CHECKING:
     from pipeline.models import ModelSpec
 
-# The transfer strategies (pipeline/transfer.py): the one spelling of their names
+# The transfer strategies (pipeline/transfer/strategies.py): the one spelling of their names
 Strategy = Literal["scratch", "finetune", "feature_extractor", "lp_ft"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 Precision = Literal["auto", "bf16", "fp32"]   # auto: bf16 autocast where the device has it
@@ -38,7 +38,7 @@ def _positive(obj: Any, key: str, *names: str) -> None:
 def _model_spec(model_id: str, key: str) -> ModelSpec:
     """`model_id` parsed by the model registry, whose error lists the valid choices."""
     # imported here, not above: pipeline.models imports torch (seconds, ~0.5 GB), which a process
-    # that only reads the config -- a Ray worker of pipeline.fanout -- should not pay
+    # that only reads the config -- a Ray worker of pipeline.study.fanout -- should not pay
     from pipeline.models import parse_model_id
 
     try:
@@ -297,7 +297,7 @@ class LatencyMode:
 @dataclass(frozen=True)
 class LatencyConfig:
     """Forward-pass latency of every model of the study, timed in one process and interleaved round by
-    round (pipeline.latency). Defaults: a GPU study's; conf/study/quick.yaml trims them for a CPU."""
+    round (pipeline.measure.latency). Defaults: a GPU study's; conf/study/quick.yaml trims them for a CPU."""
     batch_sizes: list[int] = field(default_factory=lambda: [1, 16, 64, 256])
     modes: list[LatencyMode] = field(default_factory=lambda: [
         LatencyMode(), LatencyMode(precision="bf16"), LatencyMode(compile=True),
@@ -359,7 +359,7 @@ class AnalysisConfig:
 @dataclass(frozen=True)
 class ItemResources:
     """What one model's items ask of Ray; 0 = the default."""
-    gpus: float = 0.0           # share of one GPU in (0, 1]; 0 = by the model's cost (pipeline/fanout.py)
+    gpus: float = 0.0           # share of one GPU in (0, 1]; 0 = by the model's cost (pipeline/study/fanout.py)
     cpus: float = 0.0           # 0 = fanout.cpus
 
     def check(self, key: str) -> None:

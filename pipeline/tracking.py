@@ -4,7 +4,7 @@ Runs go to $MLFLOW_TRACKING_URI when set, else to sqlite:///mlflow.db in the wor
 directory (the repository root under `dvc repro`). One MLflow experiment per study; one run per
 train, pretrain, finetune, levers, measure and analyze item and one for the latency stage, tagged so the UI
 can filter by stage, model, depth and seed; and one run per version of the report, the item runs
-behind it as its children (pipeline/report_run.py).
+behind it as its children (pipeline/study/report_run.py).
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def check_store() -> None:
 
 
 def create_experiment(study: str) -> None:
-    """The store and the study's experiment, made once before items run side by side (pipeline/fanout.py):
+    """The store and the study's experiment, made once before items run side by side (pipeline/study/fanout.py):
     processes that find a fresh SQLite store all migrate its schema at once and crash, and two that
     create one experiment race."""
     import mlflow

@@ -2,8 +2,8 @@
 
 For the model's weights at initialisation (the seed's He init, as training began) and after
 training: per-layer gradient norms and the correlation of input gradients at nearby inputs
-(pipeline/gradient_flow.py); for the trained weights: the loss along one and over two
-filter-normalised random directions and Keskar et al.'s sharpness (pipeline/landscape.py). All on
+(pipeline/analysis/gradient_flow.py); for the trained weights: the loss along one and over two
+filter-normalised random directions and Keskar et al.'s sharpness (pipeline/analysis/landscape.py). All on
 fixed images of the split the model trained on, without augmentation.
 """
 import argparse
@@ -13,20 +13,21 @@ from pathlib import Path
 
 import torch
 
-from pipeline import landscape, tracking
-from pipeline.cli import add_paths, run_stage
+from pipeline import tracking
+from pipeline.analysis import landscape
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import AnalysisConfig, ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import Normalize, Split, eval_batches, load_prepared
 from pipeline.integrity import file_digest
-from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
-from pipeline.landscape import axis, filter_normalized_direction, sharpness, surfaces
+from pipeline.analysis.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
+from pipeline.analysis.landscape import axis, filter_normalized_direction, sharpness, surfaces
 from pipeline.models import create_model_from_id, parse_model_id
 from pipeline.outputs import Progress, check_writable, load_model, write_rows
 from pipeline.provenance import environment
-from pipeline.analysis_figures import plot_model_analysis
-from pipeline.checkpoint import code_digest
-from pipeline.runner import training_subset
-from pipeline.runtime import Runtime
+from pipeline.analysis.figures import plot_model_analysis
+from pipeline.train.checkpoint import code_digest
+from pipeline.train.runner import training_subset
+from pipeline.train.runtime import Runtime
 
 
 def first(split: Split, n: int) -> Split:
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> None:
         first(images, n) for n in (cfg.gradient_images, cfg.shatter_images, cfg.landscape_images))
     normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
 
-    torch.manual_seed(cfg.seed)   # the same He init the train item started from (pipeline/runner.py)
+    torch.manual_seed(cfg.seed)   # the same He init the train item started from (pipeline/train/runner.py)
     model = rt.prepare_model(create_model_from_id(args.model, num_classes=saved["num_classes"],
                                                   in_chans=data.in_chans, input_size=data.image_size))
     init_norms, init_corr = measure_gradients(model, gradient_images, shatter_images, normalize, cfg,

@@ -1,7 +1,7 @@
 """download stage: the dataset's original files, checksums verified -> data/raw/<dataset>."""
 import argparse
 
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import load_section
 from pipeline.data.sources import download
 

@@ -2,13 +2,13 @@
 import argparse
 
 from pipeline import tracking
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
 from pipeline.outputs import Progress, check_writable, write_rows
 from pipeline.provenance import environment
-from pipeline.transfer import keeps_features_frozen, summarize
-from pipeline.transfer_experiment import Experiment, curves
+from pipeline.transfer.strategies import keeps_features_frozen, summarize
+from pipeline.transfer.experiment import Experiment, curves
 
 
 def main(argv: list[str]) -> None:

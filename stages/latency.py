@@ -1,13 +1,13 @@
 """latency stage: every model of the study timed in one process, interleaved round by round
-(pipeline.latency), on this machine's CPU and GPU (latency.devices)."""
+(pipeline.measure.latency), on this machine's CPU and GPU (latency.devices)."""
 import argparse
 import dataclasses
 
 from pipeline import tracking
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import flatten, load_section
 from pipeline.integrity import DataError
-from pipeline.latency import measure_latency
+from pipeline.measure.latency import measure_latency
 from pipeline.models import create_model_from_id
 from pipeline.outputs import check_writable, read_json, write_json
 from pipeline.provenance import machine_fingerprint, software

@@ -8,12 +8,12 @@ with `transfer.levers.shots` labelled images per class, on the finetune stage's 
 import argparse
 
 from pipeline import tracking
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
 from pipeline.outputs import Progress, check_writable
 from pipeline.provenance import environment
-from pipeline.transfer_experiment import Experiment
+from pipeline.transfer.experiment import Experiment
 
 
 def main(argv: list[str]) -> None:

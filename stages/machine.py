@@ -3,7 +3,7 @@ CUDA, cuDNN, torch). DVC runs it every time (always_changed); the latency stage 
 so latency is re-measured on a machine of another kind, and only then."""
 import argparse
 
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.outputs import check_writable, write_json
 from pipeline.provenance import machine_fingerprint
 

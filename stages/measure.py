@@ -3,9 +3,9 @@ Nothing here depends on the machine; latency does, and is the latency stage's.""
 import argparse
 
 from pipeline import tracking
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import ConfigError, load_section
-from pipeline.measure import measure_model_id
+from pipeline.measure.cost import measure_model_id
 from pipeline.outputs import check_writable, read_json
 from pipeline.provenance import software
 

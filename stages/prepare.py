@@ -1,7 +1,7 @@
 """prepare stage: raw files -> uint8 train/val/test tensors + manifest.json."""
 import argparse
 
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import load_section
 from pipeline.data.prepare import prepare
 

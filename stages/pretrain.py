@@ -9,14 +9,14 @@ from dataclasses import astuple
 import torch
 
 from pipeline import tracking
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import ConfigError, TransferSource, load_section
 from pipeline.data.loader import PreparedData, load_prepared
 from pipeline.models import count_params
 from pipeline.outputs import check_writable, save_model, write_rows
 from pipeline.provenance import environment
-from pipeline.runner import RunOutputs, train_tracked
-from pipeline.transfer_source import check_classes, imported_source, input_channels
+from pipeline.train.runner import RunOutputs, train_tracked
+from pipeline.transfer.source import check_classes, imported_source, input_channels
 
 
 def import_source(study: str, name: str, source: TransferSource, data: PreparedData, outputs: RunOutputs) -> None:

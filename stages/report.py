@@ -1,12 +1,12 @@
 """report stage: tables and figures in reports/ from the metrics and plots the other stages wrote, then
-the report's MLflow run with them and the lineage of the item runs (pipeline/report_run.py)."""
+the report's MLflow run with them and the lineage of the item runs (pipeline/study/report_run.py)."""
 import argparse
 
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import load_section
 from pipeline.report.build import build_report
 from pipeline.report.results import ResultFolders, StudyItems
-from pipeline.report_run import publish
+from pipeline.study.report_run import publish
 
 
 def main(argv: list[str]) -> None:

@@ -1,10 +1,10 @@
 """train stage, one item per (model, seed): the He et al. recipe of params.yaml `train.recipe`."""
 import argparse
 
-from pipeline.cli import add_paths, run_stage
+from pipeline.study.cli import add_paths, run_stage
 from pipeline.config import ConfigError, load_section
 from pipeline.data.loader import load_prepared
-from pipeline.runner import RunOutputs, train_tracked
+from pipeline.train.runner import RunOutputs, train_tracked
 
 
 def main(argv: list[str]) -> None:

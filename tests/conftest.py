@@ -68,11 +68,11 @@ def tiny_splits(device: torch.device):
 def train_tiny(data, recipe, checkpoint=None, resume=None, on_epoch=None):
     """ResNet-20 fitted on `tiny_splits` with `recipe` on its device, the small split as both the
     per-epoch validation split and the test set; returns (model, FitState)."""
-    from pipeline.checkpoint import SaveCheckpoint
+    from pipeline.train.checkpoint import SaveCheckpoint
     from pipeline.data.loader import Normalize
     from pipeline.models import create_model
-    from pipeline.runtime import Runtime
-    from pipeline.train import OnEpochEnd, PrintProgress, fit
+    from pipeline.train.runtime import Runtime
+    from pipeline.train.loop import OnEpochEnd, PrintProgress, fit
 
     train_split, test_split = data
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)

@@ -1,4 +1,4 @@
-"""Gradient flow and loss landscapes (pipeline/gradient_flow.py, pipeline/landscape.py): the
+"""Gradient flow and loss landscapes (pipeline/analysis/gradient_flow.py, pipeline/analysis/landscape.py): the
 measurements against answers known in closed form, and the report's reading of them."""
 import dataclasses
 import json
@@ -13,15 +13,15 @@ from torch import nn
 from conftest import tiny_splits
 from pipeline.config import AnalysisConfig, load_section
 from pipeline.data.loader import Normalize
-from pipeline.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
-from pipeline import landscape
-from pipeline.landscape import axis, filter_normalized_direction, sharpness, surface, surfaces
+from pipeline.analysis.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
+from pipeline.analysis import landscape
+from pipeline.analysis.landscape import axis, filter_normalized_direction, sharpness, surface, surfaces
 from pipeline.outputs import Progress
 from pipeline.models import create_model_from_id
 from pipeline.report.analysis import gradient_flow_summary, landscape_summary
-from pipeline.studies import compose
-from pipeline.runtime import Runtime
-from pipeline.train import evaluate
+from pipeline.study.compose import compose
+from pipeline.train.runtime import Runtime
+from pipeline.train.loop import evaluate
 
 FP32 = Runtime(torch.device("cpu"), None, False)
 

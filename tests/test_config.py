@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, build, load_all, load_section, TrainConfig
-from pipeline.studies import compose, list_studies
+from pipeline.study.compose import compose, list_studies
 
 
 @pytest.fixture
@@ -291,7 +291,7 @@ def test_both_recipes_check_the_settings_they_share(params, tmp_path, section, r
 
 def test_config_and_data_sources_import_without_a_cycle(repo):
     """data.sources must not import config (it needs DataConfig for its annotations only), and reading
-    the config must not import torch: a Ray worker of pipeline.fanout
+    the config must not import torch: a Ray worker of pipeline.study.fanout
     imports it to run `dvc repro`, nothing more."""
     code = ("import sys, pipeline.data.sources; assert 'pipeline.config' not in sys.modules; "
             "import pipeline.config; assert 'torch' not in sys.modules, 'pipeline.config imported torch'")

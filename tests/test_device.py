@@ -9,13 +9,13 @@ import yaml
 
 from pipeline.config import LatencyConfig, LatencyMode, Recipe
 from pipeline.data.loader import Split, epoch_generator, random_crop_flip, train_batches
-from pipeline.latency import build_cells, run_rounds
-from pipeline.measure import count_flops
+from pipeline.measure.latency import build_cells, run_rounds
+from pipeline.measure.cost import count_flops
 from pipeline.models import create_model, create_model_from_id
 from pipeline.outputs import read_json
-from pipeline.checkpoint import Checkpoint
-from pipeline.runtime import Runtime
-from pipeline.train import sgd, sgd_step
+from pipeline.train.checkpoint import Checkpoint
+from pipeline.train.runtime import Runtime
+from pipeline.train.loop import sgd, sgd_step
 from conftest import run, tiny_splits, train_tiny
 
 pytestmark = pytest.mark.cuda

@@ -77,7 +77,7 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     report_id = check_report_run(work)
     # make report: the same files, byte for byte, and no second report run for the same results
     before = {p: p.read_bytes() for p in (work / "reports").iterdir()}
-    run(["python", "-m", "pipeline.repro", "--", "--force", "--single-item", "report"], work, env)
+    run(["python", "-m", "pipeline.study.repro", "--", "--force", "--single-item", "report"], work, env)
     assert {p: p.read_bytes() for p in (work / "reports").iterdir()} == before
     assert [r.info.run_id for r in _report_runs(work)] == [report_id]
     check_ui_api(work, env, report_id)

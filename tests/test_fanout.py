@@ -1,4 +1,4 @@
-"""The fan-out over Ray (pipeline/fanout.py): real DVC, real Ray, real MLflow, on this machine's CPUs.
+"""The fan-out over Ray (pipeline/study/fanout.py): real DVC, real Ray, real MLflow, on this machine's CPUs.
 
 Ray's logical GPUs stand in for real ones: Ray hands each item its GPU ids and CUDA_VISIBLE_DEVICES
 the same way, and the tiny study's items train on the CPU.
@@ -43,7 +43,7 @@ def fanout_study(repo, root, seeds: int):
 
 
 def fan_out(work, env, *args, check=True):
-    return run([sys.executable, "-m", "pipeline.repro", "--ray", *args], work, env, check=check)
+    return run([sys.executable, "-m", "pipeline.study.repro", "--ray", *args], work, env, check=check)
 
 
 def timeline(work) -> dict[str, dict]:
@@ -78,7 +78,7 @@ def assert_recorded(work, env, uri, seeds: int):
 def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
     """The committed study: the trunk runs first, a stale item brings its downstream items along, the
     machine fingerprint, latency and the report wait for the final dvc repro."""
-    from pipeline.fanout import Graph, plan
+    from pipeline.study.fanout import Graph, plan
 
     monkeypatch.chdir(repo)
     graph = Graph.read()
@@ -94,7 +94,7 @@ def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
 
 def test_gpu_share_by_model_cost_unless_params_say():
     from pipeline.config import FanoutConfig, ItemResources
-    from pipeline.fanout import Plan, resources
+    from pipeline.study.fanout import Plan, resources
 
     todo = Plan(["a", "b"], {"a": [], "b": []}, {"a": "resnet-20", "b": "wrn-28-10"})
     cifar = ((3, 32, 32), 10)
@@ -201,9 +201,9 @@ def test_a_failed_item_is_named_the_others_recorded_and_a_rerun_runs_only_it(rep
 @pytest.mark.e2e
 def test_fan_out_refuses_a_missing_cluster_and_dvc_arguments(repo, tmp_path):
     work, env = make_study(repo, tmp_path)
-    bad = run([sys.executable, "-m", "pipeline.repro", "--ray", "127.0.0.1:1"], work, env, check=False)
+    bad = run([sys.executable, "-m", "pipeline.study.repro", "--ray", "127.0.0.1:1"], work, env, check=False)
     assert bad.returncode == 2 and "--ray 127.0.0.1:1: no Ray cluster there" in bad.stderr
-    both = run([sys.executable, "-m", "pipeline.repro", "--ray", "local", "--", "--force"], work, env, check=False)
+    both = run([sys.executable, "-m", "pipeline.study.repro", "--ray", "local", "--", "--force"], work, env, check=False)
     assert both.returncode == 2 and "--ray runs the whole study" in both.stderr
 
 
@@ -213,4 +213,4 @@ def test_the_slurm_recipe_is_valid_bash_and_starts_the_server_and_the_study(repo
     assert subprocess.run(["bash", "-n", str(recipe)], capture_output=True).returncode == 0
     text = recipe.read_text()
     assert 'make tracking-server HOST="$head_ip"' in text
-    assert 'python -m pipeline.repro --study "$STUDY" --ray "$head_ip:$RAY_PORT"' in text
+    assert 'python -m pipeline.study.repro --study "$STUDY" --ray "$head_ip:$RAY_PORT"' in text

@@ -20,7 +20,7 @@ from conftest import REPO, make_study, run, stale
 
 pytestmark = pytest.mark.e2e
 
-STUDY = [sys.executable, "-m", "pipeline.repro"]
+STUDY = [sys.executable, "-m", "pipeline.study.repro"]
 MODELS = ("plain-20", "resnet-20")
 IS_ROOT = os.geteuid() == 0
 

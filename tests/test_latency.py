@@ -1,11 +1,11 @@
-"""The latency protocol (pipeline/latency.py): every cell in every round, rotated; the modes run as named."""
+"""The latency protocol (pipeline/measure/latency.py): every cell in every round, rotated; the modes run as named."""
 import pytest
 import torch
 from torch import nn
 
 from pipeline.config import ConfigError, LatencyConfig, LatencyMode
-from pipeline.latency import Cell, build_cells, measure_latency, mode_name, present_devices, run_rounds
-from pipeline.repro import preflight
+from pipeline.measure.latency import Cell, build_cells, measure_latency, mode_name, present_devices, run_rounds
+from pipeline.study.repro import preflight
 from conftest import REPO
 
 CPU = torch.device("cpu")

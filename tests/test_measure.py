@@ -1,11 +1,11 @@
-"""What a model costs (pipeline/measure.py): MACs by the published counts and by hand, attention included,
+"""What a model costs (pipeline/measure/cost.py): MACs by the published counts and by hand, attention included,
 and the size of what the MAC count leaves out."""
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from pipeline.measure import count_flops, measure_model_id, model_cost
+from pipeline.measure.cost import count_flops, measure_model_id, model_cost
 from pipeline.models import count_params
 
 

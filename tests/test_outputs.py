@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.outputs import MiB, OutputError, check_writable, write_json
-from pipeline.checkpoint import Checkpoint
+from pipeline.train.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
 

@@ -256,10 +256,10 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
 
 
 def test_the_strategies_the_report_names_by_role_play_those_roles(repo):
-    """report/transfer.py names config.STRATEGIES by position: pipeline/transfer.py must agree on who does what."""
+    """report/transfer.py names config.STRATEGIES by position: pipeline/transfer/strategies.py must agree on who does what."""
     from pipeline.config import STRATEGIES, load_section
     from pipeline.report.transfer import ALL_LAYERS, FEATURE_EXTRACTOR, FINETUNE, LP_FT, SCRATCH
-    from pipeline.transfer import phases, uses_source_weights
+    from pipeline.transfer.strategies import phases, uses_source_weights
 
     recipe = load_section("transfer", repo / "params.yaml").finetune
     head_only = {s: [p.head_only for p in phases(s, recipe)] for s in STRATEGIES}

@@ -1,6 +1,6 @@
 import json
 
-from pipeline.report_run import item_runs, version_digest
+from pipeline.study.report_run import item_runs, version_digest
 
 
 def test_item_runs_come_from_the_current_items_of_dvc_lock(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
-"""The study command's keeping of results (pipeline/repro.py), on a hand-made dvc.lock."""
+"""The study command's keeping of results (pipeline/study/repro.py), on a hand-made dvc.lock."""
 import pytest
 import yaml
 
-from pipeline import repro
+from pipeline.study import repro
 
 
 def write_lock(stages: dict[str, dict[str, str]]) -> None:

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-import pipeline.runtime
+import pipeline.train.runtime
 from pipeline.config import ConfigError
-from pipeline.runtime import Runtime
+from pipeline.train.runtime import Runtime
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(monkeypatch):
@@ -13,8 +13,8 @@ def test_cuda_request_without_cuda_is_a_clear_error(monkeypatch):
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch):
-    monkeypatch.setattr(pipeline.runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(pipeline.train.runtime, "cpu_has_bf16", lambda: False)
     assert Runtime.resolve("cpu", "auto", True).autocast_dtype is None
-    monkeypatch.setattr(pipeline.runtime, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(pipeline.train.runtime, "cpu_has_bf16", lambda: True)
     assert Runtime.resolve("cpu", "auto", True).autocast_dtype == torch.bfloat16
     assert Runtime.resolve("cpu", "fp32", True).autocast_dtype is None

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pipeline.config import Recipe
-from pipeline.schedule import Cosine, LowLrStart, StepDecay
+from pipeline.train.schedule import Cosine, LowLrStart, StepDecay
 
 
 @pytest.mark.parametrize("steps", [1, 2, 7, 25, 300])
@@ -30,7 +30,7 @@ def test_step_decay_in_epochs_or_iterations():
 
 
 def test_low_lr_start_ends_once_and_resumes_where_it_stood(monkeypatch):
-    monkeypatch.setattr("pipeline.schedule.LOW_LR_WINDOW", 2)
+    monkeypatch.setattr("pipeline.train.schedule.LOW_LR_WINDOW", 2)
     then = StepDecay(0.1, 0.1, (), 0)
     start = LowLrStart(then, lr=0.01, until_error=0.5)
     start.observe(0.9, 1)

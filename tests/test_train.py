@@ -2,10 +2,10 @@ import pytest
 import torch
 import yaml
 
-from pipeline.checkpoint import Checkpoint
+from pipeline.train.checkpoint import Checkpoint
 from pipeline.config import Recipe
-from pipeline.checkpoint import TRAINING_CODE
-from pipeline.train import diverged
+from pipeline.train.checkpoint import TRAINING_CODE
+from pipeline.train.loop import diverged
 from conftest import tiny_splits, train_tiny as train
 
 
@@ -25,7 +25,7 @@ def recipe(**kw):
     recipe(epochs=0, iterations=16, milestones=[12], warmup_lr=0.01, warmup_until_error=0.7),
 ], ids=["epochs", "iterations"])
 def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path, monkeypatch, r):
-    monkeypatch.setattr("pipeline.schedule.LOW_LR_WINDOW", 8)
+    monkeypatch.setattr("pipeline.train.schedule.LOW_LR_WINDOW", 8)
     model_a, result_a = train(data, r)
 
     checkpoint = Checkpoint(tmp_path / "last.pt", fingerprint="same")
@@ -77,7 +77,7 @@ def test_iteration_based_schedule(data, monkeypatch):
 
 
 def test_low_lr_start_until_the_training_error_drops(data, monkeypatch):
-    monkeypatch.setattr("pipeline.schedule.LOW_LR_WINDOW", 3)
+    monkeypatch.setattr("pipeline.train.schedule.LOW_LR_WINDOW", 3)
     seen = spy_lrs(monkeypatch)
     train(data, recipe(epochs=2, milestones=[], warmup_lr=0.01, warmup_until_error=1.0))
     # any error below 100 % over the first 3 iterations ends the low-lr phase
@@ -103,10 +103,10 @@ def test_divergence_stops_the_run(data, lr):
 
 
 def test_validation_every_epoch_and_the_test_set_once_at_the_end(data, monkeypatch):
-    import pipeline.train
+    import pipeline.train.loop
     evaluated = []
-    real = pipeline.train.evaluate
-    monkeypatch.setattr(pipeline.train, "evaluate", lambda model, split, *a, **k: evaluated.append(len(split))
+    real = pipeline.train.loop.evaluate
+    monkeypatch.setattr(pipeline.train.loop, "evaluate", lambda model, split, *a, **k: evaluated.append(len(split))
                         or real(model, split, *a, **k))
     _, result = train(data, recipe(epochs=3))
     assert [sorted(k for k in row if k.endswith("_error")) for row in result.history] == \

@@ -4,8 +4,8 @@ import torch
 from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
 from pipeline.data.loader import Split
 from pipeline.models import count_params, create_model
-from pipeline.runtime import Runtime
-from pipeline.transfer import (Draw, SourceInput, classifier_inputs, hold_out, per_class_indices, phases, run_strategy,
+from pipeline.train.runtime import Runtime
+from pipeline.transfer.strategies import (Draw, SourceInput, classifier_inputs, hold_out, per_class_indices, phases, run_strategy,
                                summarize)
 from conftest import make_images
 
@@ -81,7 +81,7 @@ def test_frozen_test_features_score_the_same_head():
     model, draw, rt, prep = _setup()
     draw.test_features = classifier_inputs(model, draw.test, prep, rt)
     cached = run_strategy("feature_extractor", lambda *_: model, draw, prep, RECIPE, rt)
-    from pipeline.train import evaluate
+    from pipeline.train.loop import evaluate
     assert cached["test_error"] == pytest.approx(evaluate(model, draw.test, prep, rt)["error"])
 
 

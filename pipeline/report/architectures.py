@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.report.evidence import PERCENT, training_length
-from pipeline.published import published
+from pipeline.models.published import published
 from pipeline.report.format import fmt, mean_std, to_markdown
 from pipeline.report.latency import architecture_columns, machine_sentence
 
@@ -41,7 +41,7 @@ def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.Dat
 
 
 def counting_sentence(measure: pd.DataFrame) -> str:
-    """What GMACs count, what they leave out and how big that is in this study (pipeline/measure.py)."""
+    """What GMACs count, what they leave out and how big that is in this study (pipeline/measure/cost.py)."""
     share = measure["other_ops_per_mac_pct"] if "other_ops_per_mac_pct" in measure else pd.Series(dtype=float)
     size = (f": {share.min():.2f}-{share.max():.2f} % of the MACs across these models" if len(share) else "")
     return ("GMACs and GFLOPs per image at the study's input size (FLOPs = 2 x MACs; torch.utils.flop_counter) count "

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
-from pipeline.published import published
+from pipeline.models.published import published
 from pipeline.report.format import fmt, mean_std, to_markdown
 
 # the compared families (model ids "<family>-<depth>"): He et al.'s plain nets and their residual counterparts

@@ -1,5 +1,5 @@
 """The report's latency section and the architecture table's latency columns, from metrics/latency.json
-(the latency stage, pipeline/latency.py): the table of every mode and batch size, the throughput figure,
+(the latency stage, pipeline/measure/latency.py): the table of every mode and batch size, the throughput figure,
 and the sentences that say which machine, protocol and mode the numbers come from."""
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def machine_sentence(latency: dict, cells: pd.DataFrame, train_cpu: set[str]) ->
             f"this one ({cpu})")
     return (f"Latency: {devices}; torch {latency['torch']}, commit {latency['git_commit']}. Every model, mode and "
             f"batch size was timed in one process, interleaved round by round so that the machine's slow phases "
-            f"are spread over all of them (pipeline/latency.py); each number is the median of "
+            f"are spread over all of them (pipeline/measure/latency.py); each number is the median of "
             f"{settings['rounds'] * settings['blocks']} timed blocks ({settings['rounds']} rounds x {settings['blocks']}; "
             f"a block is one pass, or as many as last about {settings['block_ms']:g} ms), each visit starting with an "
             f"untimed pass, with the interquartile range in brackets: two models whose ranges overlap are not told "

@@ -7,7 +7,7 @@ import pandas as pd
 
 from pipeline.config import STRATEGIES, TransferConfig
 from pipeline.report.evidence import PERCENT
-from pipeline.published import published
+from pipeline.models.published import published
 from pipeline.report.format import to_markdown
 
 SCRATCH, FINETUNE, FEATURE_EXTRACTOR, LP_FT = STRATEGIES   # pipeline/config.py, in the tables' order

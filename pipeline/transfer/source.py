@@ -1,6 +1,6 @@
 """A transfer source: the network the pretrain stage makes, on its `source_classes` or from weights trained
 elsewhere, and the classes and input it works with. The finetune and levers stages rebuild it
-(pipeline/transfer_experiment.py).
+(pipeline/transfer/experiment.py).
 """
 from __future__ import annotations
 

@@ -2,10 +2,10 @@
 
 `fit` trains one model on tensors already on the device (see data/loader.py), evaluates it
 on the validation split every epoch and on the test set once, after the last epoch, and hands each
-epoch to its callbacks: printing, MLflow logging (pipeline/runner.py) and the per-epoch checkpoint
-(pipeline/checkpoint.py) hook in there. A run restarted from that checkpoint ends with the same
+epoch to its callbacks: printing, MLflow logging (pipeline/train/runner.py) and the per-epoch checkpoint
+(pipeline/train/checkpoint.py) hook in there. A run restarted from that checkpoint ends with the same
 metrics as an uninterrupted one: the model, optimizer, iteration count and lr schedule
-(pipeline/schedule.py) are restored, and every epoch's random stream is a function of (seed, epoch)
+(pipeline/train/schedule.py) are restored, and every epoch's random stream is a function of (seed, epoch)
 alone (identical numbers on the CPU; cuDNN may pick non-deterministic kernels on a GPU).
 A run whose loss explodes stops as "diverged" (see `diverged`).
 """
@@ -22,8 +22,8 @@ from torch import nn
 
 from pipeline.config import Recipe
 from pipeline.data.loader import Normalize, Split, epoch_generator, epoch_seed, eval_batches, train_batches
-from pipeline.runtime import Runtime
-from pipeline.schedule import LowLrStart, StepDecay, set_lr
+from pipeline.train.runtime import Runtime
+from pipeline.train.schedule import LowLrStart, StepDecay, set_lr
 
 
 # images per forward pass in evaluation. On a 2-core CPU, 128 to 500 were within noise of each other

@@ -12,12 +12,13 @@ import torch
 from pipeline.outputs import write_atomically
 
 # the code whose change makes an old checkpoint unusable (the train stage's deps in dvc.yaml)
-TRAINING_CODE = ("runner.py", "train.py", "runtime.py", "schedule.py", "checkpoint.py", "data/loader.py", "models")
+TRAINING_CODE = ("train/runner.py", "train/loop.py", "train/runtime.py", "train/schedule.py", "train/checkpoint.py",
+                 "data/loader.py", "models")
 
 
 def code_digest() -> str:
     """sha256 of TRAINING_CODE's files, in a checkpoint's fingerprint."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]   # pipeline/
     files = sorted(p for name in TRAINING_CODE for p in ([root / name] if name.endswith(".py")
                                                           else (root / name).rglob("*.py")))
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()

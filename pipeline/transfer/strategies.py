@@ -27,9 +27,9 @@ from torch import nn
 from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
 from pipeline.data.loader import Split, epoch_generator, train_batches
 from pipeline.models import count_params
-from pipeline.runtime import Runtime
-from pipeline.schedule import Cosine, set_lr
-from pipeline.train import diverged, evaluate, sgd, sgd_step
+from pipeline.train.runtime import Runtime
+from pipeline.train.schedule import Cosine, set_lr
+from pipeline.train.loop import diverged, evaluate, sgd, sgd_step
 
 LogFn = Callable[[int, dict], None]
 

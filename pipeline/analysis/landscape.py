@@ -17,8 +17,8 @@ from torch import nn
 
 from pipeline.data.loader import Normalize, Split
 from pipeline.outputs import Progress
-from pipeline.runtime import Runtime
-from pipeline.train import evaluate
+from pipeline.train.runtime import Runtime
+from pipeline.train.loop import evaluate
 
 CHUNK = 51   # surface points between two saves of the progress file (one row of a 51 x 51 surface)
 

@@ -11,18 +11,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline import transfer, transfer_source
-from pipeline.checkpoint import code_digest
+from pipeline.transfer import source as transfer_source, strategies as transfer
+from pipeline.train.checkpoint import code_digest
 from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerprint
 from pipeline.data.loader import PreparedData, Split
 from pipeline.integrity import file_digest
 from pipeline.models import create_model_from_id
 from pipeline.outputs import load_model
-from pipeline.runtime import Runtime
-from pipeline.train import evaluate
-from pipeline.transfer import (Draw, SourceInput, classifier_inputs, draw_seed, hold_out, per_class_indices,
+from pipeline.train.runtime import Runtime
+from pipeline.train.loop import evaluate
+from pipeline.transfer.strategies import (Draw, SourceInput, classifier_inputs, draw_seed, hold_out, per_class_indices,
                                run_strategy, summarize)
-from pipeline.transfer_source import check_classes, input_channels, input_size, target_classes
+from pipeline.transfer.source import check_classes, input_channels, input_size, target_classes
 
 
 def source_input(source: TransferSource, model: nn.Module, data: PreparedData, device: torch.device) -> SourceInput:

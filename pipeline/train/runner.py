@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 
 from pipeline import tracking
-from pipeline.checkpoint import Checkpoint, SaveCheckpoint, code_digest
+from pipeline.train.checkpoint import Checkpoint, SaveCheckpoint, code_digest
 from pipeline.config import Recipe, fingerprint, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
 from pipeline.models import count_params, create_model_from_id, parse_model_id
 from pipeline.outputs import check_writable, save_model, write_rows
 from pipeline.provenance import environment
-from pipeline.runtime import Runtime
-from pipeline.train import OnEpochEnd, PrintProgress, fit
+from pipeline.train.runtime import Runtime
+from pipeline.train.loop import OnEpochEnd, PrintProgress, fit
 
 SUBSET_SEED = 0   # every model and seed of a study sees the same training subset
 OUTCOME = ("status", "diverged_because")   # how a run ended: in its record and tags, not among its metrics

@@ -1,6 +1,6 @@
 """The study's items fanned out over Ray: every GPU (or core) of a machine, or a Ray cluster.
 
-    python -m pipeline.repro --ray local|ADDRESS [--study NAME]      (make study RAY=...)
+    python -m pipeline.study.repro --ray local|ADDRESS [--study NAME]      (make study RAY=...)
 
 `dvc repro` runs one item at a time and has no --jobs (iterative/dvc#755). Several
 `dvc repro -s <item>` processes in one workspace do run side by side: DVC holds its repository
@@ -99,11 +99,11 @@ def _sized_by(cmd: str, source_models: dict[str, str]) -> str:
         return found.group(1)
     if found := re.search(r"--source (\S+)", cmd):
         return source_models[found.group(1)]
-    raise ValueError(f"{cmd}: an item with neither --model nor --source; pipeline/fanout.py cannot size it")
+    raise ValueError(f"{cmd}: an item with neither --model nor --source; pipeline/study/fanout.py cannot size it")
 
 
 def gpu_share(model_id: str, in_shape: tuple[int, ...], num_classes: int) -> float:
-    from pipeline.measure import model_cost
+    from pipeline.measure.cost import model_cost
     from pipeline.models import create_model_from_id
 
     model = create_model_from_id(model_id, num_classes=num_classes, in_chans=in_shape[0], input_size=in_shape[1:])
@@ -180,7 +180,7 @@ def connect(address: str, num_cpus: int | None, num_gpus: int | None):
 
 def fan_out(address: str, num_cpus: int | None = None, num_gpus: int | None = None) -> int:
     """Steps 1-4 of the module docstring; the exit status."""
-    from pipeline.repro import run_dvc
+    from pipeline.study.repro import run_dvc
 
     sections = load_all()
     TIMELINE.unlink(missing_ok=True)   # a run that stops before its items must not show the last run's

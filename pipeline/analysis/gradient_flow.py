@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.runtime import Runtime
+from pipeline.train.runtime import Runtime
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:

@@ -1,5 +1,5 @@
 """Cost of a model that does not depend on the machine: parameters, MACs/FLOPs, and the size of the
-operations the MAC count leaves out. Latency, which does, is pipeline.latency's.
+operations the MAC count leaves out. Latency, which does, is pipeline.measure.latency's.
 
 Counting convention (torch.utils.flop_counter): multiply-adds of convolutions, linear layers and
 matrix products, attention included: counting runs on the CPU under PyTorch's math attention

@@ -1,13 +1,13 @@
 """Compose params.yaml from conf/ with Hydra, exactly as `dvc exp run -S study=NAME` does.
 
-    python -m pipeline.studies cifar10 params.yaml
+    python -m pipeline.study.compose cifar10 params.yaml
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def list_studies() -> list[str]:

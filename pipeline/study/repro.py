@@ -1,9 +1,9 @@
 """The study command (`make study`): check every input, run `dvc repro`, keep the last good results.
 
-    python -m pipeline.repro [--study NAME] [-- DVC_ARGS...]
-    python -m pipeline.repro [--study NAME] --ray local|ADDRESS [--cpus N] [--gpus N]
+    python -m pipeline.study.repro [--study NAME] [-- DVC_ARGS...]
+    python -m pipeline.study.repro [--study NAME] --ray local|ADDRESS [--cpus N] [--gpus N]
 
-With --ray the items run side by side as Ray tasks (pipeline/fanout.py), on this machine or a
+With --ray the items run side by side as Ray tasks (pipeline/study/fanout.py), on this machine or a
 Ray cluster; a study other than quick is first written to params.yaml (as `make params` does).
 
 1. Before DVC touches anything: every params section is validated (for a study other than the
@@ -82,7 +82,7 @@ def preflight(study: str) -> dict[str, str]:
     if study == "quick":
         sections = load_all()
     else:
-        from pipeline.studies import compose
+        from pipeline.study.compose import compose
 
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -90,7 +90,7 @@ def preflight(study: str) -> dict[str, str]:
             except ValueError as err:
                 raise ConfigError(str(err)) from None
             sections = load_all(Path(tmp) / "params.yaml")
-    from pipeline.latency import present_devices   # imports torch: only once the params are known good
+    from pipeline.measure.latency import present_devices   # imports torch: only once the params are known good
 
     present_devices(sections["latency"])   # a GPU study on a machine without one: refused before training
     outputs = read_lock()
@@ -231,10 +231,10 @@ def main(argv: list[str]) -> int:
             keep(preflight(args.study))
             if args.ray:
                 if args.study != "quick":
-                    from pipeline.studies import compose
+                    from pipeline.study.compose import compose
 
                     compose(args.study, Path("params.yaml"))
-                from pipeline.fanout import fan_out
+                from pipeline.study.fanout import fan_out
 
                 code = fan_out(args.ray, args.cpus, args.gpus)
             else:

@@ -1,0 +1,1 @@
+"""What a network costs: parameters, MACs and FLOPs (the same everywhere), latency (per machine)."""
