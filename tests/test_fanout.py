@@ -78,11 +78,12 @@ def assert_recorded(work, env, uri, seeds: int):
 def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
     """The committed study: the trunk runs first, a stale item brings its downstream items along, the
     machine fingerprint, latency and the report wait for the final dvc repro."""
-    from pipeline.study.fanout import Graph, plan
+    from pipeline.study.dvc_repo import Graph
+    from pipeline.study.fanout import first, plan, trunk
 
     monkeypatch.chdir(repo)
     graph = Graph.read()
-    assert graph.first() == ["download", "prepare"] and graph.trunk()[-1] == "report"
+    assert first(graph) == ["download", "prepare"] and trunk(graph)[-1] == "report"
     sources = {"half": "resnet-20", "imagenet": "timm:tf_efficientnet_lite0"}
     todo = plan(graph, {"train@resnet-20-0", "pretrain@half", "measure@resnet-20", "machine", "latency"}, sources)
     assert set(todo.items) == {"train@resnet-20-0", "analyze@resnet-20", "pretrain@half", "measure@resnet-20"} | {

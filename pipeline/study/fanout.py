@@ -35,6 +35,7 @@ from pathlib import Path
 
 from pipeline import tracking
 from pipeline.config import ConfigError, FanoutConfig, load_all
+from pipeline.study.dvc_repo import Graph, run_dvc
 
 LOGS = Path("logs")                 # one log per item, and the timeline
 TIMELINE = LOGS / "fanout.json"
@@ -46,34 +47,17 @@ GPU_SHARE_BY_GMACS = ((0.2, 0.25), (1.0, 0.5))
 LOCAL_OBJECT_STORE = 256 * 2**20    # bytes: tasks pass only small dicts; Ray's default takes 30 % of RAM
 
 
-@dataclass(frozen=True)
-class Graph:
-    """DVC's graph of the study's items (stages and stage items alike), by name."""
-    order: list[str]                # upstream before downstream
-    upstream: dict[str, set[str]]   # item -> every item it depends on, directly or not
-    cmds: dict[str, str]
+def trunk(graph: Graph) -> list[str]:
+    """The items every other item, but those of LAST, depends on or is depended on by (download,
+    prepare, report)."""
+    others = [t for t in graph.order if t.split("@")[0] not in LAST]
+    return [s for s in others if all(t == s or t in graph.upstream[s] or s in graph.upstream[t] for t in others)]
 
-    @classmethod
-    def read(cls) -> "Graph":
-        import networkx as nx
-        from dvc.repo import Repo
 
-        with Repo(".") as repo:
-            graph = repo.index.graph   # edges point from a stage to the stages it depends on
-            graph = nx.relabel_nodes(graph, {stage: stage.addressing for stage in graph})
-            cmds = {stage.addressing: stage.cmd for stage in repo.index.stages}
-        return cls(list(reversed(list(nx.topological_sort(graph)))), {s: nx.descendants(graph, s) for s in graph}, cmds)
-
-    def trunk(self) -> list[str]:
-        """The items every other item, but those of LAST, depends on or is depended on by (download,
-        prepare, report)."""
-        others = [t for t in self.order if t.split("@")[0] not in LAST]
-        return [s for s in others if all(t == s or t in self.upstream[s] or s in self.upstream[t] for t in others)]
-
-    def first(self) -> list[str]:
-        """The trunk items the others depend on: run once, before the fan-out."""
-        trunk = self.trunk()
-        return [s for s in trunk if any(s in self.upstream[t] for t in self.order if t not in trunk)]
+def first(graph: Graph) -> list[str]:
+    """The trunk items the others depend on: run once, before the fan-out."""
+    trunk_items = trunk(graph)
+    return [s for s in trunk_items if any(s in graph.upstream[t] for t in graph.order if t not in trunk_items)]
 
 
 @dataclass(frozen=True)
@@ -87,8 +71,8 @@ def plan(graph: Graph, stale: set[str], source_models: dict[str, str]) -> Plan:
     """The items off the trunk that are stale or downstream of a stale one, but those of LAST. An
     item of a transfer source (pretrain, finetune, levers: --source <name>) is sized by the source's
     model, `source_models[name]`."""
-    trunk = graph.trunk()
-    items = [s for s in graph.order if s not in trunk and s.split("@")[0] not in LAST
+    trunk_items = trunk(graph)
+    items = [s for s in graph.order if s not in trunk_items and s.split("@")[0] not in LAST
              and (s in stale or stale & graph.upstream[s])]
     model = {s: _sized_by(graph.cmds[s], source_models) for s in items}
     return Plan(items, {s: [u for u in items if u in graph.upstream[s]] for s in items}, model)
@@ -180,16 +164,14 @@ def connect(address: str, num_cpus: int | None, num_gpus: int | None):
 
 def fan_out(address: str, num_cpus: int | None = None, num_gpus: int | None = None) -> int:
     """Steps 1-4 of the module docstring; the exit status."""
-    from pipeline.study.repro import run_dvc
-
     sections = load_all()
     TIMELINE.unlink(missing_ok=True)   # a run that stops before its items must not show the last run's
     ray = connect(address, num_cpus, num_gpus)
     try:
         graph = Graph.read()
-        first = graph.first()
-        if first and run_dvc(["dvc", "repro", *first]):
-            print(f"error: {', '.join(first)} failed: nothing was fanned out", file=sys.stderr)
+        once = first(graph)
+        if once and run_dvc(["dvc", "repro", *once]):
+            print(f"error: {', '.join(once)} failed: nothing was fanned out", file=sys.stderr)
             return 1
         tracking.create_experiment(sections["study"].name)
         status = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True, check=True).stdout

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from pipeline import tracking
-from pipeline.study.fanout import Graph
+from pipeline.study.dvc_repo import Graph
 from pipeline.outputs import read_json
 from pipeline.provenance import git_commit
 

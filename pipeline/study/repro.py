@@ -29,7 +29,6 @@ import filecmp
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import yaml
 
 from pipeline.config import ConfigError, load_all
 from pipeline.outputs import MiB, OutputError, check_writable
+from pipeline.study.dvc_repo import run_dvc
 from pipeline.tracking import TrackingError, check_store
 
 LOCK = Path("dvc.lock")
@@ -182,17 +182,6 @@ def repair_rwlock() -> bool:
 
 def dvc_command(study: str, dvc_args: list[str]) -> list[str]:
     return ["dvc", "repro", *dvc_args] if study == "quick" else ["dvc", "exp", "run", "-S", f"study={study}", *dvc_args]
-
-
-def run_dvc(command: list[str]) -> int:
-    """dvc's exit status. Ctrl-C reaches dvc (same process group) and is ignored here, so dvc stops
-    its stage and writes dvc.lock before the outputs are put back."""
-    proc = subprocess.Popen(command)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: list[str]) -> int:
