@@ -52,7 +52,8 @@ def test_se_resnet_adds_two_small_fc_layers_per_block(depth):
 
 
 def test_every_family_of_the_course_is_registered():
-    assert set(list_families()) == {"lenet", "alexnet", "zfnet", "vgg", "plain", "resnet", "densenet",
+    # a superset: a new family needs no edit here
+    assert set(list_families()) >= {"lenet", "alexnet", "zfnet", "vgg", "plain", "resnet", "densenet",
                                     "densenet_bc", "se_resnet", "wrn"}
     ids = set(list_models())
     for required in ["vgg-11-gap", "vgg-13-fc", "vgg-16-gap", "vgg-19-fc", "resnet-1202", "plain-110",
@@ -207,14 +208,12 @@ def test_every_family_has_published_numbers_or_says_why_not(family):
         assert published(model_id) is (v.published if v.in_report else None)
 
 
-# the package's machinery; every other module of pipeline/models is a family file
-MACHINERY = {"__init__", "registry", "heads", "weight_init", "packaged_weights", "timm_models", "published"}
-
-
 def test_every_family_file_is_imported_by_the_package_so_its_families_register():
     import pipeline.models as package
 
-    files = {p.stem for p in Path(package.__file__).parent.glob("*.py")} - MACHINERY
+    # a family file is one that registers a family; the package's machinery registers none
+    files = {p.stem for p in Path(package.__file__).parent.glob("*.py") if "@register_family(" in p.read_text()}
+    assert files, "no family file found: the test no longer sees how families register"
     source = Path(package.__file__).read_text()
     assert not [f for f in files if not re.search(rf"^from pipeline.models import .*\b{f}\b", source, re.M)], \
         "import the new family file in pipeline/models/__init__.py"
