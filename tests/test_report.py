@@ -290,3 +290,28 @@ def test_a_new_strategy_row_reaches_the_transfer_section(repo, tmp_path, monkeyp
     assert "(scratch at lr 0.1, finetune, lp_ft and ft_long at 0.01," in readme
     assert "the lowest error is ft_long's 5.0 %; scratch 60.0 % against 5.0 % for the best transfer strategy, ft_long" \
         in readme
+
+
+def test_a_verdict_is_data_its_rule_decides_and_the_section_words_it(monkeypatch):
+    from pipeline.report import evidence
+    from pipeline.report.transfer import against
+
+    with_aug, without = {"test_error": 0.30, "test_error_std": 0.03, "draws": 3}, {"test_error": 0.40,
+                                                                                  "test_error_std": 0.05, "draws": 3}
+    verdict = evidence.draw_gap(with_aug, without, "without augmentation against with it")
+    assert verdict.outcome == "higher" and verdict.n == (3, 3)
+    assert (*verdict.values, verdict.difference, verdict.margin) == pytest.approx((30.0, 40.0, 10.0, 5.0))
+    assert against(verdict, "with it") == "40.0 % against 30.0 % with it: 10.0 points above, beyond the spread of the draws"
+    wide = evidence.draw_gap(with_aug, {**without, "test_error_std": 0.2}, "")
+    assert wide.outcome == "within" and against(wide, "with it").endswith("+10.0 points, within the spread of the draws")
+    # the convergence rule's threshold alone turns a still-falling curve into a converged one
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_error": [0.5, 0.33, 0.30]})
+    moving = evidence.epoch_change(history)
+    assert (moving.outcome, moving.margin) == ("lower", 1.0) and moving.difference == pytest.approx(-3.0)
+    assert evidence.not_converged({"plain-56": history}, ["plain-56"]) == ["plain-56"]
+    monkeypatch.setattr(evidence, "CONVERGED_POINTS", 5.0)
+    assert evidence.epoch_change(history).outcome == "within"
+    assert evidence.not_converged({"plain-56": history}, ["plain-56"]) == []
+    # one seed: the seed rule cannot decide, whatever the gap
+    single = evidence.seed_gap(pd.Series([0.10]), pd.Series([0.30]), "plain-56 against plain-20")
+    assert (single.outcome, single.margin, single.n) == ("untested", None, (1, 1))

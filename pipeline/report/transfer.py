@@ -7,9 +7,11 @@ import pandas as pd
 
 from pipeline import strategy
 from pipeline.config import TransferConfig
+from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
 from pipeline.models.published import published
 from pipeline.report.format import to_markdown
+from pipeline.report.section import Inputs, Section
 
 # published context (../shared/ANCHORS.md): another dataset, another network, another label budget
 PUBLISHED_CONTEXT = ("*Published, another setting:* BiT-L (ImageNet-21k ResNet, Kolesnikov et al. 2020) fine-tuned on "
@@ -73,14 +75,14 @@ def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compare(row: dict, other_name: str, other: dict) -> str:
-    """A test error against another's: "above"/"below" only when the means differ by more than the
-    larger of the two spreads over the draws, else "within the spread"."""
-    gap = row["test_error"] - other["test_error"]
-    text = f"{row['test_error'] * PERCENT:.1f} % against {other['test_error'] * PERCENT:.1f} % {other_name}: "
-    if abs(gap) <= max(row["test_error_std"], other["test_error_std"]):
-        return text + f"{gap * PERCENT:+.1f} points, within the spread of the draws"
-    return text + f"{abs(gap) * PERCENT:.1f} points {'above' if gap > 0 else 'below'}, beyond the spread of the draws"
+def against(verdict: evidence.Verdict, other_name: str) -> str:
+    """A verdict of evidence.draw_gap in words: b's test error against a's (named `other_name`)."""
+    a, b = verdict.values
+    text = f"{b:.1f} % against {a:.1f} % {other_name}: "
+    if verdict.outcome == "within":
+        return text + f"{verdict.difference:+.1f} points, within the spread of the draws"
+    return (text + f"{abs(verdict.difference):.1f} points {'above' if verdict.outcome == 'higher' else 'below'}, "
+            "beyond the spread of the draws")
 
 
 def findings(frame: pd.DataFrame) -> str:
@@ -98,8 +100,9 @@ def findings(frame: pd.DataFrame) -> str:
             transfer = group.drop(index=baseline, errors="ignore")
             if baseline in group.index and not transfer.empty:
                 other = transfer["test_error"].idxmin()
-                text += (f"; {baseline} "
-                         + compare(group.loc[baseline], f"for the best transfer strategy, {other}", group.loc[other]))
+                verdict = evidence.draw_gap(group.loc[other], group.loc[baseline],
+                                            f"test error at {shots} labels/class, {baseline} against {other}")
+                text += f"; {baseline} " + against(verdict, f"for the best transfer strategy, {other}")
             parts.append(text)
         lines.append(f"**{source}**: " + ". ".join(parts) + ".")
     return " ".join(lines) + "\n"
@@ -151,7 +154,9 @@ def levers_findings(levers: dict[str, dict], frame: pd.DataFrame) -> str:
         base = frame[(frame["source"] == source) & (frame["shots"] == lev["shots"]) & (frame["strategy"] == tuned)]
         parts = []
         if not base.empty:
-            parts.append(f"{tuned} without augmentation {compare(lev['augmentation_off'], 'with it', base.iloc[0])}")
+            verdict = evidence.draw_gap(base.iloc[0], lev["augmentation_off"],
+                                        f"{source}: {tuned}'s test error without augmentation against with it")
+            parts.append(f"{tuned} without augmentation {against(verdict, 'with it')}")
         sweep = lev["lr_sweep"]
         best = min(sweep, key=lambda lr: sweep[lr]["test_error"])
         worst = max(sweep, key=lambda lr: sweep[lr]["test_error"])
@@ -185,8 +190,9 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
         for name in [s.name for s in strategy.STRATEGIES if not s.head_only]:
             by = rows[rows["strategy"] == name].set_index("shots")
             for fewer, more in zip(shots, shots[1:]):
-                if fewer in by.index and more in by.index and compare(by.loc[more], "", by.loc[fewer]).endswith(
-                        "above, beyond the spread of the draws"):
+                if fewer in by.index and more in by.index and evidence.draw_gap(
+                        by.loc[fewer], by.loc[more], f"{source}: {name}'s test error at {more} against {fewer} "
+                        "labels/class").outcome == "higher":
                     text += (f"; {name} errs more at {more} than at {fewer} labels/class ("
                              f"{by.loc[more, 'test_error'] * PERCENT:.1f} vs {by.loc[fewer, 'test_error'] * PERCENT:.1f} %, "
                              f"beyond the spread) after {passes(cfg, more, classes):.1f} passes over the larger set against "
@@ -230,20 +236,21 @@ def recipe_sentence(cfg: TransferConfig) -> str:
             f"is over {cfg.test_images or 'all the'} test images of the target classes.")
 
 
-def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dict[str, dict],
-                     tables: dict[str, pd.DataFrame], cfg: TransferConfig | None = None,
-                     dataset_classes: int | None = None) -> str:
+def section(inputs: Inputs) -> Section:
+    results, cfg = inputs.results, inputs.transfer
+    frame, levers = results.finetune, results.levers
+    tables = {"transfer": transfer_table(frame), "levers": levers_table(levers, frame)}
     draws = int(frame["draws"].max()) if not frame.empty else 0
-    recipe = recipe_sentence(cfg) if cfg else ""
     parts = [
+        # straight after the heads section's last line, without a blank line
         "## Transfer with few labels\n",
-        "Sources: " + " ".join(source_sentence(n, p) for n, p in pretrain.items()) + " "
+        "Sources: " + " ".join(source_sentence(n, p) for n, p in results.pretrain.items()) + " "
         + "; ".join(f"{s.name} = {s.note}" for s in strategy.STRATEGIES) + ".\n",
         f"Each cell is the mean ± std of the test error over {draws} independently drawn labelled sets "
-        f"(a draw's images and training stream both come from its seed).{recipe}\n",
+        f"(a draw's images and training stream both come from its seed).{recipe_sentence(cfg) if cfg else ''}\n",
         to_markdown(tables["transfer"]),
         findings(frame),
-        budget_sentence(frame, cfg, dataset_classes) if cfg and dataset_classes else "",
+        budget_sentence(frame, cfg, results.dataset_classes) if cfg and results.dataset_classes else "",
         PUBLISHED_CONTEXT + "\n",
         "![transfer: test error against labels per class](transfer.png)\n",
     ]
@@ -253,4 +260,5 @@ def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dic
                   "images held out of the labelled set; the test error of every rate is shown beside it, and chose "
                   "nothing.\n",
                   to_markdown(tables["levers"]), levers_findings(levers, frame)]
-    return "\n".join(parts)
+    files = ({"transfer.png": lambda path: plot_transfer(frame, path, results.dataset)} if not frame.empty else {})
+    return Section("\n".join(parts), tables, files, transfer_headline(frame))
