@@ -13,18 +13,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from pipeline import strategy
 from pipeline.config_build import ConfigError, build
 
 if TYPE_CHECKING:
     from pipeline.models import ModelSpec
 
-# The transfer strategies (pipeline/transfer/strategies.py): the one spelling of their names
-Strategy = Literal["scratch", "finetune", "feature_extractor", "lp_ft"]
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
 Precision = Literal["auto", "bf16", "fp32"]   # auto: bf16 autocast where the device has it
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -158,8 +156,8 @@ class TrainConfig:
 class TransferRecipe:
     """Few-shot training of one strategy; in optimizer steps, as the labelled set is tiny. The settings
     it shares with Recipe mean the same there."""
-    steps: int                  # all-layer steps (scratch, finetune, second phase of lp_ft)
-    head_steps: int             # head-only steps (feature_extractor, first phase of lp_ft)
+    steps: int                  # all-layer steps (pipeline/strategy.py: which phases take which field)
+    head_steps: int             # head-only steps
     lr: float                   # all-layer learning rate from the source weights
     head_lr: float              # head-only learning rate
     scratch_lr: float           # all-layer learning rate from random init: the baseline gets its own
@@ -237,7 +235,8 @@ class TransferSource:
 
 @dataclass(frozen=True)
 class TransferLevers:
-    """The lecture's two other levers with few labels, measured for `finetune` at `shots`."""
+    """The lecture's two other levers with few labels, measured at `shots` for the strategy of role "levers"
+    (pipeline/strategy.py: finetune)."""
     sources: list[str]          # names in transfer.sources: one levers item each
     shots: int                  # labelled images per class
     lrs: list[float]            # the fine-tuning learning rates swept ...
@@ -257,7 +256,7 @@ class TransferConfig:
     """Few-shot transfer from each source to its target classes, every strategy, several draws."""
     sources: dict[str, TransferSource]
     pretrain: Recipe            # how a source without weights is trained
-    strategies: list[Strategy]
+    strategies: list[str]       # names in pipeline/strategy.py's table
     shots: list[int]            # labelled training images per target class
     draws: int                  # labelled sets drawn per shots: few-shot results swing with the draw
     test_images: int            # scored on this many test images of the target classes (stratified); 0 = all
@@ -274,13 +273,17 @@ class TransferConfig:
         if not self.shots or any(s <= 0 for s in self.shots):
             raise ConfigError(f"{key}.shots: must be a non-empty list of positive integers, got {self.shots}")
         if not self.strategies:
-            raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(STRATEGIES)}")
+            raise ConfigError(f"{key}.strategies: choose at least one of {', '.join(strategy.names())}")
+        for i, name in enumerate(self.strategies):
+            if name not in strategy.names():
+                raise ConfigError(f"{key}.strategies[{i}]: {name!r} is not valid; choose one of: "
+                                  f"{', '.join(strategy.names())}")
         unknown = [s for s in self.levers.sources if s not in self.sources]
         if unknown:
             raise ConfigError(f"{key}.levers.sources: {unknown} not in {key}.sources ({', '.join(self.sources)})")
         if self.levers.shots not in self.shots:
             raise ConfigError(f"{key}.levers.shots: {self.levers.shots} is not in {key}.shots {self.shots}: the levers "
-                              "are compared with the finetune strategy at those shots")
+                              f"are compared with the {strategy.with_role('levers').name} strategy at those shots")
         if self.draws < 1 or self.test_images < 0:
             raise ConfigError(f"{key}.draws must be >= 1 and {key}.test_images >= 0, got {self.draws} and "
                               f"{self.test_images}")

@@ -7,7 +7,8 @@ from pipeline.config import ConfigError, fingerprint, flatten, load_section
 from pipeline.data.loader import load_prepared
 from pipeline.outputs import Progress, check_writable, write_rows
 from pipeline.provenance import environment
-from pipeline.transfer.strategies import keeps_features_frozen, summarize
+from pipeline.strategy import strategy
+from pipeline.transfer.strategies import summarize
 from pipeline.transfer.experiment import Experiment, curves
 
 
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"--shots {args.shots}: not in transfer.shots ({', '.join(map(str, cfg.shots))})")
     check_writable(args.metrics, args.record, args.history, args.checkpoint)
     exp = Experiment.open(cfg, args.source, load_prepared(args.data), args.weights)
-    draws = exp.draws(cfg, args.shots, frozen_test=any(keeps_features_frozen(s, cfg.finetune) for s in cfg.strategies))
+    draws = exp.draws(cfg, args.shots, frozen_test=any(strategy(s).head_only for s in cfg.strategies))
     name = f"{args.source}-{args.shots}"
     params = {"source": args.source, "shots": args.shots, "model": exp.source.model, "draws": cfg.draws,
               "strategies": cfg.strategies, "target_classes": exp.target.num_classes, "test_images": len(exp.target.test),

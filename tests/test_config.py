@@ -116,6 +116,25 @@ def test_unknown_strategy(params, tmp_path):
         load_section("transfer", write(tmp_path, params))
 
 
+def test_a_new_strategy_row_is_a_valid_choice(params, tmp_path, monkeypatch):
+    """The config's check reads pipeline/strategy.py's table: one new row, and transfer.strategies accepts it."""
+    from pipeline import strategy
+
+    params["transfer"]["strategies"] = ["finetune", "random_probe"]
+    path = write(tmp_path, params)
+    with pytest.raises(ConfigError, match="'random_probe' is not valid"):
+        load_section("transfer", path)
+    probe = strategy.Strategy("random_probe", (strategy.HEAD,), source_weights=False, role="transfer", note="")
+    monkeypatch.setattr(strategy, "STRATEGIES", (*strategy.STRATEGIES, probe))
+    assert load_section("transfer", path).strategies == ["finetune", "random_probe"]
+
+
+def test_levers_shots_name_the_levers_strategy(params, tmp_path):
+    params["transfer"]["levers"]["shots"] = 7
+    with pytest.raises(ConfigError, match="compared with the finetune strategy at those shots"):
+        load_section("transfer", write(tmp_path, params))
+
+
 def test_unknown_section(params, tmp_path):
     params["trian"] = {}
     with pytest.raises(ConfigError, match="unknown section 'trian'; valid sections: study, data, train"):

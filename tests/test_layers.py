@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("pipeline.integrity", "pipeline.outputs", "pipeline.provenance", "pipeline.tracking", "pipeline.config_build"),
     ("pipeline.models",),
-    ("pipeline.config",),          # checks model ids against the registry
+    ("pipeline.config", "pipeline.strategy"),   # checks model ids against the registry, strategies against their table
     ("pipeline.data",),
     ("pipeline.train",),
     ("pipeline.transfer",), ("pipeline.measure",), ("pipeline.analysis",),

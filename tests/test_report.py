@@ -255,14 +255,63 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
     assert folders.latency in declared
 
 
-def test_the_strategies_the_report_names_by_role_play_those_roles(repo):
-    """report/transfer.py names config.STRATEGIES by position: pipeline/transfer/strategies.py must agree on who does what."""
-    from pipeline.config import STRATEGIES, load_section
-    from pipeline.report.transfer import ALL_LAYERS, FEATURE_EXTRACTOR, FINETUNE, LP_FT, SCRATCH
-    from pipeline.transfer.strategies import phases, uses_source_weights
+def test_the_roles_the_report_names_are_each_one_strategy():
+    """The report compares the baseline with the others and the levers with the strategy they tune:
+    pipeline/strategy.py must give each role to one strategy, the baseline the one from random weights."""
+    from pipeline import strategy
 
-    recipe = load_section("transfer", repo / "params.yaml").finetune
-    head_only = {s: [p.head_only for p in phases(s, recipe)] for s in STRATEGIES}
-    assert [s for s in STRATEGIES if not uses_source_weights(s)] == [SCRATCH]
-    assert (head_only[FINETUNE], head_only[FEATURE_EXTRACTOR], head_only[LP_FT]) == ([False], [True], [True, False])
-    assert [s for s in STRATEGIES if False in head_only[s]] == list(ALL_LAYERS)
+    baseline, tuned = strategy.with_role("baseline"), strategy.with_role("levers")
+    assert [s for s in strategy.STRATEGIES if not s.source_weights] == [baseline]
+    assert tuned.source_weights and not tuned.head_only
+
+
+def test_a_new_strategy_row_reaches_the_transfer_section(repo, tmp_path, monkeypatch):
+    """One row in pipeline/strategy.py: its results get their table row and its note, and the recipe sentence
+    names it with the learning rate its all-layer phase takes."""
+    from pipeline import strategy
+    from pipeline.config import load_section
+
+    from_head = strategy.Strategy("ft_long", (strategy.HEAD, strategy.HEAD, strategy.ALL_LAYERS), source_weights=True,
+                                  role="transfer", note="a longer probe, then all layers")
+    monkeypatch.setattr(strategy, "STRATEGIES", (*strategy.STRATEGIES, from_head))
+    metrics, plots = write_study(tmp_path)
+    for path in (metrics / "finetune").glob("*.json"):
+        for where in (path, tmp_path / "records" / "finetune" / path.name):
+            result = json.loads(where.read_text())
+            result["strategies"]["ft_long"] = {**result["strategies"]["lp_ft"], "test_error": 0.05}
+            where.write_text(json.dumps(result))
+    tables = build_report(title="t", study="s", items=ITEMS, folders=ResultFolders(metrics, tmp_path / "records", plots),
+                          out_dir=tmp_path / "reports", transfer=load_section("transfer", repo / "params.yaml"))
+    transfer = tables["transfer"]
+    assert transfer[transfer["source"] == "half"]["strategy"].tolist()[-1] == "ft_long"
+    readme = (tmp_path / "reports" / "README.md").read_text()
+    assert "lp_ft = that head first, then all layers (Kumar et al. 2022, the combined approach); ft_long = a longer " \
+           "probe, then all layers." in readme
+    assert "(scratch at lr 0.1, finetune, lp_ft and ft_long at 0.01," in readme
+    assert "the lowest error is ft_long's 5.0 %; scratch 60.0 % against 5.0 % for the best transfer strategy, ft_long" \
+        in readme
+
+
+def test_a_verdict_is_data_its_rule_decides_and_the_section_words_it(monkeypatch):
+    from pipeline.report import evidence
+    from pipeline.report.transfer import against
+
+    with_aug, without = {"test_error": 0.30, "test_error_std": 0.03, "draws": 3}, {"test_error": 0.40,
+                                                                                  "test_error_std": 0.05, "draws": 3}
+    verdict = evidence.draw_gap(with_aug, without, "without augmentation against with it")
+    assert verdict.outcome == "higher" and verdict.n == (3, 3)
+    assert (*verdict.values, verdict.difference, verdict.margin) == pytest.approx((30.0, 40.0, 10.0, 5.0))
+    assert against(verdict, "with it") == "40.0 % against 30.0 % with it: 10.0 points above, beyond the spread of the draws"
+    wide = evidence.draw_gap(with_aug, {**without, "test_error_std": 0.2}, "")
+    assert wide.outcome == "within" and against(wide, "with it").endswith("+10.0 points, within the spread of the draws")
+    # the convergence rule's threshold alone turns a still-falling curve into a converged one
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_error": [0.5, 0.33, 0.30]})
+    moving = evidence.epoch_change(history)
+    assert (moving.outcome, moving.margin) == ("lower", 1.0) and moving.difference == pytest.approx(-3.0)
+    assert evidence.not_converged({"plain-56": history}, ["plain-56"]) == ["plain-56"]
+    monkeypatch.setattr(evidence, "CONVERGED_POINTS", 5.0)
+    assert evidence.epoch_change(history).outcome == "within"
+    assert evidence.not_converged({"plain-56": history}, ["plain-56"]) == []
+    # one seed: the seed rule cannot decide, whatever the gap
+    single = evidence.seed_gap(pd.Series([0.10]), pd.Series([0.30]), "plain-56 against plain-20")
+    assert (single.outcome, single.margin, single.n) == ("untested", None, (1, 1))

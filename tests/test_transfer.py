@@ -1,11 +1,13 @@
 import pytest
 import torch
 
-from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
+from pipeline import strategy as strategy_table
+from pipeline.config import ConfigError, TransferRecipe
 from pipeline.data.loader import Split
 from pipeline.models import count_params, create_model
 from pipeline.train.runtime import Runtime
-from pipeline.transfer.strategies import (Draw, SourceInput, classifier_inputs, hold_out, per_class_indices, phases, run_strategy,
+from pipeline.strategy import HEAD, Strategy, strategy
+from pipeline.transfer.strategies import (Draw, SourceInput, classifier_inputs, hold_out, per_class_indices, run_strategy,
                                summarize)
 from conftest import make_images
 
@@ -14,13 +16,17 @@ RECIPE = TransferRecipe(steps=4, head_steps=4, lr=0.01, head_lr=0.1, scratch_lr=
 
 
 def test_phase_table():
-    assert [(p.head_only, p.lr) for p in phases("scratch", RECIPE)] == [(False, 0.05)]
-    assert [p.head_only for p in phases("finetune", RECIPE)] == [False]
-    assert [p.head_only for p in phases("feature_extractor", RECIPE)] == [True]
-    assert [(p.head_only, p.lr) for p in phases("lp_ft", RECIPE)] == [(True, 0.1), (False, 0.01)]
+    phases = {s.name: s.phases_of(RECIPE) for s in strategy_table.STRATEGIES}
+    assert [(p.head_only, p.lr) for p in phases["scratch"]] == [(False, 0.05)]
+    assert [p.head_only for p in phases["finetune"]] == [False]
+    assert [p.head_only for p in phases["feature_extractor"]] == [True]
+    assert [(p.head_only, p.steps, p.lr) for p in phases["lp_ft"]] == [(True, 4, 0.1), (False, 4, 0.01)]
     with pytest.raises(ValueError, match="valid strategies: scratch, finetune, feature_extractor, lp_ft"):
-        phases("distill", RECIPE)
-    assert all(phases(s, RECIPE) for s in STRATEGIES)   # a strategy the config accepts has its phases here
+        strategy("distill")
+    # every phase takes its steps and learning rate from fields the recipe has
+    assert {f for s in strategy_table.STRATEGIES for p in s.phases for f in (p.steps, p.lr)} <= set(vars(RECIPE))
+    assert [s.name for s in strategy_table.STRATEGIES if not s.source_weights] == ["scratch"]
+    assert [s.name for s in strategy_table.STRATEGIES if s.head_only] == ["feature_extractor"]
 
 
 def test_few_shot_sets_are_nested_and_balanced():
@@ -91,6 +97,21 @@ def test_lp_ft_trains_every_layer_from_the_probed_head():
     result = run_strategy("lp_ft", lambda *_: model, draw, prep, RECIPE, rt)
     assert not torch.equal(conv_before, model.conv1.weight)
     assert 0 <= result["test_error"] <= 1 and result["trainable_params"] == count_params(model)
+
+
+def test_a_new_strategy_row_is_trained_as_its_record_says(monkeypatch):
+    """A linear probe on random features, added as one row: run_strategy trains its phases from its record,
+    from random weights, and scores it on the head alone."""
+    probe = Strategy("random_probe", (HEAD,), source_weights=False, role="transfer", note="a head on random features")
+    monkeypatch.setattr(strategy_table, "STRATEGIES", (*strategy_table.STRATEGIES, probe))
+    model, draw, rt, prep = _setup()
+    asked = []
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = run_strategy("random_probe", lambda pretrained, seed: asked.append(pretrained) or model, draw, prep,
+                          RECIPE, rt)
+    assert asked == [False]
+    assert {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)} == {"fc.weight", "fc.bias"}
+    assert result["trainable_params"] == 64 * 3 + 3 and result["status"] == "finished"
 
 
 def test_summary_over_draws():

@@ -6,25 +6,16 @@ Balduzzi et al.'s (2017) or Li et al.'s (2018).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.report import evidence
-from pipeline.config import AnalysisConfig
 from pipeline.report.degradation import FAMILIES, PLAIN, RESIDUAL
 from pipeline.report.format import to_markdown
+from pipeline.report.section import Inputs, Section
 from pipeline.analysis.figures import contour, per_weight, pyplot, shared_scale
 
-# a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
-# inverse "growing"; in between the layers get gradients of about the same size
-VANISHING = 1 / 3
-# correlations closer than this are "no clear difference": five draws of offsets moved the quick
-# study's by 0.017 at most (benchmarks/RESULTS.md)
-CORRELATION_MARGIN = 0.05
-# a sharpness larger by this factor or more is "sharper"
-SHARPER = 2.0
 FAMILY_COLORS = {PLAIN: "Reds", RESIDUAL: "Blues"}   # any other family (DenseNet): greens
 # the analyze stage's per-model CSVs, a folder each under plots/analysis/
 PLOTS = ("gradients", "landscape_1d", "landscape_2d")
@@ -54,16 +45,13 @@ def analysis_table(analysis: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _usable(value: float) -> bool:
-    return math.isfinite(value) and value > 0
-
-
-def _ratio_words(ratio: float) -> str:
-    if not _usable(ratio):
+def _ratio_words(verdict: evidence.Verdict) -> str:
+    ratio = verdict.difference
+    if verdict.outcome == "untested":
         return f"{ratio}x the last's (not a usable ratio)"
-    if ratio < VANISHING:
+    if verdict.outcome == "lower":
         return f"{1 / ratio:.3g}x smaller than the last's"
-    if ratio > 1 / VANISHING:
+    if verdict.outcome == "higher":
         return f"{ratio:.3g}x larger than the last's"
     return f"about the last's ({ratio:.2f}x)"
 
@@ -75,10 +63,11 @@ def _by_family(analysis: pd.DataFrame, family: str) -> pd.DataFrame:
 def _norms_sentence(analysis: pd.DataFrame, state: str) -> tuple[str, pd.DataFrame]:
     """The ratios of every model in `state` ("init" or "trained"), and the plain nets whose gradients vanish."""
     column = f"grad_first_last_ratio_{state}"
-    listing = "; ".join(f"{r['model']} {_ratio_words(r[column])}" for _, r in analysis.iterrows())
+    listing = "; ".join(f"{r['model']} {_ratio_words(evidence.gradient_ratio(r[column], r['model']))}"
+                        for _, r in analysis.iterrows())
     plain = _by_family(analysis, PLAIN)
-    usable = plain.loc[plain[column].map(_usable).astype(bool)]   # astype: an empty mask must stay a mask
-    return listing, usable[usable[column] < VANISHING]
+    vanishing = [evidence.gradient_ratio(r[column], r["model"]).outcome == "lower" for _, r in plain.iterrows()]
+    return listing, plain[pd.Series(vanishing, index=plain.index, dtype=bool)]
 
 
 def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
@@ -106,10 +95,12 @@ def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
     if common:
         depth = common[-1]
         p, r = (float(f[f["depth"] == depth]["grad_first_last_ratio_init"].iloc[0]) for f in (plain, resnet))
-        if _usable(p) and _usable(r) and p > r / VANISHING:
-            text += (f"At initialisation {PLAIN}-{depth}'s gradients grow towards the input {p / r:.3g}x as much as "
-                     f"{RESIDUAL}-{depth}'s ({p:.3g}x against {r:.3g}x): batch norm makes a deep plain net's gradients "
-                     "explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm); "
+        growth = evidence.gradient_growth(r, p, f"first/last gradient ratio at init, {PLAIN}-{depth} against "
+                                          f"{RESIDUAL}-{depth}")
+        if growth.outcome == "higher":
+            text += (f"At initialisation {PLAIN}-{depth}'s gradients grow towards the input {growth.difference:.3g}x "
+                     f"as much as {RESIDUAL}-{depth}'s ({p:.3g}x against {r:.3g}x): batch norm makes a deep plain net's "
+                     "gradients explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm); "
                      "the residual net's grow far less. ")
     return text + "\n\n" + _shattering_summary(analysis, sigma)
 
@@ -127,18 +118,20 @@ def _shattering_summary(analysis: pd.DataFrame, sigma: float) -> str:
             f"logit at an image and at a nearby one (Gaussian offset, sigma {sigma:g} in normalised pixel units), "
             f"mean over {analysis.iloc[0]['shatter_images']} images, at initialisation -- {listing}. ")
     deepest = common[-1]
-    gap = corr[(RESIDUAL, deepest)] - corr[(PLAIN, deepest)]
-    if not math.isfinite(gap):
+    verdict = evidence.correlation_gap(corr[(PLAIN, deepest)], corr[(RESIDUAL, deepest)], f"input-gradient "
+                                       f"correlation at init, {RESIDUAL}-{deepest} against {PLAIN}-{deepest}")
+    gap = verdict.difference
+    if verdict.outcome == "untested":
         text += f"At depth {deepest} a correlation is not a number, so no comparison"
-    elif gap > CORRELATION_MARGIN:
+    elif verdict.outcome == "higher":
         text += (f"At depth {deepest} the plain net's gradients are less correlated than the residual net's by "
                  f"{gap:.3f}: closer to white noise, the shattering Balduzzi et al. found in plain nets and not in "
                  "residual ones")
-    elif gap < -CORRELATION_MARGIN:
+    elif verdict.outcome == "lower":
         text += (f"At depth {deepest} the plain net's gradients are more correlated than the residual net's by "
                  f"{-gap:.3f}, unlike Balduzzi et al.'s finding")
     else:
-        text += (f"At depth {deepest} the two correlations are within {CORRELATION_MARGIN:g}: no clear difference, "
+        text += (f"At depth {deepest} the two correlations are within {verdict.margin:g}: no clear difference, "
                  "so this measurement does not show Balduzzi et al.'s finding")
     if len(common) >= 2:
         changes = []
@@ -151,15 +144,16 @@ def _shattering_summary(analysis: pd.DataFrame, sigma: float) -> str:
 
 
 def _compare(depth: int, plain: float, resnet: float) -> str:
-    if not (math.isfinite(plain) and math.isfinite(resnet)) or min(plain, resnet) <= 0:
+    verdict = evidence.sharpness_ratio(resnet, plain, f"sharpness, {PLAIN}-{depth} against {RESIDUAL}-{depth}")
+    if verdict.outcome == "untested":
         return f"At depth {depth} a sharpness is zero, negative or not a number: no comparison. "
-    if plain > SHARPER * resnet:
+    if verdict.outcome == "higher":
         return (f"At depth {depth} the plain net is {plain / resnet:.1f}x as sharp as the residual net, as Li et al. "
                 "2018 (Fig. 5) show for plain nets. ")
-    if resnet > SHARPER * plain:
+    if verdict.outcome == "lower":
         return (f"At depth {depth} the residual net is {resnet / plain:.1f}x as sharp as the plain net, unlike Li et "
                 "al.'s figures. ")
-    return f"At depth {depth} the two are within a factor {SHARPER:g}: no clear difference in sharpness. "
+    return f"At depth {depth} the two are within a factor {verdict.margin:g}: no clear difference in sharpness. "
 
 
 def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
@@ -179,24 +173,23 @@ def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
                    "than shape, so the comparison stays inside the box. One pair of directions and one seed.\n")
 
 
-def analysis_section(cfg: AnalysisConfig, models: list[str], *, train: pd.DataFrame, histories: dict[str, pd.DataFrame],
-                     results: list[dict], plots_dir: Path, out_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
-    """The report's section for the analysed `models`: the table (added to `tables`), two figures and their
-    sentences; `train` and `histories` say how long those models trained and whether they converged."""
+def section(inputs: Inputs) -> Section | None:
+    """The analysed models' table, two figures and their sentences; the train results and histories say how
+    long those models trained and whether they converged."""
+    cfg, models, results = inputs.analysis, inputs.analysis_models, inputs.results
+    if not models or cfg is None:
+        return None
+    train = results.train
     runs = train[train["model"].isin(models) & (train["seed"] == cfg.seed)]
     length = " / ".join(sorted({f"{evidence.training_length(r)} on {r.get('train_images', '?')} images"
                                 for _, r in runs.iterrows()}))
-    not_converged = evidence.not_converged(histories, models)
-    metrics, gradients, curves, planes = load_analysis(results, plots_dir, models)
-    table = tables["analysis"] = analysis_table(metrics)
-    table.to_csv(out_dir / "analysis.csv", index=False)
-    (out_dir / "analysis.md").write_text(to_markdown(table))
-    plot_gradient_flow(gradients, metrics, out_dir / "gradient_flow.png")
-    plot_landscapes(curves, planes, metrics, out_dir / "landscapes.png")
+    not_converged = evidence.not_converged(results.histories, models)
+    metrics, gradients, curves, planes = load_analysis(results.analysis, inputs.folders.analysis_plots, models)
+    table = analysis_table(metrics)
     caveat = (f" The training error of {', '.join(not_converged)} still moved by {evidence.CONVERGED_POINTS:g} point "
               "or more in the last epoch, so their trained numbers describe where this training ended, not converged "
               "networks." if not_converged else "")
-    return "\n".join([
+    text = "\n".join([
         "",
         "## Why residual networks train: gradient flow and loss landscapes\n",
         f"Each model's weights at initialisation (the He init its training started from) and after training "
@@ -214,6 +207,9 @@ def analysis_section(cfg: AnalysisConfig, models: list[str], *, train: pd.DataFr
         landscape_summary(metrics, cfg.direction_seed),
         "![loss landscapes](landscapes.png)\n",
     ])
+    files = {"gradient_flow.png": lambda path: plot_gradient_flow(gradients, metrics, path),
+             "landscapes.png": lambda path: plot_landscapes(curves, planes, metrics, path)}
+    return Section(text, {"analysis": table}, files)
 
 
 def _colors(analysis: pd.DataFrame, plt) -> dict[str, tuple]:

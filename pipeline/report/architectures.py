@@ -10,6 +10,7 @@ from pipeline.report.evidence import PERCENT, training_length
 from pipeline.models.published import published
 from pipeline.report.format import fmt, mean_std, to_markdown
 from pipeline.report.latency import architecture_columns, machine_sentence
+from pipeline.report.section import Inputs, Section
 
 
 def architecture_table(train: pd.DataFrame, measure: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
@@ -137,13 +138,16 @@ def _place_labels(ax, points: list[tuple[str, float, float]]) -> None:
             text.remove()
 
 
-def architectures_section(train: pd.DataFrame, measure: pd.DataFrame, latency: dict, cells: pd.DataFrame,
-                          table: pd.DataFrame) -> str:
+def section(inputs: Inputs) -> Section:
+    results = inputs.results
+    train, measure, cells = results.train, results.measure, results.cells
+    table = architecture_table(train, measure, cells)
     common = common_recipe(train) if not train.empty else {}
-    return "\n".join([
+    text = "\n".join([
+        "",
         "## Architectures: parameters, compute, latency, error\n",
         counting_sentence(measure) + " "
-        + machine_sentence(latency, cells, set(train.get("host_cpu", pd.Series(dtype=str)).dropna())),
+        + machine_sentence(results.latency, cells, set(train.get("host_cpu", pd.Series(dtype=str)).dropna())),
         (f"Every model is trained for {training_length(common)} on {common.get('train_images', '?')} training images, "
          f"SGD lr {common.get('recipe.lr', '?')}, unless listed below" if not train.empty else "") +
         "; the published errors come from each paper's own recipe and, for DenseNet and WRN, longer training.\n",
@@ -151,3 +155,6 @@ def architectures_section(train: pd.DataFrame, measure: pd.DataFrame, latency: d
         to_markdown(table),
         "![accuracy vs GMACs and parameters](accuracy_vs_cost.png)\n",
     ])
+    files = ({"accuracy_vs_cost.png": lambda path: plot_accuracy_vs_cost(train, measure, path, results.dataset)}
+             if not train.empty and not measure.empty else {})
+    return Section(text, {"architectures": table}, files)

@@ -7,21 +7,21 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import AnalysisConfig, TransferConfig
-from pipeline.report.analysis import analysis_section
-from pipeline.report.architectures import architecture_table, architectures_section, plot_accuracy_vs_cost
-from pipeline.report.degradation import (degradation_headline, degradation_section, degradation_table, grid_run,
-                                         plot_degradation)
+from pipeline.report import (analysis as analysis_section, architectures, degradation, heads, latency,
+                             transfer as transfer_section)
+from pipeline.report.degradation import grid_run
 from pipeline.report.format import to_markdown
-from pipeline.report.heads import heads_section, heads_table
-from pipeline.report.latency import latency_section, latency_table, plot_throughput
 from pipeline.report.results import ResultFolders, Results, StudyItems, load_results
-from pipeline.report.transfer import levers_table, plot_transfer, transfer_headline, transfer_section, transfer_table
+from pipeline.report.section import Inputs, Section
+
+# the section modules, in README.md's order: each has section(inputs) -> Section | None (pipeline/report/section.py)
+SECTIONS = (degradation, architectures, latency, heads, transfer_section, analysis_section)
 
 
-def headline(train: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
+def headline(sections: list[Section]) -> pd.DataFrame:
     """The study's headline numbers, one row each (metric, value, unit): the report run's MLflow metrics
     and reports/headline.csv."""
-    rows = degradation_headline(train) + transfer_headline(finetune)
+    rows = [row for section in sections for row in section.headline]
     return pd.DataFrame(rows, columns=["metric", "value", "unit"]).round({"value": 4})
 
 
@@ -43,42 +43,17 @@ def build_report(*, title: str, study: str, items: StudyItems, folders: ResultFo
     """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them, from the results
     of `items` in `folders`; `analysis` and `transfer` hold the settings their sections cite."""
     results = load_results(items, folders)
+    inputs = Inputs(results, folders, items.analysis, analysis, transfer)
+    sections = [s for s in (module.section(inputs) for module in SECTIONS) if s is not None]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train, measure, finetune, cells = results.train, results.measure, results.finetune, results.cells
-    dataset = results.dataset
-    tables = {
-        "degradation": degradation_table(train, dataset),
-        "architectures": architecture_table(train, measure, cells),
-        "latency": latency_table(cells),
-        "heads": heads_table(train, measure),
-        "transfer": transfer_table(finetune),
-        "levers": levers_table(results.levers, finetune),
-    }
+    tables = {name: table for section in sections for name, table in section.tables.items()}
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
         (out_dir / f"{name}.md").write_text(to_markdown(table))
-    if results.histories:
-        plot_degradation(results.histories, out_dir / "degradation.png", dataset)
-    if not train.empty and not measure.empty:
-        plot_accuracy_vs_cost(train, measure, out_dir / "accuracy_vs_cost.png", dataset)
-    if not finetune.empty:
-        plot_transfer(finetune, out_dir / "transfer.png", dataset)
-    headline(train, finetune).to_csv(out_dir / "headline.csv", index=False)
-    cells.to_csv(out_dir / "latency_cells.csv", index=False)
-    plot_throughput(cells, out_dir / "throughput.png",
-                    {d: info.get("device_name", d) for d, info in results.latency.get("devices", {}).items()})
-    readme = "\n".join([
-        _header(title, study, results),
-        degradation_section(train, results.histories, tables["degradation"]),
-        architectures_section(train, measure, results.latency, cells, tables["architectures"]),
-        latency_section(cells, tables["latency"]),
-        heads_section(train, tables["heads"]),
-    ])
-    readme += transfer_section(finetune, results.levers, results.pretrain, tables, transfer, results.dataset_classes)
-    if items.analysis and analysis is not None:
-        readme += analysis_section(analysis, items.analysis, train=train, histories=results.histories,
-                                   results=results.analysis, plots_dir=folders.analysis_plots, out_dir=out_dir,
-                                   tables=tables)
-    (out_dir / "README.md").write_text(readme)
+    for section in sections:
+        for name, write in section.files.items():
+            write(out_dir / name)
+    headline(sections).to_csv(out_dir / "headline.csv", index=False)
+    (out_dir / "README.md").write_text(_header(title, study, results) + "".join(s.text for s in sections))
     return tables

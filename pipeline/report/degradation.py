@@ -12,7 +12,8 @@ import pandas as pd
 from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
 from pipeline.models.published import published
-from pipeline.report.format import fmt, mean_std, to_markdown
+from pipeline.report.format import fmt, mean_std, seed_gap_words, to_markdown
+from pipeline.report.section import Inputs, Section
 
 # the compared families (model ids "<family>-<depth>"): He et al.'s plain nets and their residual counterparts
 PLAIN, RESIDUAL = "plain", "resnet"
@@ -60,6 +61,16 @@ def grid_errors(train: pd.DataFrame) -> tuple[list[int], dict[tuple[str, int], p
     return depths, runs
 
 
+def _depth_gap(runs: dict[tuple[str, int], pd.Series], family: str, lo: int, hi: int) -> evidence.Verdict:
+    return evidence.seed_gap(runs[family, lo], runs[family, hi],
+                             f"final training error, {family}-{hi} against {family}-{lo}")
+
+
+def _across(runs: dict[tuple[str, int], pd.Series], depth: int) -> evidence.Verdict:
+    return evidence.seed_gap(runs[PLAIN, depth], runs[RESIDUAL, depth],
+                             f"final training error, {RESIDUAL}-{depth} against {PLAIN}-{depth}")
+
+
 def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> str:
     """What the plain/residual grid shows, worded by its evidence (pipeline/report/evidence.py): the final
     training errors and their gaps against the seed spread, each net's last-epoch change, and the
@@ -72,15 +83,14 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
     seeds = min(len(runs[n]) for n in nets)
     first = train[train["family"].isin(FAMILIES)].iloc[0]
     rests_on = evidence.basis(evidence.training_length(first), first.get("train_images", "?"), seeds)
-    plain, res = (evidence.gap(runs[PLAIN, lo], runs[PLAIN, hi]),
-                  evidence.gap(runs[RESIDUAL, lo], runs[RESIDUAL, hi]))
-    across = evidence.gap(runs[PLAIN, hi], runs[RESIDUAL, hi])
+    plain, res = (_depth_gap(runs, f, lo, hi) for f in (PLAIN, RESIDUAL))
+    across = _across(runs, hi)
     errors = "; ".join(f"{f}-{lo} {runs[f, lo].mean() * PERCENT:.2f} %, {f}-{hi} {runs[f, hi].mean() * PERCENT:.2f} % "
-                       f"({g.words()})" for f, g in ((PLAIN, plain), (RESIDUAL, res)))
-    change = {f"{f}-{d}": evidence.last_epoch_change(histories[f"{f}-{d}"]) for f, d in nets if f"{f}-{d}" in histories}
+                       f"({seed_gap_words(g)})" for f, g in ((PLAIN, plain), (RESIDUAL, res)))
+    change = {f"{f}-{d}": evidence.epoch_change(histories[f"{f}-{d}"]).difference for f, d in nets
+              if f"{f}-{d}" in histories}
     moving = evidence.not_converged(histories, list(change))
-    # He et al. Fig. 6: depth raises the plain net's training error, not the residual net's
-    pattern = plain.points > 0 and res.points < plain.points / 2 and plain.beyond_spread is not False
+    pattern = evidence.degradation_shown(plain, res)
     threshold = f"converged means a change under {evidence.CONVERGED_POINTS:g} point"
     if not change:
         verdict = "No per-epoch history was found, so convergence is untested and nothing is claimed at convergence."
@@ -96,7 +106,7 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
                       "the ResNet's: the degradation result." if pattern else
                       "at convergence on this schedule the degradation pattern is not visible."))
     return (f"Evidence: {rests_on} per net. Final training error: {errors}; {RESIDUAL}-{hi} against {PLAIN}-{hi}: "
-            f"{across.words()}. Training error change over the last epoch: "
+            f"{seed_gap_words(across)}. Training error change over the last epoch: "
             + (", ".join(f"{m} {c:+.2f}" for m, c in change.items()) + " points. " if change else "")
             + verdict + "\n")
 
@@ -108,10 +118,9 @@ def degradation_headline(train: pd.DataFrame) -> list[tuple[str, float, str]]:
     if len(depths) < 2:
         return []
     lo, hi = depths[0], depths[-1]
-    rows = [(f"degradation/{family}_{hi}_minus_{lo}_train_error",
-             evidence.gap(runs[family, lo], runs[family, hi]).points, "points") for family in FAMILIES]
-    rows.append((f"degradation/{RESIDUAL}_minus_{PLAIN}_{hi}_train_error",
-                 evidence.gap(runs[PLAIN, hi], runs[RESIDUAL, hi]).points, "points"))
+    rows = [(f"degradation/{family}_{hi}_minus_{lo}_train_error", _depth_gap(runs, family, lo, hi).difference,
+             "points") for family in FAMILIES]
+    rows.append((f"degradation/{RESIDUAL}_minus_{PLAIN}_{hi}_train_error", _across(runs, hi).difference, "points"))
     return rows
 
 
@@ -133,10 +142,10 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
             if h is None:
                 continue
             ax.plot(h["epoch"], h["train_error"] * PERCENT, "--", color=colors[depth])
-            change = evidence.last_epoch_change(h)
+            change = evidence.epoch_change(h)
             # the legend says whether the curve has flattened: the wording rule's test (pipeline/report/evidence.py)
-            state = ("" if change is None else f", last epoch {change:+.1f} pts: "
-                     + ("converged" if evidence.converged(h) else "not converged"))
+            state = ("" if change.outcome == "untested" else f", last epoch {change.difference:+.1f} pts: "
+                     + ("converged" if change.outcome == "within" else "not converged"))
             if "val_error" in h:
                 ax.plot(h["epoch"], h["val_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}{state}")
             if "test_error" in h:
@@ -155,9 +164,12 @@ def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: st
     plt.close(fig)
 
 
-def degradation_section(train: pd.DataFrame, histories: dict[str, pd.DataFrame], table: pd.DataFrame) -> str:
+def section(inputs: Inputs) -> Section:
+    train, histories = inputs.results.train, inputs.results.histories
     first = grid_run(train)
-    return "\n".join([
+    table = degradation_table(train, inputs.results.dataset)
+    text = "\n".join([
+        "",
         "## Degradation: plain vs residual networks (He et al. 2016, Fig. 6)\n",
         f"Recipe: {evidence.training_length(first)} on {first.get('train_images', '?')} training images, "
         f"SGD lr {first.get('recipe.lr', '?')} divided by 10 after {first.get('recipe.milestones', '?')}, "
@@ -170,3 +182,6 @@ def degradation_section(train: pd.DataFrame, histories: dict[str, pd.DataFrame],
         degradation_summary(train, histories) if not train.empty else "",
         "![degradation](degradation.png)\n",
     ])
+    files = ({"degradation.png": lambda path: plot_degradation(histories, path, inputs.results.dataset)}
+             if histories else {})
+    return Section(text, {"degradation": table}, files, degradation_headline(train))

@@ -1,11 +1,12 @@
-"""How the report writes its numbers and tables: table cells, and a table as Markdown."""
+"""How the report writes its numbers, verdicts and tables: table cells, a seed-spread verdict in words, and a
+table as Markdown."""
 from __future__ import annotations
 
 import math
 
 import pandas as pd
 
-from pipeline.report.evidence import PERCENT
+from pipeline.report.evidence import PERCENT, Verdict
 
 
 def mean_std(values: pd.Series) -> str:
@@ -23,6 +24,15 @@ def fmt(value, spec: str = ".2f") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return format(value, spec)
+
+
+def seed_gap_words(verdict: Verdict) -> str:
+    """A gap of evidence.seed_gap: "+2.00 points, beyond the seed spread"."""
+    if verdict.outcome == "untested":
+        return f"{verdict.difference:+.2f} points, one seed: not tested against the seed spread"
+    if verdict.outcome == "within":
+        return f"{verdict.difference:+.2f} points, within the seed spread: no difference shown"
+    return f"{verdict.difference:+.2f} points, beyond the seed spread"
 
 
 def to_markdown(df: pd.DataFrame) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.report.format import to_markdown
+from pipeline.report.section import Inputs, Section
 
 DEVICE_LABEL = {"cpu": "CPU", "gpu": "GPU"}
 
@@ -124,8 +125,11 @@ def plot_throughput(cells: pd.DataFrame, path: Path, device_names: dict[str, str
     plt.close(fig)
 
 
-def latency_section(cells: pd.DataFrame, table: pd.DataFrame) -> str:
-    return "\n".join([
+def section(inputs: Inputs) -> Section:
+    cells, latency = inputs.results.cells, inputs.results.latency
+    table = latency_table(cells)
+    text = "\n".join([
+        "",
         "## Latency: modes and batch sizes\n",
         "The same measurement in every mode and at every batch size of `latency` (milliseconds per forward pass, "
         "median [IQR]; every number with its images/s in latency_cells.csv). "
@@ -133,3 +137,7 @@ def latency_section(cells: pd.DataFrame, table: pd.DataFrame) -> str:
         to_markdown(table),
         "![throughput against batch size](throughput.png)\n",
     ])
+    device_names = {d: info.get("device_name", d) for d, info in latency.get("devices", {}).items()}
+    files = {"latency_cells.csv": lambda path: cells.to_csv(path, index=False),
+             "throughput.png": lambda path: plot_throughput(cells, path, device_names)}
+    return Section(text, {"latency": table}, files)

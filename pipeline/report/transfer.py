@@ -5,20 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import STRATEGIES, TransferConfig
+from pipeline import strategy
+from pipeline.config import TransferConfig
+from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
 from pipeline.models.published import published
 from pipeline.report.format import to_markdown
+from pipeline.report.section import Inputs, Section
 
-SCRATCH, FINETUNE, FEATURE_EXTRACTOR, LP_FT = STRATEGIES   # pipeline/config.py, in the tables' order
-ALL_LAYERS = (SCRATCH, FINETUNE, LP_FT)   # the strategies that train every layer (pipeline/transfer.phases)
-STRATEGY_NOTES = {
-    SCRATCH: "the same network from random init",
-    FINETUNE: "all layers from the source weights",
-    FEATURE_EXTRACTOR: "frozen backbone (BN statistics too), only a new linear head trained on features computed "
-                       "once (Kornblith et al. 2019)",
-    LP_FT: "that head first, then all layers (Kumar et al. 2022, the combined approach)",
-}
 # published context (../shared/ANCHORS.md): another dataset, another network, another label budget
 PUBLISHED_CONTEXT = ("*Published, another setting:* BiT-L (ImageNet-21k ResNet, Kolesnikov et al. 2020) fine-tuned on "
                      "CIFAR-10 with 10 labels per class reaches 97.0 % accuracy (3.0 % error); Kornblith et al. 2019 "
@@ -33,15 +27,20 @@ def _cell(mean: float, std: float) -> str:
     return f"{mean * PERCENT:.1f} ± {std * PERCENT:.1f}"
 
 
+def _present(frame: pd.DataFrame) -> list[str]:
+    """The strategies with results in `frame`, in the table's order (pipeline/strategy.py)."""
+    return [name for name in strategy.names() if name in set(frame["strategy"])]
+
+
 def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Test error %, mean ± std over the draws: a row per (source, strategy), a column per shots."""
     if frame.empty:
         return pd.DataFrame()
     rows = []
     for source in dict.fromkeys(frame["source"]):
-        for strategy in [s for s in STRATEGIES if s in set(frame["strategy"])]:
-            group = frame[(frame["source"] == source) & (frame["strategy"] == strategy)].sort_values("shots")
-            row = {"source": source, "strategy": strategy}
+        for name in _present(frame):
+            group = frame[(frame["source"] == source) & (frame["strategy"] == name)].sort_values("shots")
+            row = {"source": source, "strategy": name}
             for _, r in group.iterrows():
                 row[f"{_labels(r['shots'])}/class: test error %"] = _cell(r["test_error"], r["test_error_std"]) + (
                     f" ({int(r['diverged'])} diverged)" if r.get("diverged") else "")
@@ -52,11 +51,12 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
     """Fine-tuning at the levers' shots: with and without augmentation, and at each swept learning rate."""
-    at = f"{FINETUNE} at"   # the levers stage fine-tunes (stages/levers.py)
+    tuned = strategy.with_role("levers").name   # what the levers stage trains (stages/levers.py)
+    at = f"{tuned} at"
     rows = []
     for source, lev in levers.items():
         shots = lev["shots"]
-        base = frame[(frame["source"] == source) & (frame["shots"] == shots) & (frame["strategy"] == FINETUNE)]
+        base = frame[(frame["source"] == source) & (frame["shots"] == shots) & (frame["strategy"] == tuned)]
         if not base.empty:
             rows.append({"source": source, at: f"{_labels(shots)}/class, augmentation on (the grid above)",
                          "held-out error %": "–", "test error %": _cell(base["test_error"].iloc[0], base["test_error_std"].iloc[0])})
@@ -75,20 +75,21 @@ def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compare(row: dict, other_name: str, other: dict) -> str:
-    """A test error against another's: "above"/"below" only when the means differ by more than the
-    larger of the two spreads over the draws, else "within the spread"."""
-    gap = row["test_error"] - other["test_error"]
-    text = f"{row['test_error'] * PERCENT:.1f} % against {other['test_error'] * PERCENT:.1f} % {other_name}: "
-    if abs(gap) <= max(row["test_error_std"], other["test_error_std"]):
-        return text + f"{gap * PERCENT:+.1f} points, within the spread of the draws"
-    return text + f"{abs(gap) * PERCENT:.1f} points {'above' if gap > 0 else 'below'}, beyond the spread of the draws"
+def against(verdict: evidence.Verdict, other_name: str) -> str:
+    """A verdict of evidence.draw_gap in words: b's test error against a's (named `other_name`)."""
+    a, b = verdict.values
+    text = f"{b:.1f} % against {a:.1f} % {other_name}: "
+    if verdict.outcome == "within":
+        return text + f"{verdict.difference:+.1f} points, within the spread of the draws"
+    return (text + f"{abs(verdict.difference):.1f} points {'above' if verdict.outcome == 'higher' else 'below'}, "
+            "beyond the spread of the draws")
 
 
 def findings(frame: pd.DataFrame) -> str:
     """What the grid shows, per source and shots: the best strategy, and how scratch compares with
     the best transfer strategy -- "below"/"above" only when the means differ by more than the larger
     of the two spreads over draws, else "within the spread"."""
+    baseline = strategy.with_role("baseline").name
     lines = []
     for source in dict.fromkeys(frame["source"]):
         parts = []
@@ -96,11 +97,12 @@ def findings(frame: pd.DataFrame) -> str:
             group = group.set_index("strategy")
             best = group["test_error"].idxmin()
             text = f"At {_labels(shots)}/class the lowest error is {best}'s {group.loc[best, 'test_error'] * PERCENT:.1f} %"
-            transfer = group.drop(index=SCRATCH, errors="ignore")
-            if SCRATCH in group.index and not transfer.empty:
+            transfer = group.drop(index=baseline, errors="ignore")
+            if baseline in group.index and not transfer.empty:
                 other = transfer["test_error"].idxmin()
-                text += (f"; {SCRATCH} "
-                         + compare(group.loc[SCRATCH], f"for the best transfer strategy, {other}", group.loc[other]))
+                verdict = evidence.draw_gap(group.loc[other], group.loc[baseline],
+                                            f"test error at {shots} labels/class, {baseline} against {other}")
+                text += f"; {baseline} " + against(verdict, f"for the best transfer strategy, {other}")
             parts.append(text)
         lines.append(f"**{source}**: " + ". ".join(parts) + ".")
     return " ".join(lines) + "\n"
@@ -125,10 +127,10 @@ def plot_transfer(frame: pd.DataFrame, path: Path, dataset: str) -> None:
     sources = list(dict.fromkeys(frame["source"]))
     fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4), sharey=True, squeeze=False)
     for ax, source in zip(axes[0], sources):
-        for strategy in [s for s in STRATEGIES if s in set(frame["strategy"])]:
-            group = frame[(frame["source"] == source) & (frame["strategy"] == strategy)].sort_values("shots")
+        for name in _present(frame):
+            group = frame[(frame["source"] == source) & (frame["strategy"] == name)].sort_values("shots")
             ax.errorbar(group["shots"], group["test_error"] * PERCENT, yerr=group["test_error_std"] * PERCENT,
-                        fmt="o-", capsize=3, label=strategy)
+                        fmt="o-", capsize=3, label=name)
         ax.set_xscale("log")
         shots = sorted(set(frame["shots"]))
         ax.set_xticks(shots, [str(n) for n in shots])
@@ -146,12 +148,15 @@ def plot_transfer(frame: pd.DataFrame, path: Path, dataset: str) -> None:
 def levers_findings(levers: dict[str, dict], frame: pd.DataFrame) -> str:
     """Per source: augmentation off against on, and the chosen rate against the others (on the test
     error, by the spread of the draws)."""
+    tuned = strategy.with_role("levers").name
     lines = []
     for source, lev in levers.items():
-        base = frame[(frame["source"] == source) & (frame["shots"] == lev["shots"]) & (frame["strategy"] == FINETUNE)]
+        base = frame[(frame["source"] == source) & (frame["shots"] == lev["shots"]) & (frame["strategy"] == tuned)]
         parts = []
         if not base.empty:
-            parts.append(f"{FINETUNE} without augmentation {compare(lev['augmentation_off'], 'with it', base.iloc[0])}")
+            verdict = evidence.draw_gap(base.iloc[0], lev["augmentation_off"],
+                                        f"{source}: {tuned}'s test error without augmentation against with it")
+            parts.append(f"{tuned} without augmentation {against(verdict, 'with it')}")
         sweep = lev["lr_sweep"]
         best = min(sweep, key=lambda lr: sweep[lr]["test_error"])
         worst = max(sweep, key=lambda lr: sweep[lr]["test_error"])
@@ -182,12 +187,13 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
         text = (f"For **{source}** ({classes} classes) the {cfg.finetune.steps} all-layer steps are "
                 + " / ".join(f"{passes(cfg, n, classes):.1f}" for n in shots) + " passes over the labelled set at "
                 + " / ".join(map(str, shots)) + " labels/class")
-        for strategy in ALL_LAYERS:
-            by = rows[rows["strategy"] == strategy].set_index("shots")
+        for name in [s.name for s in strategy.STRATEGIES if not s.head_only]:
+            by = rows[rows["strategy"] == name].set_index("shots")
             for fewer, more in zip(shots, shots[1:]):
-                if fewer in by.index and more in by.index and compare(by.loc[more], "", by.loc[fewer]).endswith(
-                        "above, beyond the spread of the draws"):
-                    text += (f"; {strategy} errs more at {more} than at {fewer} labels/class ("
+                if fewer in by.index and more in by.index and evidence.draw_gap(
+                        by.loc[fewer], by.loc[more], f"{source}: {name}'s test error at {more} against {fewer} "
+                        "labels/class").outcome == "higher":
+                    text += (f"; {name} errs more at {more} than at {fewer} labels/class ("
                              f"{by.loc[more, 'test_error'] * PERCENT:.1f} vs {by.loc[fewer, 'test_error'] * PERCENT:.1f} %, "
                              f"beyond the spread) after {passes(cfg, more, classes):.1f} passes over the larger set against "
                              f"{passes(cfg, fewer, classes):.1f} over the smaller: that compares training lengths as much "
@@ -199,36 +205,52 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
 def transfer_headline(frame: pd.DataFrame) -> list[tuple[str, float, str]]:
     """reports/headline.csv's transfer rows (metric, value, unit): per source and labels per class, the best
     strategy's test error and how far scratch lies above it."""
+    baseline = strategy.with_role("baseline").name
     rows = []
     for (source, shots), cells in (frame.groupby(["source", "shots"]) if not frame.empty else []):
         best = cells.loc[cells["test_error"].idxmin()]
         rows.append((f"transfer/{source}/{shots}_labels/best_test_error", best["test_error"] * PERCENT, "%"))
-        scratch = cells[cells["strategy"] == SCRATCH]
+        scratch = cells[cells["strategy"] == baseline]
         if len(scratch):
-            rows.append((f"transfer/{source}/{shots}_labels/{SCRATCH}_minus_best",
+            rows.append((f"transfer/{source}/{shots}_labels/{baseline}_minus_best",
                          (scratch["test_error"].iloc[0] - best["test_error"]) * PERCENT, "points"))
     return rows
 
 
-def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dict[str, dict],
-                     tables: dict[str, pd.DataFrame], cfg: TransferConfig | None = None,
-                     dataset_classes: int | None = None) -> str:
+def _and(names: list[str]) -> str:
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def recipe_sentence(cfg: TransferConfig) -> str:
+    """The transfer recipe, with the strategies that take each all-layer learning rate (pipeline/strategy.py)."""
+    by_lr: dict[str, list[str]] = {}
+    for s in strategy.STRATEGIES:
+        for rule in s.phases:
+            if not rule.head_only and s.name not in by_lr.setdefault(rule.lr, []):
+                by_lr[rule.lr].append(s.name)
+    lrs = ", ".join(f"{_and(names)} at {'lr ' if i == 0 else ''}{getattr(cfg.finetune, field)}"
+                    for i, (field, names) in enumerate(by_lr.items()))
+    return (f" All strategies train on the same draws: all layers for {cfg.finetune.steps} SGD steps of batch "
+            f"{cfg.finetune.batch_size} ({lrs}, cosine decay to 0, crop and flip), a head for "
+            f"{cfg.finetune.head_steps} steps at lr {cfg.finetune.head_lr} on the cached features; the test error "
+            f"is over {cfg.test_images or 'all the'} test images of the target classes.")
+
+
+def section(inputs: Inputs) -> Section:
+    results, cfg = inputs.results, inputs.transfer
+    frame, levers = results.finetune, results.levers
+    tables = {"transfer": transfer_table(frame), "levers": levers_table(levers, frame)}
     draws = int(frame["draws"].max()) if not frame.empty else 0
-    recipe = (f" All strategies train on the same draws: all layers for {cfg.finetune.steps} SGD steps of batch "
-              f"{cfg.finetune.batch_size} ({SCRATCH} at lr {cfg.finetune.scratch_lr}, {FINETUNE} and {LP_FT} at "
-              f"{cfg.finetune.lr}, cosine decay to 0, crop and flip), a head for {cfg.finetune.head_steps} steps at lr "
-              f"{cfg.finetune.head_lr} on the cached features; the test error is over "
-              f"{cfg.test_images or 'all the'} test images of the target classes."
-              if cfg else "")
     parts = [
+        # straight after the heads section's last line, without a blank line
         "## Transfer with few labels\n",
-        "Sources: " + " ".join(source_sentence(n, p) for n, p in pretrain.items()) + " "
-        + "; ".join(f"{s} = {STRATEGY_NOTES[s]}" for s in STRATEGIES) + ".\n",
+        "Sources: " + " ".join(source_sentence(n, p) for n, p in results.pretrain.items()) + " "
+        + "; ".join(f"{s.name} = {s.note}" for s in strategy.STRATEGIES) + ".\n",
         f"Each cell is the mean ± std of the test error over {draws} independently drawn labelled sets "
-        f"(a draw's images and training stream both come from its seed).{recipe}\n",
+        f"(a draw's images and training stream both come from its seed).{recipe_sentence(cfg) if cfg else ''}\n",
         to_markdown(tables["transfer"]),
         findings(frame),
-        budget_sentence(frame, cfg, dataset_classes) if cfg and dataset_classes else "",
+        budget_sentence(frame, cfg, results.dataset_classes) if cfg and results.dataset_classes else "",
         PUBLISHED_CONTEXT + "\n",
         "![transfer: test error against labels per class](transfer.png)\n",
     ]
@@ -238,4 +260,5 @@ def transfer_section(frame: pd.DataFrame, levers: dict[str, dict], pretrain: dic
                   "images held out of the labelled set; the test error of every rate is shown beside it, and chose "
                   "nothing.\n",
                   to_markdown(tables["levers"]), levers_findings(levers, frame)]
-    return "\n".join(parts)
+    files = ({"transfer.png": lambda path: plot_transfer(frame, path, results.dataset)} if not frame.empty else {})
+    return Section("\n".join(parts), tables, files, transfer_headline(frame))

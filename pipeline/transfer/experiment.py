@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pipeline import strategy as strategy_table
 from pipeline.transfer import source as transfer_source, strategies as transfer
 from pipeline.train.checkpoint import code_digest
 from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerprint
@@ -109,8 +110,9 @@ class Experiment:
         rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
         target = Target.load(cfg, source, data, rt.device)
         make = model_factory(source, weights_path, data, target.num_classes, rt)
+        code = (__file__, transfer.__file__, transfer_source.__file__, strategy_table.__file__)
         digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"], code_digest(),
-                             *(file_digest(Path(f), "sha256") for f in (__file__, transfer.__file__, transfer_source.__file__)))
+                             *(file_digest(Path(f), "sha256") for f in code))
         return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt, digest)
 
     def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:
@@ -139,12 +141,12 @@ class Experiment:
         per class, which choose the rate. `done` holds the results an interrupted item finished ("augmentation_off"
         and "lr <rate>", one per draw) and gets each new one, after which `on_result()` runs (to save the
         progress). Returns the summary: each lever's test error over the draws."""
-        levers = cfg.levers
+        levers, tuned = cfg.levers, strategy_table.with_role("levers").name
         no_aug = done.setdefault("augmentation_off", [])
         sweep = {lr: done.setdefault(f"lr {lr}", []) for lr in levers.lrs}
         for d, draw in enumerate(self.draws(cfg, levers.shots, frozen_test=False)):
             if d == len(no_aug):
-                no_aug.append(run_strategy("finetune", self.make_model, draw, self.prep, cfg.finetune, self.rt,
+                no_aug.append(run_strategy(tuned, self.make_model, draw, self.prep, cfg.finetune, self.rt,
                                            augment=False))
                 on_result()
             train, val = hold_out(draw.train, self.target.num_classes, levers.val_per_class, draw.seed)
@@ -153,7 +155,7 @@ class Experiment:
                 if d < len(sweep[lr]):
                     continue
                 model = self.make_model(True, draw.seed)
-                result = run_strategy("finetune", lambda *_: model, part, self.prep, cfg.finetune, self.rt, lr=lr)
+                result = run_strategy(tuned, lambda *_: model, part, self.prep, cfg.finetune, self.rt, lr=lr)
                 result["val_error"] = evaluate(model, val.to(self.rt.device), self.prep, self.rt)["error"]
                 sweep[lr].append(result)
                 on_result()

@@ -1,14 +1,8 @@
-"""Transfer learning with few labels: three strategies and the from-scratch baseline.
+"""Transfer learning with few labels: each strategy of pipeline/strategy.py trained phase by phase.
 
 Each source network (`transfer.sources`) is transferred to its target classes with `shots`
-labelled images per class, on `draws` independently drawn labelled sets. Strategies:
-
-- scratch: random init, every layer trained -- the baseline transfer must beat.
-- finetune: source weights, new head, every layer trained.
-- feature_extractor: source weights frozen (BN statistics too), only the new head trained
-  (Kornblith et al. 2019 "fixed features"). The frozen features are computed once per image.
-- lp_ft: that trained head first (linear probe), then every layer from it (Kumar et al. 2022)
-  -- the lecture's "combined approach".
+labelled images per class, on `draws` independently drawn labelled sets. A head-only phase trains
+the new head on the frozen network's features, computed once per image.
 
 The lecture's other two levers, at `levers.shots`: fine-tuning without augmentation, and a
 learning-rate sweep scored on images held out of the labelled set (never the test set).
@@ -24,41 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import STRATEGIES, ConfigError, TransferRecipe
+from pipeline.config import ConfigError, TransferRecipe
 from pipeline.data.loader import Split, epoch_generator, train_batches
 from pipeline.models import count_params
+from pipeline.strategy import Phase, strategy as strategy_named
 from pipeline.train.runtime import Runtime
 from pipeline.train.schedule import Cosine, set_lr
 from pipeline.train.loop import diverged, evaluate, sgd, sgd_step
 
 LogFn = Callable[[int, dict], None]
-
-
-@dataclass(frozen=True)
-class Phase:
-    head_only: bool    # the new head alone, on the frozen network's cached features; else every layer
-    steps: int
-    lr: float
-
-
-def phases(strategy: str, recipe: TransferRecipe) -> list[Phase]:
-    """What each strategy of config.STRATEGIES trains, in order (LP-FT: the head, then every layer)."""
-    head = Phase(True, recipe.head_steps, recipe.head_lr)
-    full = Phase(False, recipe.steps, recipe.lr)
-    table = {"scratch": [Phase(False, recipe.steps, recipe.scratch_lr)], "finetune": [full],
-             "feature_extractor": [head], "lp_ft": [head, full]}
-    if strategy not in table:
-        raise ValueError(f"unknown transfer strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
-    return table[strategy]
-
-
-def uses_source_weights(strategy: str) -> bool:
-    return strategy != "scratch"   # the baseline: the same network, random weights
-
-
-def keeps_features_frozen(strategy: str, recipe: TransferRecipe) -> bool:
-    """Whether the strategy trains only the head, so its test images' features are computed once."""
-    return all(phase.head_only for phase in phases(strategy, recipe))
 
 
 class SourceInput:
@@ -192,10 +160,11 @@ def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], dr
     `make_model(pretrained, seed)` gives the source network (or a random one) with a fresh head; `lr`
     replaces the all-layer learning rate (the lever sweep)."""
     start = time.perf_counter()
-    model = make_model(uses_source_weights(strategy), draw.seed)
+    record = strategy_named(strategy)
+    model = make_model(record.source_weights, draw.seed)
     head = model.get_classifier()
     why, loss = None, float("nan")
-    for i, phase in enumerate(phases(strategy, recipe)):
+    for i, phase in enumerate(record.phases_of(recipe)):
         seed = draw.seed + 7919 * i
         if phase.head_only:
             if draw.train_features is None:
@@ -209,7 +178,7 @@ def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], dr
         if why:
             print(f"[{strategy}] {why}: stopping, run recorded as diverged", flush=True)
             break
-    frozen = keeps_features_frozen(strategy, recipe)
+    frozen = record.head_only
     if frozen and draw.test_features is not None:
         with torch.no_grad():
             head.eval()
