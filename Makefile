@@ -37,10 +37,12 @@ study: setup
 
 # test: every test but those marked e2e, side by side in JOBS processes (pytest-xdist; auto: one per core,
 # 0: pytest's own process). test-e2e: the rest, each a real dvc repro, study command or Ray fan-out on a
-# tiny study (minutes each). Together they are the whole suite; CI (.ci/run) runs both.
+# tiny study (minutes each). Together they are the whole suite; CI (.ci/run) runs both. test spreads
+# single tests (--dist load, not pyproject's loadfile): none of them shares Ray or a module's study, and
+# test_models.py alone is over half of its time.
 JOBS ?= auto
 test: setup
-	$(PY) -m pytest -n $(JOBS) -m "not e2e"
+	$(PY) -m pytest -n $(JOBS) --dist load -m "not e2e"
 
 test-e2e: setup
 	$(PY) -m pytest -n $(JOBS) -m e2e
