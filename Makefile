@@ -11,7 +11,7 @@ STUDY ?= quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup study test report ui tracking-server params lock gpu-check gpu-wheels
+.PHONY: setup study test test-e2e report ui tracking-server params lock gpu-check gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -35,8 +35,17 @@ RAY ?= $(shell $(PY) -c 'import ray' 2>/dev/null && echo local)
 study: setup
 	$(PY) -m pipeline.study.repro --study $(STUDY) $(if $(RAY),--ray $(RAY))
 
+# test: every test but those marked e2e, side by side in JOBS processes (pytest-xdist; auto: one per core,
+# 0: pytest's own process). test-e2e: the rest, each a real dvc repro, study command or Ray fan-out on a
+# tiny study (minutes each). Together they are the whole suite; CI (.ci/run) runs both. test spreads
+# single tests (--dist load, not pyproject's loadfile): none of them shares Ray or a module's study, and
+# test_models.py alone is over half of its time.
+JOBS ?= auto
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(JOBS) --dist load -m "not e2e"
+
+test-e2e: setup
+	$(PY) -m pytest -n $(JOBS) -m e2e
 
 # tables and figures again from the tracked results in metrics/ and plots/, no training
 report: setup

@@ -33,7 +33,8 @@ def digests(work: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
-    """The tiny study, run once to the end by the study command; returns (folder, env, seconds)."""
+    """The tiny study, run once to the end by the study command; returns (folder, env, seconds). Once
+    under -n too: the file runs on one worker (--dist loadfile, pyproject.toml)."""
     work, env = make_study(REPO, tmp_path_factory.mktemp("faults"), models=MODELS)
     started = time.monotonic()
     run(STUDY, work, env)
