@@ -4,8 +4,8 @@ Ray's logical GPUs stand in for real ones: Ray hands each item its GPU ids and C
 the same way, and the tiny study's items train on the CPU.
 
 Every test that starts Ray is in this file, which runs on one pytest-xdist worker (--dist loadfile,
-pyproject.toml): `ray.init()` of `--ray local` would join a cluster another test had started (Ray
-writes its address to /tmp/ray/ray_current_cluster) instead of starting its own.
+make test-e2e): each Ray instance of `--ray local` is its own (ray.init(address="local")), but two at
+once on a 2-core machine would starve each other's items.
 """
 import json
 import socket

@@ -138,8 +138,8 @@ def connect(address: str, num_cpus: int | None, num_gpus: int | None):
     on this node with `ray start`)."""
     import ray
 
-    if address == "local":
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+    if address == "local":   # "local": never the cluster another process started (ray.init()'s default joins it)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  object_store_memory=LOCAL_OBJECT_STORE, configure_logging=False)
     else:
         if num_cpus is not None or num_gpus is not None:
