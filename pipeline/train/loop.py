@@ -91,9 +91,10 @@ DIVERGED_LOSS_FACTOR = 10
 
 
 def diverged(epoch_loss: float, num_classes: int) -> str | None:
-    """Why the run has diverged, judged on one epoch's mean training loss; None if it has not.
+    """Why the run has diverged, judged on an epoch's training loss (the meter's: fit's epoch mean, a
+    transfer phase's last tenth of the steps); None if it has not.
 
-    The mean over an epoch's iterations, not one iteration, so a single spike does not count."""
+    A mean over many iterations, not one iteration, so a single spike does not count."""
     if not math.isfinite(epoch_loss):
         return f"loss is {epoch_loss}"
     limit = DIVERGED_LOSS_FACTOR * math.log(num_classes)
@@ -150,7 +151,7 @@ class Callback(Protocol):
     def on_epoch_end(self, run: FitState, row: dict) -> None: ...
 
 
-def call(callbacks: Iterable[Callback], hook: str, *args) -> None:
+def call_hook(callbacks: Iterable[Callback], hook: str, *args) -> None:
     for callback in callbacks:
         if (method := getattr(callback, hook, None)) is not None:
             method(*args)
@@ -217,8 +218,8 @@ StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor
 
 
 def run_sgd(run: FitState, step: StepFn, batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
-          total: int, meter: Meter, callbacks: Sequence[Callback] = (),
-          scores: Callable[[bool], dict] | None = None) -> FitState:
+            total: int, meter: Meter, callbacks: Sequence[Callback] = (),
+            scores: Callable[[bool], dict] | None = None) -> FitState:
     """SGD on `run` until `total` steps: epoch after epoch of `batches(epoch)`, the last one cut at
     `total`; each step at the schedule's lr. After each epoch its row -- the meter's metrics, then
     `scores(last)`'s (evaluation; `last`: the run ends with this epoch) -- joins the history, and the
@@ -234,9 +235,9 @@ def run_sgd(run: FitState, step: StepFn, batches: Callable[[int], Iterable[tuple
             run.iteration += 1
             done = Step(lr, loss, logits, y)
             log = meter.add(run, done)
-            call(callbacks, "on_step_end", run, done)
+            call_hook(callbacks, "on_step_end", run, done)
             if log is not None:
-                call(callbacks, "on_log", run, log)
+                call_hook(callbacks, "on_log", run, log)
             if run.iteration >= total:
                 break
         row = {"epoch": run.epoch, "iteration": run.iteration, **meter.epoch_metrics()}
@@ -244,7 +245,7 @@ def run_sgd(run: FitState, step: StepFn, batches: Callable[[int], Iterable[tuple
         if scores is not None:
             row.update(scores(run.iteration >= total or run.diverged_because is not None))
         run.history.append(row)
-        call(callbacks, "on_epoch_end", run, row)
+        call_hook(callbacks, "on_epoch_end", run, row)
         if run.diverged_because:
             break
     return run

@@ -10,6 +10,8 @@ labelled images per class, on `draws` independently drawn labelled sets. Strateg
 - lp_ft: that trained head first (linear probe), then every layer from it (Kumar et al. 2022)
   -- the lecture's "combined approach".
 
+Each phase is one run of the SGD engine (pipeline/train/loop.py), with its hooks, meter and divergence rule.
+
 The lecture's other two levers, at `levers.shots`: fine-tuning without augmentation, and a
 learning-rate sweep scored on images held out of the labelled set (never the test set).
 """
