@@ -5,7 +5,11 @@ import yaml
 from pipeline.train.checkpoint import Checkpoint
 from pipeline.config import Recipe
 from pipeline.train.checkpoint import TRAINING_CODE
-from pipeline.train.loop import diverged
+from torch import nn
+
+from pipeline.train.loop import EpochMeans, FitState, PrintProgress, RecentMeans, diverged, run_sgd, sgd_step
+from pipeline.train.runtime import Runtime
+from pipeline.train.schedule import Cosine
 from conftest import tiny_splits, train_tiny as train
 
 
@@ -145,3 +149,67 @@ def test_training_code_is_the_train_stage_deps(repo):
     """TRAINING_CODE, whose change makes a checkpoint unusable, lists the library code of the train stage."""
     deps = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"]
     assert sorted(f"pipeline/{name}" for name in TRAINING_CODE) == sorted(d for d in deps if d.startswith("pipeline/"))
+
+
+class Record:
+    """Every hook call, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_step_end(self, run, step):
+        self.calls.append(("step", run.iteration, step.lr))
+
+    def on_log(self, run, row):
+        self.calls.append(("log", run.iteration, row["train_loss"]))
+
+    def on_epoch_end(self, run, row):
+        self.calls.append(("epoch", run.epoch, row["iteration"], run.status))
+
+
+class EpochEndOnly:
+    def __init__(self):
+        self.rows = []
+
+    def on_epoch_end(self, run, row):
+        self.rows.append(row)
+
+
+def linear_run(lr: float, epochs: int = 3, steps_per_epoch: int = 3):
+    """A linear classifier of 4 classes on random features: (FitState, step, batches) for run_sgd."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    x, y = torch.randn(steps_per_epoch * 4, 8), torch.arange(steps_per_epoch * 4) % 4
+    rt = Runtime(torch.device("cpu"), None, False)
+    run = FitState(model, optimizer, Cosine(lr, epochs * steps_per_epoch), epochs=epochs)
+    step = lambda xb, yb: sgd_step(model, optimizer, xb, yb, rt)
+    batches = lambda epoch: zip(x.split(4), y.split(4))
+    return run, step, batches
+
+
+def test_hooks_are_called_in_order_and_optional_ones_skipped():
+    run, step, batches = linear_run(lr=0.01)
+    record, partial = Record(), EpochEndOnly()
+    run_sgd(run, step, batches, total=5, meter=RecentMeans(2), callbacks=[record, partial])
+    kinds = [(c[0], c[1]) for c in record.calls]
+    # 3 steps an epoch, cut at 5; a log row every 2 steps, after that step's on_step_end
+    assert kinds == [("step", 1), ("step", 2), ("log", 2), ("step", 3), ("epoch", 1),
+                     ("step", 4), ("log", 4), ("step", 5), ("epoch", 2)]
+    assert [c[2] for c in record.calls if c[0] == "step"] == [Cosine(0.01, 9).lr_at(i) for i in range(5)]
+    assert [row["iteration"] for row in partial.rows] == [3, 5] and run.history == partial.rows
+    assert run.status == "finished" and (run.epoch, run.iteration) == (2, 5)
+
+
+@pytest.mark.parametrize("meter", [EpochMeans(torch.device("cpu")), RecentMeans(2)], ids=["network", "transfer"])
+def test_divergence_stops_every_kind_of_training_the_same_way(meter, capsys):
+    """Both meters (a network's epoch means, a transfer phase's last steps): the run stops after the
+    epoch whose training loss exploded, with the same reason and the same printed line."""
+    run, step, batches = linear_run(lr=1e30)
+    record = Record()
+    run_sgd(run, step, batches, total=9, meter=meter, callbacks=[PrintProgress("x", epochs=False), record])
+    why = diverged(run.history[-1]["train_loss"], num_classes=4)   # the rule, on the epoch's training loss
+    assert run.status == "diverged" and why and run.diverged_because == why
+    assert [c for c in record.calls if c[0] == "epoch"] == [("epoch", 1, 3, "diverged")]   # 2 epochs never ran
+    assert len(run.history) == 1 and run.iteration == 3
+    assert capsys.readouterr().out == f"[x] {why}: stopping, run recorded as diverged\n"

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -119,3 +121,30 @@ def test_summary_over_draws():
     summary = summarize(rows)
     assert summary["test_error"] == pytest.approx(0.3) and summary["test_error_std"] == pytest.approx(0.1414, abs=1e-4)
     assert summary["test_errors"] == [0.2, 0.4] and summary["draws"] == 2 and summary["seconds"] == 2.0
+
+
+@pytest.mark.parametrize("strategy, recipe", [
+    ("finetune", replace(RECIPE, lr=1e30)),
+    ("feature_extractor", replace(RECIPE, head_lr=1e30)),
+    ("lp_ft", replace(RECIPE, head_lr=1e30)),
+], ids=["all-layers", "head", "head-then-all"])
+def test_a_diverged_phase_stops_the_strategy(strategy, recipe, capsys):
+    """Every layer or the head alone: the engine's divergence rule ends the strategy, and a diverged
+    linear probe leaves LP-FT's all-layer phase unrun."""
+    model, draw, rt, prep = _setup()
+    conv_before = model.conv1.weight.clone()
+    logged = []
+    result = run_strategy(strategy, lambda *_: model, draw, prep, recipe, rt, on_log=lambda *a: logged.append(a))
+    assert result["status"] == "diverged" and result["diverged_because"] == "loss is nan"
+    assert capsys.readouterr().out.endswith(f"[{strategy}] loss is nan: stopping, run recorded as diverged\n")
+    if strategy != "finetune":
+        assert torch.equal(conv_before, model.conv1.weight) and logged == []   # the head phase logs no curve
+
+
+def test_the_curve_is_logged_every_tenth_of_the_all_layer_steps():
+    model, draw, rt, prep = _setup()
+    logged = []
+    recipe = replace(RECIPE, steps=25)
+    run_strategy("lp_ft", lambda *_: model, draw, prep, recipe, rt, on_log=lambda step, row: logged.append((step, row)))
+    assert [step for step, _ in logged] == list(range(2, 26, 2))   # every 25 // 10 steps of the second phase
+    assert all(set(row) == {"train_loss", "lr"} for _, row in logged)

@@ -1,20 +1,32 @@
-"""The training loop: the He et al. 2016 Sec. 4.2 recipe, evaluation, the optimizer, exact resume.
+"""The SGD engine, and the He et al. 2016 Sec. 4.2 recipe on it: one loop for every kind of training.
 
-`fit` trains one model on tensors already on the device (see data/loader.py), evaluates it
-on the validation split every epoch and on the test set once, after the last epoch, and hands each
-epoch to its callbacks: printing, MLflow logging (pipeline/train/runner.py) and the per-epoch checkpoint
-(pipeline/train/checkpoint.py) hook in there. A run restarted from that checkpoint ends with the same
-metrics as an uninterrupted one: the model, optimizer, iteration count and lr schedule
-(pipeline/train/schedule.py) are restored, and every epoch's random stream is a function of (seed, epoch)
-alone (identical numbers on the CPU; cuDNN may pick non-deterministic kernels on a GPU).
-A run whose loss explodes stops as "diverged" (see `diverged`).
+`run_sgd` runs SGD steps on a `FitState` (model, optimizer, lr schedule, counts, history) epoch after
+epoch, each step at its schedule's lr (pipeline/train/schedule.py). A meter keeps the training
+metrics; after each epoch, its row (the meter's metrics and any evaluation) joins the history, and a
+run whose training loss exploded stops there as "diverged" (see `diverged`), whatever it trains.
+Callbacks implement any of three hooks (Lightning's `Callback`, without a base class to inherit):
+
+    on_step_end(run, step)   after every SGD step                 (the low-lr start watches the error)
+    on_log(run, row)         a row of running training metrics    (the transfer curve, every tenth of the steps)
+    on_epoch_end(run, row)   the epoch's row, evaluated, judged   (printing, MLflow, the per-epoch checkpoint)
+
+`fit` trains a network on it (the train and pretrain stages); the transfer strategies
+(pipeline/transfer/strategies.py) train a head on cached features or every layer, a phase each.
+
+`fit` takes tensors already on the device (see data/loader.py), evaluates the model on the
+validation split every epoch and on the test set once, after the last epoch. A run restarted from
+its per-epoch checkpoint (pipeline/train/checkpoint.py) ends with the same metrics as an
+uninterrupted one: the model, optimizer, iteration count and lr schedule are restored, and every
+epoch's random stream is a function of (seed, epoch) alone (identical numbers on the CPU; cuDNN may
+pick non-deterministic kernels on a GPU).
 """
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,9 +91,10 @@ DIVERGED_LOSS_FACTOR = 10
 
 
 def diverged(epoch_loss: float, num_classes: int) -> str | None:
-    """Why the run has diverged, judged on one epoch's mean training loss; None if it has not.
+    """Why the run has diverged, judged on an epoch's training loss (the meter's: fit's epoch mean, a
+    transfer phase's last tenth of the steps); None if it has not.
 
-    The mean over an epoch's iterations, not one iteration, so a single spike does not count."""
+    A mean over many iterations, not one iteration, so a single spike does not count."""
     if not math.isfinite(epoch_loss):
         return f"loss is {epoch_loss}"
     limit = DIVERGED_LOSS_FACTOR * math.log(num_classes)
@@ -90,12 +103,16 @@ def diverged(epoch_loss: float, num_classes: int) -> str | None:
     return None
 
 
+class Schedule(Protocol):
+    def lr_at(self, step: int) -> float: ...
+
+
 @dataclass
 class FitState:
-    """Where a run stands: what fit hands its callbacks after every epoch, and returns."""
-    model: nn.Module
+    """Where a run stands: what `run_sgd` hands its callbacks, and returns."""
+    model: nn.Module                       # what the optimizer trains (a transfer head phase: the head alone)
     optimizer: torch.optim.Optimizer
-    schedule: LowLrStart
+    schedule: Schedule                     # fit's LowLrStart, the transfer phases' Cosine
     epochs: int                            # planned, the last one maybe partial
     epoch: int = 0                         # done
     iteration: int = 0                     # done
@@ -107,7 +124,7 @@ class FitState:
         return "diverged" if self.diverged_because else "finished"
 
     def state_dict(self) -> dict:
-        """What a checkpoint keeps to resume the run."""
+        """What a checkpoint keeps to resume the run (fit's: its schedule is the LowLrStart)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
                 "epoch": self.epoch, "iteration": self.iteration, **self.schedule.state_dict()}
 
@@ -118,27 +135,153 @@ class FitState:
         self.schedule.load_state_dict(state)
 
 
+@dataclass(frozen=True)
+class Step:
+    """One SGD step, as on_step_end sees it."""
+    lr: float
+    loss: torch.Tensor      # detached, on the device
+    logits: torch.Tensor    # detached
+    y: torch.Tensor
+
+
 class Callback(Protocol):
-    def on_epoch_end(self, fit: FitState, row: dict) -> None: ...
+    """The hooks `run_sgd` calls; a callback implements those it needs and the others are skipped."""
+    def on_step_end(self, run: FitState, step: Step) -> None: ...
+    def on_log(self, run: FitState, row: dict) -> None: ...
+    def on_epoch_end(self, run: FitState, row: dict) -> None: ...
+
+
+def call_hook(callbacks: Iterable[Callback], hook: str, *args) -> None:
+    for callback in callbacks:
+        if (method := getattr(callback, hook, None)) is not None:
+            method(*args)
+
+
+class Meter(Protocol):
+    """The training metrics of a run: `add` each step (returning a row to log now, if one is due), and
+    `epoch_metrics` at the end of the epoch, whose "train_loss" is what divergence is judged on."""
+    def begin_epoch(self) -> None: ...
+    def add(self, run: FitState, step: Step) -> dict | None: ...
+    def epoch_metrics(self) -> dict: ...
+
+
+class EpochMeans:
+    """A network's training metrics: each epoch's mean loss, error and lr, and its speed. Summed on the
+    device, read once per epoch (no sync per step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def begin_epoch(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.wrong = torch.zeros((), device=self.device, dtype=torch.long)
+        self.seen, self.lr_sum, self.steps = 0, 0.0, 0
+        self.t0 = time.perf_counter()
+
+    def add(self, run: FitState, step: Step) -> None:
+        self.loss_sum += step.loss * len(step.y)
+        self.wrong += (step.logits.argmax(1) != step.y).sum()
+        self.seen, self.lr_sum, self.steps = self.seen + len(step.y), self.lr_sum + step.lr, self.steps + 1
+
+    def epoch_metrics(self) -> dict:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - self.t0
+        # the epoch's mean lr: below the scheduled one during a warm-up
+        return {"lr": self.lr_sum / self.steps, "train_loss": self.loss_sum.item() / self.seen,
+                "train_error": self.wrong.item() / self.seen, "images_per_s": self.seen / seconds,
+                "epoch_seconds": seconds}
+
+
+class RecentMeans:
+    """The mean training loss of the last `window` steps, logged every `window` steps with the lr of the
+    next step, and the epoch's last one at its end (the transfer phases: a few hundred short steps,
+    read one by one)."""
+
+    def __init__(self, window: int):
+        self.window = window
+
+    def begin_epoch(self) -> None:
+        self.recent: deque[float] = deque(maxlen=self.window)
+
+    def add(self, run: FitState, step: Step) -> dict | None:
+        self.recent.append(step.loss.item())
+        if run.iteration % self.window:
+            return None
+        return {"train_loss": sum(self.recent) / len(self.recent), "lr": run.schedule.lr_at(run.iteration)}
+
+    def epoch_metrics(self) -> dict:
+        return {"train_loss": sum(self.recent) / len(self.recent)}
+
+
+StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]   # (x, y) -> (loss, logits)
+
+
+def run_sgd(run: FitState, step: StepFn, batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+            total: int, meter: Meter, callbacks: Sequence[Callback] = (),
+            scores: Callable[[bool], dict] | None = None) -> FitState:
+    """SGD on `run` until `total` steps: epoch after epoch of `batches(epoch)`, the last one cut at
+    `total`; each step at the schedule's lr. After each epoch its row -- the meter's metrics, then
+    `scores(last)`'s (evaluation; `last`: the run ends with this epoch) -- joins the history, and the
+    run stops if the epoch's training loss diverged."""
+    while run.iteration < total:
+        run.epoch += 1
+        run.model.train()
+        meter.begin_epoch()
+        for x, y in batches(run.epoch):
+            lr = run.schedule.lr_at(run.iteration)
+            set_lr(run.optimizer, lr)
+            loss, logits = step(x, y)
+            run.iteration += 1
+            done = Step(lr, loss, logits, y)
+            log = meter.add(run, done)
+            call_hook(callbacks, "on_step_end", run, done)
+            if log is not None:
+                call_hook(callbacks, "on_log", run, log)
+            if run.iteration >= total:
+                break
+        row = {"epoch": run.epoch, "iteration": run.iteration, **meter.epoch_metrics()}
+        run.diverged_because = diverged(row["train_loss"], num_classes=logits.shape[1])
+        if scores is not None:
+            row.update(scores(run.iteration >= total or run.diverged_because is not None))
+        run.history.append(row)
+        call_hook(callbacks, "on_epoch_end", run, row)
+        if run.diverged_because:
+            break
+    return run
+
+
+class WatchLowLrStart:
+    """fit's hook: each step's training error to the low-lr start while it lasts (a device sync per
+    step, for the few hundred steps of the phase only)."""
+
+    def on_step_end(self, run: FitState, step: Step) -> None:
+        if run.schedule.active:
+            run.schedule.observe((step.logits.argmax(1) != step.y).sum().item() / len(step.y), run.iteration)
 
 
 class PrintProgress:
-    """A line per epoch, and the end of the low-lr start, prefixed with `label`."""
+    """Why a diverged run stopped and, with `epochs`, a line per epoch and the end of the low-lr start;
+    prefixed with `label`. The transfer phases, an epoch of the engine each, print no epoch lines."""
 
-    def __init__(self, label: str):
-        self.label = label
+    def __init__(self, label: str, epochs: bool = True):
+        self.label, self.epochs = label, epochs
 
-    def on_epoch_end(self, fit: FitState, row: dict) -> None:
-        low_lr, epoch_start = fit.schedule, fit.history[-2]["iteration"] if len(fit.history) > 1 else 0
+    def on_epoch_end(self, run: FitState, row: dict) -> None:
+        if self.epochs:
+            self.print_epoch(run, row)
+        if run.diverged_because:
+            print(f"[{self.label}] {run.diverged_because}: stopping, run recorded as diverged", flush=True)
+
+    def print_epoch(self, run: FitState, row: dict) -> None:
+        low_lr, epoch_start = run.schedule, run.history[-2]["iteration"] if len(run.history) > 1 else 0
         if low_lr.ended_at is not None and low_lr.ended_at > epoch_start:   # in this epoch
             print(f"[{self.label}] training error below {low_lr.until_error:.0%} after {low_lr.ended_at} iterations: "
                   f"lr {low_lr.lr} -> the schedule's {low_lr.then.lr_at(low_lr.ended_at)}", flush=True)
         splits = [k[:-len("_error")] for k in row if k.endswith("_error") and k != "train_error"]
-        print(f"[{self.label}] epoch {row['epoch']}/{fit.epochs} lr {row['lr']:.4g} loss {row['train_loss']:.4f} "
+        print(f"[{self.label}] epoch {row['epoch']}/{run.epochs} lr {row['lr']:.4g} loss {row['train_loss']:.4f} "
               f"train err {row['train_error']:.4f} " + " ".join(f"{n} err {row[f'{n}_error']:.4f}" for n in splits)
               + f" {row['images_per_s']:.0f} img/s {row['epoch_seconds']:.1f}s", flush=True)
-        if fit.diverged_because:
-            print(f"[{self.label}] {fit.diverged_because}: stopping, run recorded as diverged", flush=True)
 
 
 @dataclass
@@ -146,40 +289,17 @@ class OnEpochEnd:
     """A callback from a function of the epoch's row (the stage's MLflow logging)."""
     fn: Callable[[dict], None]
 
-    def on_epoch_end(self, fit: FitState, row: dict) -> None:
+    def on_epoch_end(self, run: FitState, row: dict) -> None:
         self.fn(row)
 
 
-def train_epoch(fit: FitState, step_fn: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-                normalize: Normalize, rt: Runtime, until: int, compiled: bool) -> tuple[dict, int]:
-    """SGD over one epoch's batches, stopping after iteration `until`; returns the epoch's training
-    metrics and the number of classes (the width of the logits)."""
-    fit.model.train()
-    loss_sum = torch.zeros((), device=rt.device)
-    wrong = torch.zeros((), device=rt.device, dtype=torch.long)
-    seen, lr_sum, steps = 0, 0.0, 0
-    t0 = time.perf_counter()
-    for x, y in batches:
-        lr = fit.schedule.lr_at(fit.iteration)
-        set_lr(fit.optimizer, lr)
-        if compiled:   # a new step: CUDA graphs may reuse the memory of the last step's outputs
-            torch.compiler.cudagraph_mark_step_begin()
-        loss, logits = sgd_step(step_fn, fit.optimizer, normalize(x), y, rt)
-        batch_wrong = (logits.argmax(1) != y).sum()
-        loss_sum += loss * len(y)
-        wrong += batch_wrong
-        seen, lr_sum, steps, fit.iteration = seen + len(y), lr_sum + lr, steps + 1, fit.iteration + 1
-        if fit.schedule.active:
-            fit.schedule.observe(batch_wrong.item() / len(y), fit.iteration)
-        if fit.iteration >= until:
-            break
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    # the epoch's mean lr: below the scheduled one during a warm-up
-    row = {"epoch": fit.epoch, "iteration": fit.iteration, "lr": lr_sum / steps, "train_loss": loss_sum.item() / seen,
-           "train_error": wrong.item() / seen, "images_per_s": seen / seconds, "epoch_seconds": seconds}
-    return row, logits.shape[1]
+@dataclass
+class OnLog:
+    """A callback from a function of (step, logged row) (the transfer curve)."""
+    fn: Callable[[int, dict], None]
+
+    def on_log(self, run: FitState, row: dict) -> None:
+        self.fn(run.iteration, row)
 
 
 def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Normalize, recipe: Recipe,
@@ -202,20 +322,21 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
     state = FitState(model, optimizer, schedule, epochs=math.ceil(total / iters_per_epoch))
     if resume:
         state.load_state_dict(resume)
-    while state.iteration < total:
-        state.epoch += 1
-        torch.manual_seed(epoch_seed(seed, state.epoch))    # dropout etc.: same stream on resume
-        gen = epoch_generator(seed, state.epoch, rt.device)
-        batches = train_batches(train, batch_size, recipe.pad, recipe.flip, gen)
-        row, num_classes = train_epoch(state, step_fn, batches, normalize, rt, until=total, compiled=recipe.compile)
-        state.diverged_because = diverged(row["train_loss"], num_classes)
-        last = state.iteration >= total or state.diverged_because
+
+    def batches(epoch: int):
+        torch.manual_seed(epoch_seed(seed, epoch))    # dropout etc.: same stream on resume
+        return train_batches(train, batch_size, recipe.pad, recipe.flip, epoch_generator(seed, epoch, rt.device))
+
+    def step(x: torch.Tensor, y: torch.Tensor):
+        if recipe.compile:   # a new step: CUDA graphs may reuse the memory of the last step's outputs
+            torch.compiler.cudagraph_mark_step_begin()
+        return sgd_step(step_fn, optimizer, normalize(x), y, rt)
+
+    def scores(last: bool) -> dict:
+        row = {}
         for name, split in ({**evals, **(final_evals or {})} if last else evals).items():
-            scores = evaluate(model, split, normalize, rt)
-            row[f"{name}_loss"], row[f"{name}_error"] = scores["loss"], scores["error"]
-        state.history.append(row)
-        for callback in callbacks:
-            callback.on_epoch_end(state, row)
-        if state.diverged_because:
-            break
-    return state
+            scored = evaluate(model, split, normalize, rt)
+            row[f"{name}_loss"], row[f"{name}_error"] = scored["loss"], scored["error"]
+        return row
+
+    return run_sgd(state, step, batches, total, EpochMeans(rt.device), [WatchLowLrStart(), *callbacks], scores)

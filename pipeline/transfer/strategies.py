@@ -4,15 +4,17 @@ Each source network (`transfer.sources`) is transferred to its target classes wi
 labelled images per class, on `draws` independently drawn labelled sets. A head-only phase trains
 the new head on the frozen network's features, computed once per image.
 
+Each phase is one run of the SGD engine (pipeline/train/loop.py), with its hooks, meter and divergence rule.
+
 The lecture's other two levers, at `levers.shots`: fine-tuning without augmentation, and a
 learning-rate sweep scored on images held out of the labelled set (never the test set).
 """
 from __future__ import annotations
 
+import itertools
 import time
-from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +25,9 @@ from pipeline.data.loader import Split, epoch_generator, train_batches
 from pipeline.models import count_params
 from pipeline.strategy import Phase, strategy as strategy_named
 from pipeline.train.runtime import Runtime
-from pipeline.train.schedule import Cosine, set_lr
-from pipeline.train.loop import diverged, evaluate, sgd, sgd_step
+from pipeline.train.schedule import Cosine
+from pipeline.train.loop import (Callback, FitState, OnLog, PrintProgress, RecentMeans, evaluate, run_sgd, sgd,
+                                 sgd_step)
 
 LogFn = Callable[[int, dict], None]
 
@@ -93,54 +96,6 @@ def classifier_inputs(model: nn.Module, split: Split, prep: SourceInput, rt: Run
     return torch.cat(captured)
 
 
-def train_head(head: nn.Module, features: torch.Tensor, y: torch.Tensor, phase: Phase, recipe: TransferRecipe,
-               seed: int) -> float:
-    """SGD on cached features (no augmentation: the features are computed once); cosine decay to zero
-    over the phase. Returns the mean loss of the last tenth of the steps."""
-    head.train()
-    optimizer = torch.optim.SGD(head.parameters(), lr=phase.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
-    schedule = Cosine(phase.lr, phase.steps)
-    gen = torch.Generator(device=features.device).manual_seed(seed)
-    batch = min(recipe.batch_size, len(y))
-    recent = deque(maxlen=max(phase.steps // 10, 1))
-    for step in range(phase.steps):
-        set_lr(optimizer, schedule.lr_at(step))
-        idx = torch.randint(len(y), (batch,), generator=gen, device=features.device)
-        loss = F.cross_entropy(head(features[idx]), y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        recent.append(loss.item())
-    return sum(recent) / len(recent)
-
-
-def train_all(model: nn.Module, phase: Phase, train: Split, prep: SourceInput, recipe: TransferRecipe, rt: Runtime,
-              seed: int, augment: bool = True, on_log: LogFn | None = None) -> float:
-    """`phase.steps` SGD steps on every layer, cosine decay to zero (no milestones to tune for a few
-    hundred steps); returns the mean training loss of the last tenth of the steps."""
-    optimizer = sgd(list(model.parameters()), phase.lr, recipe.momentum, recipe.weight_decay, device=rt.device)
-    schedule = Cosine(phase.lr, phase.steps)
-    batch_size = min(recipe.batch_size, len(train))
-    pad, flip = (recipe.pad, recipe.flip) if augment else (0, False)
-    log_every = max(phase.steps // 10, 1)
-    recent = deque(maxlen=log_every)
-    step, epoch = 0, 0
-    model.train()
-    while step < phase.steps:
-        epoch += 1
-        for x, y in train_batches(train, batch_size, pad, flip, epoch_generator(seed, epoch, rt.device)):
-            set_lr(optimizer, schedule.lr_at(step))
-            loss, _ = sgd_step(model, optimizer, prep(x), y, rt)
-            step += 1
-            recent.append(loss.item())
-            if on_log and step % log_every == 0:   # with the lr of the next step
-                on_log(step, {"train_loss": sum(recent) / len(recent), "lr": schedule.lr_at(step)})
-            if step >= phase.steps:
-                break
-    return sum(recent) / len(recent)
-
-
 @dataclass
 class Draw:
     """One labelled set and everything a strategy needs to be trained and scored on it."""
@@ -150,6 +105,48 @@ class Draw:
     num_classes: int
     seed: int
     train_features: torch.Tensor | None = None   # those of `train`, computed by the first strategy needing them
+
+
+def feature_batches(features: torch.Tensor, y: torch.Tensor, batch_size: int,
+                    gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Minibatches of cached features drawn with replacement, without end."""
+    while True:
+        idx = torch.randint(len(y), (batch_size,), generator=gen, device=features.device)
+        yield features[idx], y[idx]
+
+
+def labelled_passes(train: Split, batch_size: int, pad: int, flip: bool, seed: int,
+                    device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled, augmented passes over the labelled set, without end: pass p draws from (seed, p)."""
+    for p in itertools.count(1):
+        yield from train_batches(train, batch_size, pad, flip, epoch_generator(seed, p, device))
+
+
+def train_phase(model: nn.Module, phase: Phase, draw: Draw, prep: SourceInput, recipe: TransferRecipe, rt: Runtime,
+                seed: int, augment: bool = True, callbacks: Sequence[Callback] = ()) -> FitState:
+    """`phase.steps` SGD steps on the engine (train.loop.run_sgd), cosine decay to zero (no milestones to
+    tune for a few hundred steps), as one epoch whose training loss -- judged for divergence -- is the
+    mean of the last tenth of the steps. Head-only: the new head alone on the frozen network's cached
+    features (`draw.train_features`; no augmentation, they are computed once), minibatches drawn with
+    replacement; else every layer, on augmented passes over the labelled set."""
+    batch_size = min(recipe.batch_size, len(draw.train))
+    if phase.head_only:
+        trained, features = model.get_classifier(), draw.train_features
+        # not sgd(): the head's update is the unfused one on CUDA too, as the study's numbers were made
+        optimizer = torch.optim.SGD(trained.parameters(), lr=phase.lr, momentum=recipe.momentum,
+                                    weight_decay=recipe.weight_decay)
+        gen = torch.Generator(device=features.device).manual_seed(seed)
+        batches = feature_batches(features, draw.train.y, batch_size, gen)
+        fp32 = Runtime(features.device, autocast_dtype=None, channels_last=False)   # features: float32, no image layout
+        step = lambda x, y: sgd_step(trained, optimizer, x, y, fp32)
+    else:
+        trained = model
+        optimizer = sgd(list(model.parameters()), phase.lr, recipe.momentum, recipe.weight_decay, device=rt.device)
+        pad, flip = (recipe.pad, recipe.flip) if augment else (0, False)
+        batches = labelled_passes(draw.train, batch_size, pad, flip, seed, rt.device)
+        step = lambda x, y: sgd_step(model, optimizer, prep(x), y, rt)
+    run = FitState(trained, optimizer, Cosine(phase.lr, phase.steps), epochs=1)
+    return run_sgd(run, step, lambda _epoch: batches, phase.steps, RecentMeans(max(phase.steps // 10, 1)), callbacks)
 
 
 def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], draw: Draw, prep: SourceInput,
@@ -163,21 +160,18 @@ def run_strategy(strategy: str, make_model: Callable[[bool, int], nn.Module], dr
     record = strategy_named(strategy)
     model = make_model(record.source_weights, draw.seed)
     head = model.get_classifier()
-    why, loss = None, float("nan")
     for i, phase in enumerate(record.phases_of(recipe)):
-        seed = draw.seed + 7919 * i
-        if phase.head_only:
-            if draw.train_features is None:
-                draw.train_features = classifier_inputs(model, draw.train, prep, rt)
-            loss = train_head(head, draw.train_features, draw.train.y, phase, recipe, seed)
-        else:
-            if lr is not None:
-                phase = Phase(phase.head_only, phase.steps, lr)
-            loss = train_all(model, phase, draw.train, prep, recipe, rt, seed, augment, on_log)
-        why = diverged(loss, num_classes=draw.num_classes)
-        if why:
-            print(f"[{strategy}] {why}: stopping, run recorded as diverged", flush=True)
+        if phase.head_only and draw.train_features is None:
+            draw.train_features = classifier_inputs(model, draw.train, prep, rt)
+        if lr is not None and not phase.head_only:
+            phase = Phase(phase.head_only, phase.steps, lr)
+        # the curve is of the all-layer training: a head-only phase logs none
+        logs = [OnLog(on_log)] if on_log and not phase.head_only else []
+        run = train_phase(model, phase, draw, prep, recipe, rt, draw.seed + 7919 * i, augment,
+                          callbacks=[PrintProgress(strategy, epochs=False), *logs])
+        if run.diverged_because:
             break
+    loss, why = run.history[-1]["train_loss"], run.diverged_because
     frozen = record.head_only
     if frozen and draw.test_features is not None:
         with torch.no_grad():
