@@ -11,8 +11,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.transfer import source as transfer_source, strategies as transfer
-from pipeline.train.checkpoint import code_digest
 from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerprint
 from pipeline.data.loader import PreparedData, Split
 from pipeline.integrity import file_digest
@@ -97,7 +95,7 @@ class Experiment:
     prep: SourceInput
     target: Target
     rt: Runtime
-    digest: str    # of what makes its numbers: the source's weights, the data, the transfer code
+    digest: str    # of the inputs that make its numbers: the source's weights, the data (the code: its stage's)
 
     @classmethod
     def open(cls, cfg: TransferConfig, name: str, data: PreparedData, weights_path: Path) -> "Experiment":
@@ -109,8 +107,7 @@ class Experiment:
         rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
         target = Target.load(cfg, source, data, rt.device)
         make = model_factory(source, weights_path, data, target.num_classes, rt)
-        digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"], code_digest(),
-                             *(file_digest(Path(f), "sha256") for f in (__file__, transfer.__file__, transfer_source.__file__)))
+        digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"])
         return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt, digest)
 
     def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:
