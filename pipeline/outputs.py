@@ -132,31 +132,41 @@ def read_results(metrics_dir: Path, records_dir: Path, stage: str, items: list) 
     return [read_result(m, r) for m, r in pairs]
 
 
-class Progress:
-    """The finished parts of an item (surface points, strategies' draws) in a JSON file, so that an
-    interrupted item resumes after them. Valid only for the same `fingerprint` (settings, inputs,
-    code): anything else there is ignored and overwritten."""
+class ResumeState:
+    """What an unfinished item has done (a training run's last epoch, the surface points, the strategies'
+    draws), so that an interrupted item resumes after it. Valid only for the same `fingerprint` (settings,
+    inputs, code): anything else there is ignored and overwritten. A `.pt` path holds tensors (torch.save),
+    read with weights_only=True so that a crafted file cannot run code; any other path holds JSON."""
 
     def __init__(self, path: Path, fingerprint: str):
         self.path, self.fingerprint = Path(path), fingerprint
+        self._torch = self.path.suffix == ".pt"
 
-    def load(self) -> dict[str, list[dict]]:
-        try:
-            saved = json.loads(self.path.read_text())
-        except FileNotFoundError:
+    def load(self) -> dict:
+        """The state saved with this fingerprint, or {} (nothing done yet)."""
+        if not self.path.is_file():
             return {}
-        except (OSError, ValueError) as err:
-            print(f"{self.path}: unreadable ({err}); starting afresh", flush=True)
+        try:
+            saved = (torch.load(self.path, map_location="cpu", weights_only=True) if self._torch
+                     else json.loads(self.path.read_text()))
+        except Exception as err:   # noqa: BLE001 -- corrupt, truncated or not a state file: start afresh, overwrite it
+            print(f"{self.path}: unreadable ({str(err).strip().splitlines()[0][:200]}); starting afresh", flush=True)
             return {}
         if not isinstance(saved, dict) or saved.get("fingerprint") != self.fingerprint:
             print(f"{self.path}: from other settings, inputs or code; starting afresh", flush=True)
             return {}
-        rows = saved.get("rows", {})
-        print(f"{self.path}: resuming after " + ", ".join(f"{len(v)} {k}" for k, v in rows.items()), flush=True)
-        return rows
+        state = {k: v for k, v in saved.items() if k != "fingerprint"}
+        done = (f"epoch {state['epoch']}" if "epoch" in state
+                else ", ".join(f"{len(v)} {k}" for k, v in state.items() if isinstance(v, list)))
+        print(f"{self.path}: resuming after {done}", flush=True)
+        return state
 
-    def save(self, rows: dict[str, list[dict]]) -> None:
-        write_json(self.path, {"fingerprint": self.fingerprint, "rows": rows})
+    def save(self, state: dict) -> None:
+        saved = {**state, "fingerprint": self.fingerprint}
+        if self._torch:
+            write_atomically(self.path, lambda tmp: torch.save(saved, tmp))
+        else:
+            write_json(self.path, saved)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -2,7 +2,7 @@
 
 Runs go to $MLFLOW_TRACKING_URI when set, else to sqlite:///mlflow.db in the working
 directory (the repository root under `dvc repro`). One MLflow experiment per study; one run per
-train, pretrain, finetune, levers, measure and analyze item and one for the latency stage, tagged so the UI
+item of a stage (pipeline/study/item.py: train, pretrain, finetune, levers, measure, analyze, latency), tagged so the UI
 can filter by stage, model, depth and seed; and one run per version of the report, the item runs
 behind it as its children (pipeline/study/report_run.py).
 """
@@ -17,12 +17,12 @@ import urllib.request
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Protocol
+
+if TYPE_CHECKING:
+    from pipeline.outputs import ResumeState
 
 REACH_TIMEOUT_S = 5   # a server (MLflow's, a Ray head) that does not answer in this long is down
-# the stages whose runs log MLflow's system metrics (CPU, memory, disk, and GPU with nvidia-ml-py): those
-# that train. Not latency: a sampling thread beside a timing would disturb it.
-MONITORED_STAGES = ("train", "pretrain", "finetune", "levers")
 SYSTEM_METRICS_INTERVAL_S = 5   # MLflow's default, 10 s, logs nothing for a quick study's 30-s items
 
 
@@ -92,6 +92,7 @@ class Run:
         self.lost_run_id = lost_run_id   # the run a resumed stage was writing to, gone from the store
         self.params: dict[str, Any] = {}   # set by item_run: the item's settings and machine, for its record
         self.env: dict[str, str] = {}
+        self.result: tuple[Path, Path] | None = None   # set by item_run: where its metrics and record go
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -111,21 +112,23 @@ class Run:
         for path, folder in files:
             self._client.log_artifact(self.run_id, str(path), folder)
 
-    def write_result(self, metrics_path: Path, numbers: dict, record_path: Path, extra: dict | None = None) -> None:
+    def write_result(self, numbers: dict, extra: dict | None = None) -> None:
         """The item's metrics, and its record (outputs.write_result): its settings, this run's id, the machine
         and code, and what else the stage records (`extra`: how the run ended, what was analysed)."""
         from pipeline.outputs import write_result
 
-        if not self.env:
-            raise RuntimeError("Run.write_result needs the settings and machine of a run opened by item_run")
+        if not self.result:
+            raise RuntimeError("Run.write_result needs the settings, machine and result paths item_run gives a run")
+        metrics_path, record_path = self.result
         write_result(metrics_path, numbers, record_path,
                      {**(extra or {}), **self.params, "mlflow_run_id": self.run_id, **self.env})
 
 
 @contextmanager
 def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str, Any],
-              resume_run_id: str | None = None) -> Iterator[Run]:
-    """A run in experiment `study`; `resume_run_id` continues a run an interrupted stage began.
+              resume_run_id: str | None = None, *, system_metrics: bool = False) -> Iterator[Run]:
+    """A run in experiment `study`; `resume_run_id` continues a run an interrupted stage began;
+    `system_metrics`: MLflow's sampler logs CPU, memory, disk (and GPU with nvidia-ml-py) into it.
 
     The run ends FINISHED when the block completes and FAILED when it raises, so an interrupted
     run shows as such in the UI until it is resumed. If `resume_run_id` is gone from the store
@@ -159,7 +162,7 @@ def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str,
         run.set_tags({**tags, "workspace": workspace(), **({"continues_lost_run": lost} if lost else {})})
     except Exception as err:   # noqa: BLE001 -- MLflow and SQLAlchemy raise many kinds; name the store once
         raise TrackingError(f"{uri}: MLflow store failed: {str(err).splitlines()[0][:300]}") from err
-    monitor = _system_metrics(run_id, uri) if tags.get("stage") in MONITORED_STAGES else None
+    monitor = _system_metrics(run_id, uri) if system_metrics else None
     try:
         yield run
     except BaseException:
@@ -172,13 +175,30 @@ def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str,
 
 @contextmanager
 def item_run(study: str, stage: str, name: str, *, params: dict[str, Any], about: dict[str, Any],
-             env: dict[str, str], resume_run_id: str | None = None) -> Iterator[Run]:
-    """The run of one item of a stage, opened the way every stage opens it: `params`, its settings, logged
-    once; tags naming the study, the stage, what the item is (`about`: model, source, seed ...) and the
-    machine and code (`env`, pipeline/provenance.py). `run.write_result` writes the item's outputs."""
-    with start_run(study, name, params, {"study": study, "stage": stage, **about, **env}, resume_run_id) as run:
-        run.params, run.env = params, env
+             env: dict[str, str], result: tuple[Path, Path] | None, resume_run_id: str | None = None,
+             system_metrics: bool = False) -> Iterator[Run]:
+    """The run of one item of a stage, opened the way every stage opens it (pipeline/study/item.py):
+    `params`, its settings, logged once; tags naming the study, the stage, what the item is (`about`: model,
+    source, seed ...) and the machine and code (`env`, pipeline/provenance.py). `run.write_result` writes the
+    item's `result`: its metrics and record files."""
+    with start_run(study, name, params, {"study": study, "stage": stage, **about, **env}, resume_run_id,
+                   system_metrics=system_metrics) as run:
+        run.params, run.env, run.result = params, env, result
         yield run
+
+
+class Item(Protocol):
+    """One item of a stage as the library code that runs a whole item sees it (pipeline/study/item.py
+    makes it): its name, its resume state, and its MLflow run, whose clean end removes that state."""
+    stage: str   # as in dvc.yaml: train, finetune ...
+    name: str    # its MLflow run's: resnet-20-s0, finetune-half-10 ...
+
+    def resume(self, *settings: Any) -> "ResumeState":
+        """The item's resume state, valid for these settings and inputs (and the stage's code)."""
+
+    def run(self, *, params: dict[str, Any], env: dict[str, str], about: dict[str, Any] | None = None,
+            resume_run_id: str | None = None) -> ContextManager[Run]:
+        """item_run for this item: its declared tags with `about`, its metrics and record paths."""
 
 
 def _system_metrics(run_id: str, uri: str):

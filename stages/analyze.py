@@ -1,132 +1,21 @@
-"""analyze stage, one item per model of `analysis.models`: why residual networks train.
-
-For the model's weights at initialisation (the seed's He init, as training began) and after
-training: per-layer gradient norms and the correlation of input gradients at nearby inputs
-(pipeline/analysis/gradient_flow.py); for the trained weights: the loss along one and over two
-filter-normalised random directions and Keskar et al.'s sharpness (pipeline/analysis/landscape.py). All on
-fixed images of the split the model trained on, without augmentation.
-"""
-import argparse
-import tempfile
-import time
-from pathlib import Path
-
-import torch
-
-from pipeline import tracking
-from pipeline.analysis import landscape
-from pipeline.study.cli import add_paths, run_stage
-from pipeline.config import AnalysisConfig, ConfigError, fingerprint, flatten, load_section
-from pipeline.data.loader import Normalize, Split, eval_batches, load_prepared
-from pipeline.integrity import file_digest
-from pipeline.analysis.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
-from pipeline.analysis.landscape import axis, filter_normalized_direction, sharpness, surfaces
-from pipeline.models import create_model_from_id, parse_model_id
-from pipeline.outputs import Progress, check_writable, load_model, write_rows
-from pipeline.provenance import environment
-from pipeline.analysis.figures import plot_model_analysis
-from pipeline.train.checkpoint import code_digest
-from pipeline.train.runner import training_subset
-from pipeline.train.runtime import Runtime
+"""analyze stage, one item per model of `analysis.models`: why residual networks train
+(pipeline/analysis/analyze.py): gradient flow at init and trained, and the loss landscape."""
+from pipeline.analysis.analyze import AnalysisOutputs, analyze
+from pipeline.study.item import Arg, Stage, StageItem
 
 
-def first(split: Split, n: int) -> Split:
-    return split.subset(torch.arange(min(n, len(split))))
+def work(item: StageItem) -> None:
+    a = item.args
+    analyze(item, a.model, item.sections["analysis"], item.sections["train"], a.data, a.weights,
+            AnalysisOutputs(a.gradients, a.landscape_1d, a.landscape_2d))
 
 
-def measure_gradients(model: torch.nn.Module, gradient_images: Split, shatter_images: Split, normalize: Normalize,
-                      cfg: AnalysisConfig, batch_size: int, rt: Runtime) -> tuple[dict[str, float], float]:
-    """Per-conv-layer gradient norms in training-size batches, and the input-gradient correlation."""
-    batches = [(normalize(x), y) for x, y in eval_batches(gradient_images, batch_size)]
-    gen = torch.Generator(device="cpu").manual_seed(cfg.direction_seed)   # the offsets of x'
-    corr = gradient_correlation(model, normalize(shatter_images.x), shatter_images.y, cfg.shatter_sigma, gen, rt)
-    return layer_gradient_norms(model, batches, rt), corr
-
-
-def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True)
-    add_paths(ap, "data", "metrics", "record", weights="the train item's weights file",
-              gradients="CSV: per-layer gradient norms", landscape_1d="CSV: loss along one direction",
-              landscape_2d="CSV: loss over two directions", checkpoint="the surface points done, while unfinished")
-    args = ap.parse_args(argv)
-    study, cfg, train_cfg = load_section("study"), load_section("analysis"), load_section("train")
-    if args.model not in cfg.models:
-        raise ConfigError(f"--model {args.model}: not in analysis.models ({', '.join(cfg.models)})")
-    check_writable(args.metrics, args.record, args.gradients, args.landscape_1d, args.landscape_2d, args.checkpoint)
-    started = time.perf_counter()
-    saved = load_model(args.weights, f"dvc repro train@{args.model}-{cfg.seed}")
-    recipe = train_cfg.recipe_for(args.model)
-    rt = Runtime.resolve(cfg.device, cfg.precision, recipe.channels_last)
-    data = load_prepared(args.data)
-    # the images the model was trained on (its subset of the training split), unaugmented
-    images = training_subset(data.splits["train"], recipe.train_images).to(rt.device)
-    gradient_images, shatter_images, landscape_images = (
-        first(images, n) for n in (cfg.gradient_images, cfg.shatter_images, cfg.landscape_images))
-    normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
-
-    torch.manual_seed(cfg.seed)   # the same He init the train item started from (pipeline/train/runner.py)
-    model = rt.prepare_model(create_model_from_id(args.model, num_classes=saved["num_classes"],
-                                                  in_chans=data.in_chans, input_size=data.image_size))
-    init_norms, init_corr = measure_gradients(model, gradient_images, shatter_images, normalize, cfg,
-                                              recipe.batch_size, rt)
-    model.load_state_dict(saved["state_dict"])
-    trained_norms, trained_corr = measure_gradients(model, gradient_images, shatter_images, normalize, cfg,
-                                                    recipe.batch_size, rt)
-    sizes = {name: conv.weight.numel() for name, conv in conv_layers(model)}
-    gradients = [{"layer": i + 1, "name": name, "weights": sizes[name], "init": init_norms[name],
-                  "trained": trained_norms[name]} for i, name in enumerate(init_norms)]
-
-    # three directions: the 2-D surface's two axes and the 1-D curve's own (Li et al. draw them apart)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.direction_seed)
-    x_dir, y_dir, curve_dir = (filter_normalized_direction(model, gen) for _ in range(3))
-    alphas, grid = axis(cfg.points_1d, cfg.span), axis(cfg.points_2d, cfg.span)
-    points = [(a, b) for b in grid for a in grid]
-    # points already computed by an interrupted run with the same surface settings, weights and code are kept
-    surface_settings = [cfg.seed, cfg.landscape_images, cfg.points_1d, cfg.points_2d, cfg.span, cfg.direction_seed,
-                        cfg.batch_size, rt.describe(), recipe.train_images, data.manifest["sha256"]]
-    code = [code_digest()] + [file_digest(Path(f), "sha256") for f in (__file__, landscape.__file__)]
-    progress = Progress(args.checkpoint, fingerprint(surface_settings, file_digest(args.weights, "sha256"), code))
-    done = surfaces(model, {"1d": ([curve_dir], [(a,) for a in alphas]), "2d": ([x_dir, y_dir], points)},
-                    landscape_images, normalize, rt, cfg.batch_size, progress)
-    curve = [{"alpha": a, **r} for a, r in zip(alphas, done["1d"])]
-    plane = [{"alpha": a, "beta": b, **r} for (a, b), r in zip(points, done["2d"])]
-    centre = curve[len(curve) // 2]
-    weights = [g["weights"] for g in gradients]
-    spec = parse_model_id(args.model)
-    # what was analysed, with how many images: its record; what was found: its metrics
-    analysed = {"model": args.model, "family": spec.family, "depth": spec.depth, "seed": cfg.seed,
-                "conv_layers": len(gradients), "gradient_images": len(gradient_images),
-                "shatter_images": len(shatter_images), "landscape_images": len(landscape_images),
-                "sharpness_at": cfg.sharpness_at}
-    result = {
-        "grad_first_last_ratio_init": first_last_ratio([g["init"] for g in gradients], weights),
-        "grad_first_last_ratio_trained": first_last_ratio([g["trained"] for g in gradients], weights),
-        "grad_correlation_init": init_corr, "grad_correlation_trained": trained_corr,
-        "landscape_loss": centre["loss"], "landscape_error": centre["error"],
-        "sharpness": sharpness(plane, cfg.sharpness_at),
-        "analysis_seconds": time.perf_counter() - started,
-    }
-    params = {"model": args.model, **flatten(cfg), **rt.describe(), "train_batch_size": recipe.batch_size}
-    about = {"model": args.model, "family": spec.family, "depth": spec.depth, "seed": cfg.seed, "weights": str(args.weights)}
-    with tracking.item_run(study.name, "analyze", f"analyze-{args.model}", params=params, about=about,
-                           env=environment(rt.device)) as run:
-        run.log_metrics({k: v for k, v in result.items() if isinstance(v, float)})
-        write_rows(args.gradients, gradients)
-        write_rows(args.landscape_1d, curve)
-        write_rows(args.landscape_2d, plane)
-        with tempfile.TemporaryDirectory() as tmp:
-            figure = Path(tmp) / f"analysis-{args.model}.png"
-            plot_model_analysis(args.model, gradients, curve, plane, figure)
-            run.log_artifacts([(figure, None), (args.gradients, "gradients"), (args.landscape_1d, "landscape_1d"),
-                               (args.landscape_2d, "landscape_2d")])
-        run.write_result(args.metrics, result, args.record, extra=analysed)
-    progress.remove()
-    print(f"[analyze {args.model}] first/last conv per-weight gradient: {result['grad_first_last_ratio_init']:.3g}x "
-          f"at init, {result['grad_first_last_ratio_trained']:.3g}x trained; input-gradient correlation "
-          f"{init_corr:.3f} / {trained_corr:.3f}; loss {centre['loss']:.4f}, sharpness at {cfg.sharpness_at:g}: "
-          f"{result['sharpness']:.2f} ({result['analysis_seconds']:.0f} s)", flush=True)
-
+STAGE = Stage("analyze", __doc__, work, sections=("analysis", "train"),
+              args=(Arg("model", among="analysis.models", sizes="model"),),
+              inputs=("data", "weights"), outputs=("metrics", "record", "gradients", "landscape_1d", "landscape_2d"),
+              helps={"weights": "the train item's weights file", "gradients": "CSV: per-layer gradient norms",
+                     "landscape_1d": "CSV: loss along one direction", "landscape_2d": "CSV: loss over two directions"},
+              run_name="analyze-{model}", about=("model",), resumes="the surface points done")
 
 if __name__ == "__main__":
-    run_stage(main, tracked=True)
+    STAGE.main()

@@ -1,17 +1,13 @@
 """download stage: the dataset's original files, checksums verified -> data/raw/<dataset>."""
-import argparse
-
-from pipeline.study.cli import add_paths, run_stage
-from pipeline.config import load_section
 from pipeline.data.sources import download
+from pipeline.study.item import Stage, StageItem
 
 
-def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    add_paths(ap, "out")
-    args = ap.parse_args(argv)
-    download(load_section("data"), args.out)
+def work(item: StageItem) -> None:
+    download(item.sections["data"], item.args.out)
 
+
+STAGE = Stage("download", __doc__, work, sections=("data",), outputs=("out",), tracked=False)
 
 if __name__ == "__main__":
-    run_stage(main)
+    STAGE.main()

@@ -1,27 +1,25 @@
 """report stage: tables and figures in reports/ from the metrics and plots the other stages wrote, then
 the report's MLflow run with them and the lineage of the item runs (pipeline/study/report_run.py)."""
-import argparse
-
-from pipeline.study.cli import add_paths, run_stage
-from pipeline.config import load_section
 from pipeline.report.build import build_report
 from pipeline.report.results import ResultFolders, StudyItems
+from pipeline.study.item import Stage, StageItem
 from pipeline.study.report_run import publish
 
 
-def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    add_paths(ap, "out", metrics="every item's numbers", records="every item's settings and provenance",
-              plots="every item's curves")
-    args = ap.parse_args(argv)
-    study, cfg, train, transfer, analysis = (load_section(name)
-                                             for name in ("study", "report", "train", "transfer", "analysis"))
-    tables = build_report(title=cfg.title, study=study.name, items=StudyItems.of(train, transfer, analysis),
-                          folders=ResultFolders(args.metrics, args.records, args.plots), out_dir=args.out,
-                          analysis=analysis, transfer=transfer)
-    print(f"wrote {args.out}/README.md with tables: {', '.join(tables)}", flush=True)
-    publish(study.name, args.out)
+def work(item: StageItem) -> None:
+    a, s = item.args, item.sections
+    tables = build_report(title=s["report"].title, study=s["study"].name,
+                          items=StudyItems.of(s["train"], s["transfer"], s["analysis"]),
+                          folders=ResultFolders(a.metrics, a.records, a.plots), out_dir=a.out,
+                          analysis=s["analysis"], transfer=s["transfer"])
+    print(f"wrote {a.out}/README.md with tables: {', '.join(tables)}", flush=True)
+    publish(s["study"].name, a.out)
 
+
+STAGE = Stage("report", __doc__, work, sections=("report", "train", "transfer", "analysis"),
+              inputs=("metrics", "records", "plots"), outputs=("out",),
+              helps={"metrics": "every item's numbers", "records": "every item's settings and provenance",
+                     "plots": "every item's curves"})
 
 if __name__ == "__main__":
-    run_stage(main, tracked=True)
+    STAGE.main()

@@ -1,25 +1,22 @@
 """train stage, one item per (model, seed): the He et al. recipe of params.yaml `train.recipe`."""
-import argparse
-
-from pipeline.study.cli import add_paths, run_stage
-from pipeline.config import ConfigError, load_section
 from pipeline.data.loader import load_prepared
+from pipeline.study.item import Arg, Stage, StageItem
 from pipeline.train.runner import RunOutputs, train_tracked
 
 
-def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True, help='model id "<family>-<depth>", e.g. resnet-56')
-    ap.add_argument("--seed", type=int, required=True)
-    add_paths(ap, "data", "metrics", "record", "history", "checkpoint", weights="the trained model's weights file")
-    args = ap.parse_args(argv)
-    study, cfg = load_section("study"), load_section("train")
-    if args.model not in cfg.models:
-        raise ConfigError(f"--model {args.model}: not in train.models ({', '.join(cfg.models)})")
-    train_tracked(study=study.name, stage="train", name=f"{args.model}-s{args.seed}", model_id=args.model,
-                  seed=args.seed, recipe=cfg.recipe_for(args.model), data=load_prepared(args.data),
-                  outputs=RunOutputs(args.weights, args.metrics, args.record, args.history, args.checkpoint))
+def work(item: StageItem) -> None:
+    a = item.args
+    train_tracked(item, model_id=a.model, seed=a.seed, recipe=item.sections["train"].recipe_for(a.model),
+                  data=load_prepared(a.data), outputs=RunOutputs(a.weights, a.metrics, a.record, a.history, a.checkpoint))
 
+
+STAGE = Stage("train", __doc__, work, sections=("train",),
+              args=(Arg("model", among="train.models", sizes="model", help='model id "<family>-<depth>", e.g. resnet-56'),
+                    Arg("seed", int)),
+              inputs=("data",), outputs=("weights", "metrics", "record", "history"),
+              helps={"weights": "the trained model's weights file"},
+              run_name="{model}-s{seed}", about=("model", "seed"), trains=True,
+              resumes="the training state after its last epoch")
 
 if __name__ == "__main__":
-    run_stage(main, tracked=True)
+    STAGE.main()

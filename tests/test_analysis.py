@@ -16,7 +16,7 @@ from pipeline.data.loader import Normalize
 from pipeline.analysis.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
 from pipeline.analysis import landscape
 from pipeline.analysis.landscape import axis, filter_normalized_direction, sharpness, surface, surfaces
-from pipeline.outputs import Progress
+from pipeline.outputs import ResumeState
 from pipeline.models import create_model_from_id
 from pipeline.report.analysis import gradient_flow_summary, landscape_summary
 from pipeline.study.compose import compose
@@ -72,15 +72,15 @@ def test_an_interrupted_surface_resumes_from_its_progress_file_and_ignores_anoth
     directions = [filter_normalized_direction(model, torch.Generator().manual_seed(0))]
     jobs = {"1d": (directions, [(a,) for a in axis(5, 1.0)])}
     args = (images, normalize, FP32, 40)
-    full = surfaces(model, jobs, *args, Progress(tmp_path / "a.json", "run"))["1d"]
-    assert json.loads((tmp_path / "a.json").read_text())["rows"]["1d"] == full
+    full = surfaces(model, jobs, *args, ResumeState(tmp_path / "a.json", "run"))["1d"]
+    assert json.loads((tmp_path / "a.json").read_text())["1d"] == full
     # a run stopped after its first chunk: those points are kept, not recomputed
     marker = [{"loss": -1.0, "error": -1.0}] * 2
-    Progress(tmp_path / "b.json", "run").save({"1d": marker})
-    assert surfaces(model, jobs, *args, Progress(tmp_path / "b.json", "run"))["1d"] == marker + full[2:]
+    ResumeState(tmp_path / "b.json", "run").save({"1d": marker})
+    assert surfaces(model, jobs, *args, ResumeState(tmp_path / "b.json", "run"))["1d"] == marker + full[2:]
     # progress of other settings or weights is ignored
-    Progress(tmp_path / "c.json", "other run").save({"1d": marker})
-    assert surfaces(model, jobs, *args, Progress(tmp_path / "c.json", "run"))["1d"] == full
+    ResumeState(tmp_path / "c.json", "other run").save({"1d": marker})
+    assert surfaces(model, jobs, *args, ResumeState(tmp_path / "c.json", "run"))["1d"] == full
 
 
 def test_axis_holds_zero_exactly_and_sharpness_is_keskar_et_als_over_the_box():

@@ -12,8 +12,7 @@ from pipeline.data.loader import Split, epoch_generator, random_crop_flip, train
 from pipeline.measure.latency import build_cells, run_rounds
 from pipeline.measure.cost import count_flops
 from pipeline.models import create_model, create_model_from_id
-from pipeline.outputs import read_json
-from pipeline.train.checkpoint import Checkpoint
+from pipeline.outputs import ResumeState, read_json
 from pipeline.train.runtime import Runtime
 from pipeline.train.loop import sgd, sgd_step
 from conftest import run, tiny_splits, train_tiny
@@ -77,7 +76,7 @@ def test_a_short_fit_lowers_the_loss(device, compiled):
 def test_a_checkpoint_written_on_the_device_resumes(device, tmp_path, capsys):
     r = recipe(device)
     _, straight = train(device, r)
-    checkpoint = Checkpoint(tmp_path / "last.pt", fingerprint="same")
+    checkpoint = ResumeState(tmp_path / "last.pt", fingerprint="same")
 
     def die_in_epoch_2(row):
         if row["epoch"] == 2:

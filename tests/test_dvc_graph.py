@@ -1,65 +1,18 @@
-"""dvc.yaml against the code: each stage's deps name every library module its numbers depend on, and
-the facts other modules keep about the graph agree with it. A new module a stage imports, or a new
-stage, fails here until dvc.yaml lists it."""
-import ast
+"""dvc.yaml against the code: each stage's deps name every library module its numbers depend on (the
+closure pipeline/codebase.py derives from the stage script's imports), each script declares its stage,
+and the facts other modules keep about the graph agree with it. A new module a stage imports, or a new
+stage, fails here until dvc.yaml, the script's declaration and the README say so."""
 import re
-from pathlib import Path
+import shutil
 
 import pytest
 import yaml
 
-from pipeline import provenance
+from pipeline import codebase, provenance
+from pipeline.study.item import declared
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = codebase.ROOT
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-# plumbing that does not shape a stage's numbers (dvc.yaml's header says why): left out of every stage's
-# deps, so a new error message or log tag does not retrain the study; its own imports are not followed
-PLUMBING = {"pipeline/study/cli.py", "pipeline/config.py", "pipeline/config_build.py", "pipeline/integrity.py", "pipeline/outputs.py", "pipeline/provenance.py",
-            "pipeline/tracking.py", "pipeline/study/report_run.py"}
-
-
-def module_file(name: str) -> Path | None:
-    """The file of module `pipeline.x.y` (a package's __init__.py), None outside pipeline/."""
-    if name != "pipeline" and not name.startswith("pipeline."):
-        return None
-    path = ROOT / name.replace(".", "/")
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-
-
-def docstring_only(path: Path) -> bool:
-    """A package's __init__.py that only describes the package: it runs nothing."""
-    body = ast.parse(path.read_text()).body
-    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
-
-
-def imported_files(path: Path) -> set[Path]:
-    """The pipeline/ files `path` imports, anywhere in it (imports inside functions too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from pipeline import tracking` imports a module; `from pipeline.x import f` a name of x
-            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-        else:
-            continue
-        for name in names:
-            file = module_file(name)
-            if file is not None and file.is_file() and not docstring_only(file):
-                found.add(file)
-    return found
-
-
-def code_behind(script: Path) -> set[str]:
-    """Every pipeline/ file `script` runs, through the library's imports but not through plumbing's; a
-    package's __init__ stands for the package (files relative to the repository root)."""
-    seen, todo = set(), [script]
-    while todo:
-        for file in imported_files(todo.pop()) - seen:
-            seen.add(file)
-            if str(file.relative_to(ROOT)) not in PLUMBING:
-                todo.append(file)
-    return {str(f.relative_to(ROOT)) for f in seen} - PLUMBING - {"pipeline/__init__.py"}
 
 
 def covered(file: str, deps: list[str]) -> bool:
@@ -72,9 +25,31 @@ def test_a_stages_deps_name_its_script_and_all_the_library_code_it_runs(stage):
     script = spec["cmd"].split()[1]
     assert script == f"stages/{stage}.py", "one script per stage, named after it (README, Extending)"
     deps = spec.get("deps", [])
-    assert script in deps
-    missing = sorted(f for f in code_behind(ROOT / script) if not covered(f, deps))
-    assert not missing, f"dvc.yaml stage {stage}: add {missing} to its deps (or to PLUMBING here, if it shapes no number)"
+    assert script in deps, f"dvc.yaml stage {stage}: its deps name no script"
+    code = codebase.closure(stage)
+    missing = sorted(f for f in code if not covered(f, deps))
+    assert not missing, (f"dvc.yaml stage {stage}: add {missing} to its deps (or to codebase.PLUMBING, if it "
+                         "shapes no number)")
+    stale = [d for d in deps if d.startswith(("pipeline/", "stages/")) and not any(covered(f, [d]) for f in code)]
+    assert not stale, f"dvc.yaml stage {stage}: {stale} in its deps, but {script} does not run them"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_script_declares_its_stage(stage):
+    """pipeline/study/item.py's Stage: what the fan-out sizes an item by, and the protocol every item follows."""
+    assert declared(stage).name == stage
+
+
+def test_the_code_digest_changes_with_the_code_behind_the_stage_and_only_with_it(tmp_path, monkeypatch):
+    for folder in ("pipeline", "stages"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(codebase, "ROOT", tmp_path)
+    before = codebase.code_digest("train")
+    (tmp_path / "pipeline/report/format.py").write_text("# not behind the train stage\n")
+    assert codebase.code_digest("train") == before
+    loop = tmp_path / "pipeline/train/loop.py"
+    loop.write_text(loop.read_text() + "\n")
+    assert codebase.code_digest("train") != before
 
 
 def test_every_stage_script_is_a_stage():

@@ -97,6 +97,23 @@ def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
     assert todo.model["analyze@resnet-20"] == "resnet-20" and todo.model["finetune@half-10"] == "resnet-20"
 
 
+def test_an_item_is_sized_by_the_model_its_stage_declares_and_else_by_the_defaults():
+    from pipeline.config import FanoutConfig
+    from pipeline.study.fanout import Graph, Plan, plan, resources, sized_by
+
+    sources = {"half": "resnet-20"}
+    cmds = {"finetune@half-4": "python stages/finetune.py --source half --shots 4 --data d --weights w --metrics m "
+                               "--record r --history h --checkpoint c",
+            "measure@vgg-11": "python stages/measure.py --model vgg-11 --data d --metrics m --record r"}
+    graph = Graph(["prepare", *cmds, "report"], {"prepare": set(), **{i: {"prepare"} for i in cmds},
+                                                 "report": {"prepare", *cmds}}, cmds)
+    assert plan(graph, set(cmds), sources).model == {"finetune@half-4": "resnet-20", "measure@vgg-11": "vgg-11"}
+    # a stage whose items name no model, as latency's: the default CPUs and no GPU
+    assert sized_by("python stages/latency.py --data d --machine m --out o", sources) is None
+    todo = Plan(["a", "b"], {"a": [], "b": []}, {"a": "resnet-20", "b": None})
+    assert resources(todo, FanoutConfig(cpus=3), ((3, 32, 32), 10)) == {"a": (3, 0.25), "b": (3, 0.0)}
+
+
 def test_gpu_share_by_model_cost_unless_params_say():
     from pipeline.config import FanoutConfig, ItemResources
     from pipeline.study.fanout import Plan, resources
@@ -184,9 +201,9 @@ def test_a_failed_item_is_named_the_others_recorded_and_a_rerun_runs_only_it(rep
     work, env = fanout_study(repo, tmp_path, seeds=2)
     train = work / "stages/train.py"   # this copy's train stage fails for one item when told to
     train.write_text(train.read_text().replace(
-        "    study, cfg =",
-        "    if os.environ.get('FAIL_ITEM') == f'{args.model}-{args.seed}':\n"
-        "        raise SystemExit('injected failure')\n    study, cfg =").replace("import argparse", "import argparse, os"))
+        "    a = item.args\n",
+        "    a = item.args\n    if os.environ.get('FAIL_ITEM') == f'{a.model}-{a.seed}':\n"
+        "        raise SystemExit('injected failure')\n").replace("from pipeline.data", "import os\nfrom pipeline.data", 1))
 
     failed = fan_out(work, {**env, "FAIL_ITEM": "lenet-5-gap-1"}, "local", "--cpus", "2", check=False)
     assert failed.returncode == 1

@@ -8,7 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # lowest first; a module may import its own group and any group below it, never one above
 LAYERS = (
-    ("pipeline.integrity", "pipeline.outputs", "pipeline.provenance", "pipeline.tracking", "pipeline.config_build"),
+    ("pipeline.integrity", "pipeline.outputs", "pipeline.provenance", "pipeline.tracking", "pipeline.config_build",
+     "pipeline.codebase"),
     ("pipeline.models",),
     ("pipeline.config", "pipeline.strategy"),   # checks model ids against the registry, strategies against their table
     ("pipeline.data",),

@@ -6,8 +6,7 @@ import subprocess
 import pytest
 import torch
 
-from pipeline.outputs import MiB, OutputError, check_writable, write_json
-from pipeline.train.checkpoint import Checkpoint
+from pipeline.outputs import MiB, OutputError, ResumeState, check_writable, write_json
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
 
@@ -29,7 +28,7 @@ def fill(folder, leave_bytes: int = 0) -> None:
 
 
 def test_a_checkpoint_on_a_full_disk_names_the_path_and_keeps_the_last_one(small_disk):
-    checkpoint = Checkpoint(small_disk / "ckpt" / "last.pt", "fp")
+    checkpoint = ResumeState(small_disk / "ckpt" / "last.pt", "fp")
     checkpoint.save({"epoch": 1, "w": torch.zeros(1000)})
     fill(small_disk, leave_bytes=4096)
     with pytest.raises(OutputError, match=r"last\.pt: could not be written .*MiB free there\); the previous "

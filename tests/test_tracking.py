@@ -1,6 +1,7 @@
 import pytest
 
 from pipeline import tracking
+from pipeline.study.item import declared
 
 
 def test_run_records_params_tags_and_metric_steps():
@@ -17,10 +18,11 @@ def test_training_runs_log_system_metrics_and_latency_runs_do_not(monkeypatch):
     import time
 
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")   # overrides SYSTEM_METRICS_INTERVAL_S
-    for stage in ("train", "latency"):
-        with tracking.start_run("s", stage, {}, {"stage": stage}):
+    for stage, trains in (("train", True), ("latency", False)):   # as their stages declare (stages/*.py)
+        with tracking.start_run("s", stage, {}, {"stage": stage}, system_metrics=trains):
             time.sleep(1.0)
     metrics = {r["tags"]["stage"]: set(r["metrics"]) for r in tracking.search_runs("s")}
+    assert declared("train").trains and not declared("latency").trains
     assert "system/cpu_utilization_percentage" in metrics["train"]
     assert "system/system_memory_usage_megabytes" in metrics["train"]
     assert not any(k.startswith("system/") for k in metrics["latency"])   # a sampler would disturb the timing

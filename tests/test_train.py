@@ -1,12 +1,11 @@
 import pytest
 import torch
 import yaml
-
-from pipeline.train.checkpoint import Checkpoint
-from pipeline.config import Recipe
-from pipeline.train.checkpoint import TRAINING_CODE
 from torch import nn
 
+from pipeline import codebase
+from pipeline.config import Recipe
+from pipeline.outputs import ResumeState
 from pipeline.train.loop import EpochMeans, FitState, PrintProgress, RecentMeans, diverged, run_sgd, sgd_step
 from pipeline.train.runtime import Runtime
 from pipeline.train.schedule import Cosine
@@ -32,7 +31,7 @@ def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(data, tmp_path, m
     monkeypatch.setattr("pipeline.train.schedule.LOW_LR_WINDOW", 8)
     model_a, result_a = train(data, r)
 
-    checkpoint = Checkpoint(tmp_path / "last.pt", fingerprint="same")
+    checkpoint = ResumeState(tmp_path / "last.pt", fingerprint="same")
 
     def die_in_epoch_2(row):
         if row["epoch"] == 2:
@@ -92,9 +91,9 @@ def test_low_lr_start_until_the_training_error_drops(data, monkeypatch):
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
-    Checkpoint(tmp_path / "last.pt", "old").save({"epoch": 1})
-    assert Checkpoint(tmp_path / "last.pt", "new").load() is None
-    assert Checkpoint(tmp_path / "last.pt", "old").load()["epoch"] == 1
+    ResumeState(tmp_path / "last.pt", "old").save({"epoch": 1})
+    assert ResumeState(tmp_path / "last.pt", "new").load() == {}
+    assert ResumeState(tmp_path / "last.pt", "old").load()["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]   # no temporary file left behind
 
 
@@ -143,12 +142,6 @@ def test_learning_lowers_the_error(data):
     assert result.status == "finished"
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert [row["lr"] for row in result.history] == pytest.approx([0.05, 0.05, 0.005])
-
-
-def test_training_code_is_the_train_stage_deps(repo):
-    """TRAINING_CODE, whose change makes a checkpoint unusable, lists the library code of the train stage."""
-    deps = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"]
-    assert sorted(f"pipeline/{name}" for name in TRAINING_CODE) == sorted(d for d in deps if d.startswith("pipeline/"))
 
 
 class Record:
@@ -213,3 +206,14 @@ def test_divergence_stops_every_kind_of_training_the_same_way(meter, capsys):
     assert [c for c in record.calls if c[0] == "epoch"] == [("epoch", 1, 3, "diverged")]   # 2 epochs never ran
     assert len(run.history) == 1 and run.iteration == 3
     assert capsys.readouterr().out == f"[x] {why}: stopping, run recorded as diverged\n"
+
+
+def test_a_checkpoint_is_invalidated_by_the_code_dvc_lists_for_the_train_stage(repo):
+    """The files whose digest makes a checkpoint unusable (codebase.closure) are those the train stage's deps
+    name: each is covered by a dep, and each code dep holds one (folders stand for their files)."""
+    deps = [d for d in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+            if d.startswith(("pipeline/", "stages/"))]
+    files = codebase.closure("train")
+    within = {dep: [f for f in files if f == dep or f.startswith(dep + "/")] for dep in deps}
+    assert sorted(f for found in within.values() for f in found) == files
+    assert all(within.values()), [dep for dep, found in within.items() if not found]

@@ -11,8 +11,7 @@ from conftest import REPO, source_files
 from pipeline.data.loader import load_prepared
 from pipeline.integrity import DataError, file_digest
 from pipeline.models import create_model_from_id
-from pipeline.outputs import load_model
-from pipeline.train.checkpoint import Checkpoint
+from pipeline.outputs import ResumeState, load_model
 
 
 class Payload:
@@ -31,7 +30,7 @@ def craft(path: Path, marker: Path, wrap=lambda payload: payload) -> Path:
 
 
 def load_checkpoint(path: Path):
-    assert Checkpoint(path, "fp").load() is None   # refused: the run starts afresh and overwrites it
+    assert ResumeState(path, "fp").load() == {}   # refused: the run starts afresh and overwrites it
 
 
 def load_prepared_split(path: Path):
@@ -76,5 +75,5 @@ def test_every_torch_load_is_weights_only():
     assert calls and all(value == "True" for _, _, value in calls), calls
     # packaged_weights.py opens only a file whose SHA-256 matched the package's first
     # (tests/test_packaged_weights.py::test_a_changed_weights_file_is_refused)
-    assert {rel for rel, _, _ in calls} == {"pipeline/train/checkpoint.py", "pipeline/outputs.py", "pipeline/data/loader.py",
+    assert {rel for rel, _, _ in calls} == {"pipeline/outputs.py", "pipeline/data/loader.py",
                                          "pipeline/models/timm_models.py", "pipeline/models/packaged_weights.py"}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.data.loader import Normalize, Split
-from pipeline.outputs import Progress
+from pipeline.outputs import ResumeState
 from pipeline.train.runtime import Runtime
 from pipeline.train.loop import evaluate
 
@@ -65,7 +65,7 @@ def surface(model: nn.Module, directions: list[list[torch.Tensor]], coords: list
 
 
 def surfaces(model: nn.Module, jobs: dict[str, tuple[list[list[torch.Tensor]], list[tuple[float, ...]]]],
-             split: Split, normalize: Normalize, rt: Runtime, batch_size: int, progress: Progress) -> dict[str, list[dict]]:
+             split: Split, normalize: Normalize, rt: Runtime, batch_size: int, progress: ResumeState) -> dict[str, list[dict]]:
     """`surface` for each job name -> (directions, coords), resuming from `progress` and saving it
     every CHUNK points; returns each job's rows."""
     rows = {name: list(done) for name, done in progress.load().items() if name in jobs}

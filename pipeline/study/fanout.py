@@ -12,7 +12,8 @@ failing to record an item that trained for an hour. Ray decides where and when e
    fresh SQLite store at once crash);
 3. `dvc status` names the stale items; each one, and each item downstream of one, becomes a Ray task
    running `dvc --wait-for-lock repro -s <item>` with the CPUs and the share of a GPU that params
-   `fanout` gives its model; Ray starts it once the tasks of its upstream items have finished;
+   `fanout` gives the model its stage declares it is sized by (pipeline/study/item.py; an item without
+   one gets `fanout.cpus` and no GPU); Ray starts it once the tasks of its upstream items have finished;
 4. a plain `dvc repro` ends it: the report, and the stages of LAST: latency, which must have the
    machine to itself, and the machine fingerprint it depends on (taken outside Ray's thread limits).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -36,6 +37,7 @@ from pathlib import Path
 from pipeline import tracking
 from pipeline.config import ConfigError, FanoutConfig, load_all
 from pipeline.study.dvc_repo import Graph, run_dvc
+from pipeline.study.item import declared
 
 LOGS = Path("logs")                 # one log per item, and the timeline
 TIMELINE = LOGS / "fanout.json"
@@ -64,26 +66,24 @@ def first(graph: Graph) -> list[str]:
 class Plan:
     items: list[str]                # to fan out, upstream before downstream
     upstream: dict[str, list[str]]  # item -> the fanned-out items it waits for
-    model: dict[str, str]           # item -> the model whose cost sets its resources
+    model: dict[str, str | None]    # item -> the model whose cost sets its resources (None: the defaults)
 
 
 def plan(graph: Graph, stale: set[str], source_models: dict[str, str]) -> Plan:
-    """The items off the trunk that are stale or downstream of a stale one, but those of LAST. An
-    item of a transfer source (pretrain, finetune, levers: --source <name>) is sized by the source's
-    model, `source_models[name]`."""
+    """The items off the trunk that are stale or downstream of a stale one, but those of LAST. Each is
+    sized by the model its stage's declaration reads from its command (Stage.model_of); a transfer
+    source's (--source <name>) is the source's model, `source_models[name]`."""
     trunk_items = trunk(graph)
     items = [s for s in graph.order if s not in trunk_items and s.split("@")[0] not in LAST
              and (s in stale or stale & graph.upstream[s])]
-    model = {s: _sized_by(graph.cmds[s], source_models) for s in items}
+    model = {s: sized_by(graph.cmds[s], source_models) for s in items}
     return Plan(items, {s: [u for u in items if u in graph.upstream[s]] for s in items}, model)
 
 
-def _sized_by(cmd: str, source_models: dict[str, str]) -> str:
-    if found := re.search(r"--model (\S+)", cmd):
-        return found.group(1)
-    if found := re.search(r"--source (\S+)", cmd):
-        return source_models[found.group(1)]
-    raise ValueError(f"{cmd}: an item with neither --model nor --source; pipeline/study/fanout.py cannot size it")
+def sized_by(cmd: str, source_models: dict[str, str]) -> str | None:
+    """The model of the item `cmd` runs (`python stages/<stage>.py --...`), as its stage declares it."""
+    _, script, *argv = shlex.split(cmd)
+    return declared(Path(script).stem).model_of(argv, source_models)
 
 
 def gpu_share(model_id: str, in_shape: tuple[int, ...], num_classes: int) -> float:
@@ -97,9 +97,10 @@ def gpu_share(model_id: str, in_shape: tuple[int, ...], num_classes: int) -> flo
 
 def resources(todo: Plan, cfg: FanoutConfig, data: tuple[tuple[int, ...], int] | None) -> dict[str, tuple[float, float]]:
     """item -> (CPUs, share of a GPU) it asks Ray for. `data`: the images' (C, H, W) shape and the
-    number of classes on a cluster with GPUs, which size a model's cost; None: no GPU, no share."""
+    number of classes on a cluster with GPUs, which size a model's cost; None: no GPU, no share. An item
+    sized by no model asks for `cfg.cpus` and no GPU."""
     share: dict[str, float] = {}
-    sized = set(todo.model.values()) if data else set()
+    sized = {model for model in todo.model.values() if model} if data else set()
     for model in sized:
         asked = cfg.models.get(model)
         share[model] = asked.gpus if asked and asked.gpus else gpu_share(model, *data)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline import tracking
-from pipeline.train.checkpoint import Checkpoint, SaveCheckpoint, code_digest
-from pipeline.config import Recipe, fingerprint, flatten
+from pipeline.tracking import Item
+from pipeline.train.checkpoint import SaveCheckpoint
+from pipeline.config import Recipe, flatten
 from pipeline.data.loader import Normalize, PreparedData, Split
 from pipeline.models import count_params, create_model_from_id, parse_model_id
 from pipeline.outputs import check_writable, save_model, write_rows
@@ -41,9 +41,10 @@ def training_subset(train: Split, images: int) -> Split:
     return train.subset(torch.sort(torch.randperm(len(train), generator=gen)[:images]).values)
 
 
-def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int, recipe: Recipe,
-                  data: PreparedData, outputs: RunOutputs, classes: list[int] | None = None) -> dict:
-    """Train `model_id` on `data` (restricted to `classes` if given); return the final metrics."""
+def train_tracked(item: Item, *, model_id: str, seed: int, recipe: Recipe, data: PreparedData, outputs: RunOutputs,
+                  classes: list[int] | None = None) -> dict:
+    """Train `model_id` on `data` (restricted to `classes` if given) as `item`; return the final metrics."""
+    stage, name = item.stage, item.name
     spec = parse_model_id(model_id)
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
     splits = data.splits
@@ -62,7 +63,7 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
               **{f"recipe.{k}": v for k, v in flatten(recipe).items()}, **rt.describe()}
     if classes is not None:
         params["classes"] = classes
-    checkpoint = Checkpoint(outputs.checkpoint, fingerprint(params, data.manifest["sha256"], code_digest()))
+    checkpoint = item.resume(params, data.manifest["sha256"])
     resume = checkpoint.load()
     env = environment(rt.device)
     about = {"model": model_id, "family": spec.family, "depth": spec.depth, "seed": seed,
@@ -75,8 +76,7 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
     check_writable(*astuple(outputs), need_bytes=5 * 4 * count_params(model))
     print(f"[{name}] {model_id} on {len(train)} images, {env['device_name']}, {rt.describe()['precision']}",
           flush=True)
-    with tracking.item_run(study, stage, name, params=params, about=about, env=env,
-                           resume_run_id=resume["meta"]["run_id"] if resume else None) as run:
+    with item.run(params=params, about=about, env=env, resume_run_id=resume["meta"]["run_id"] if resume else None) as run:
         if resume and run.lost_run_id:   # the new run gets the epochs its lost predecessor had logged
             for row in resume["history"]:
                 run.log_metrics(row, step=row["epoch"])
@@ -98,7 +98,5 @@ def train_tracked(*, study: str, stage: str, name: str, model_id: str, seed: int
                    classes=classes, params=params)
         write_rows(outputs.history, result.history)
         numbers = {k: v for k, v in final.items() if k not in OUTCOME}
-        run.write_result(outputs.metrics, {**numbers, "params": count_params(model)},
-                         outputs.record, extra={k: final[k] for k in OUTCOME if k in final})
-    checkpoint.remove()
+        run.write_result({**numbers, "params": count_params(model)}, extra={k: final[k] for k in OUTCOME if k in final})
     return final

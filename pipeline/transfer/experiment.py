@@ -12,8 +12,6 @@ import torch
 from torch import nn
 
 from pipeline import strategy as strategy_table
-from pipeline.transfer import source as transfer_source, strategies as transfer
-from pipeline.train.checkpoint import code_digest
 from pipeline.config import ConfigError, TransferConfig, TransferSource, fingerprint
 from pipeline.data.loader import PreparedData, Split
 from pipeline.integrity import file_digest
@@ -98,7 +96,7 @@ class Experiment:
     prep: SourceInput
     target: Target
     rt: Runtime
-    digest: str    # of what makes its numbers: the source's weights, the data, the transfer code
+    digest: str    # of the inputs that make its numbers: the source's weights, the data (the code: its stage's)
 
     @classmethod
     def open(cls, cfg: TransferConfig, name: str, data: PreparedData, weights_path: Path) -> "Experiment":
@@ -110,9 +108,7 @@ class Experiment:
         rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
         target = Target.load(cfg, source, data, rt.device)
         make = model_factory(source, weights_path, data, target.num_classes, rt)
-        code = (__file__, transfer.__file__, transfer_source.__file__, strategy_table.__file__)
-        digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"], code_digest(),
-                             *(file_digest(Path(f), "sha256") for f in code))
+        digest = fingerprint(file_digest(weights_path, "sha256"), data.manifest["sha256"])
         return cls(name, source, make, source_input(source, make(True, 0), data, rt.device), target, rt, digest)
 
     def draws(self, cfg: TransferConfig, shots: int, frozen_test: bool) -> list[Draw]:

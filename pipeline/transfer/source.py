@@ -12,7 +12,10 @@ from torch import nn
 from pipeline.config import ConfigError, TransferSource
 from pipeline.data.loader import PreparedData
 from pipeline.integrity import DataError, file_digest
-from pipeline.models import create_model_from_id
+from pipeline.outputs import save_model, write_rows
+from pipeline.provenance import environment
+from pipeline.tracking import Item
+from pipeline.models import count_params, create_model_from_id
 from pipeline.models.packaged_weights import is_packaged, lookup, weights_file
 from pipeline.models.timm_models import PRETRAINED
 
@@ -59,3 +62,18 @@ def imported_source(name: str, source: TransferSource, data: PreparedData) -> tu
     if where is None:
         where = f"timm's pretrained weights from {model.pretrained_cfg.get('hf_hub_id') or model.pretrained_cfg.get('url')}"
     return model, where
+
+
+def import_source(item: Item, name: str, source: TransferSource, data: PreparedData, weights: Path,
+                  history: Path) -> None:
+    """The pretrain item of a source with weights trained elsewhere: the network saved to `weights` (its
+    classifier is not kept: the finetune stage gives every strategy a new head), not trained."""
+    model, where = imported_source(name, source, data)
+    info = {"model": source.model, "status": "imported", "weights": where}
+    with item.run(params=info, about={"source": name, "model": source.model},
+                  env=environment(torch.device("cpu"))) as run:
+        save_model(weights, model, model_id=source.model, num_classes=1000, in_chans=input_channels(source, data),
+                   params=info)
+        write_rows(history, [{"epoch": 0, "train_error": float("nan")}])
+        run.write_result({"params": count_params(model)})
+    print(f"[pretrain] {name}: {source.model} with weights {where}, not trained", flush=True)
