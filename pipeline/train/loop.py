@@ -311,7 +311,7 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
     curves use the validation split, and the test set is looked at once (issue 10: evaluating
     the 10,000 test images every epoch was a fifth of the quick study's time).
 
-    `resume` is a state returned by `Checkpoint.load()`."""
+    `resume` is a state returned by `ResumeState.load()` (pipeline/outputs.py)."""
     batch_size = min(recipe.batch_size, len(train))
     iters_per_epoch = len(train) // batch_size
     total = recipe.iterations or recipe.epochs * iters_per_epoch
