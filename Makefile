@@ -36,18 +36,18 @@ study: setup
 	$(PY) -m pipeline.study.repro --study $(STUDY) $(if $(RAY),--ray $(RAY))
 
 # test: every test but those marked e2e, side by side in JOBS processes (pytest-xdist; auto: one per core,
-# 0: pytest's own process). test-e2e: the rest, each a real dvc repro, study command or Ray fan-out on a
-# tiny study (minutes each). Together they are the whole suite; CI (.ci/run) runs both. test spreads
-# single tests (--dist load): test_models.py alone is over half of its time. test-e2e keeps each file on
-# one worker (--dist loadfile): test_fanout's Ray instances must never meet (ray.init joins a running
-# one) and test_faults' study runs once. Not xdist_group: pytest 9.2 ignores it (pytest-xdist#1386).
-# The flags live here, not in pyproject's addopts, so a machine without xdist (the GPU check) runs pytest.
+# 0: pytest's own process), spread test by test (--dist load): test_models.py alone is over half of its
+# time. test-e2e: the rest, each a real dvc repro, study command or Ray fan-out on a tiny study, one after
+# another: each already fills the cores with its own processes (dvc, Ray's items, MLflow), and two at once
+# took 19.6 min against about 13 for the whole old suite one by one (benchmarks/RESULTS.md, issue 25).
+# Together they are the whole suite; CI (.ci/run) runs both. The xdist flags live here, not in pyproject's
+# addopts, so a machine without pytest-xdist (the GPU check) still runs pytest.
 JOBS ?= auto
 test: setup
 	$(PY) -m pytest -n $(JOBS) --dist load -m "not e2e"
 
 test-e2e: setup
-	$(PY) -m pytest -n $(JOBS) --dist loadfile -m e2e
+	$(PY) -m pytest -m e2e
 
 # tables and figures again from the tracked results in metrics/ and plots/, no training
 report: setup

@@ -3,9 +3,9 @@
 Ray's logical GPUs stand in for real ones: Ray hands each item its GPU ids and CUDA_VISIBLE_DEVICES
 the same way, and the tiny study's items train on the CPU.
 
-Every test that starts Ray is in this file, which runs on one pytest-xdist worker (--dist loadfile,
-make test-e2e): each Ray instance of `--ray local` is its own (ray.init(address="local")), but two at
-once on a 2-core machine would starve each other's items.
+Every test that starts Ray is in this file, marked e2e: `make test-e2e` runs them one after another. Each
+Ray instance of `--ray local` is its own (ray.init(address="local")); two at once would starve each
+other's items on a 2-core machine.
 """
 import json
 import socket

@@ -33,8 +33,7 @@ def digests(work: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
-    """The tiny study, run once to the end by the study command; returns (folder, env, seconds). Once
-    under -n too: the file runs on one worker (--dist loadfile: make test-e2e, the Makefile)."""
+    """The tiny study, run once to the end by the study command; returns (folder, env, seconds)."""
     work, env = make_study(REPO, tmp_path_factory.mktemp("faults"), models=MODELS)
     started = time.monotonic()
     run(STUDY, work, env)
