@@ -1,9 +1,10 @@
 """The folder tree is the layering: the library never imports what runs the study, and no module imports
 one above it. A new package or module fails here until it has a place in LAYERS."""
-import ast
 from pathlib import Path
 
 import pytest
+
+from pipeline import codebase
 
 ROOT = Path(__file__).resolve().parents[1]
 # lowest first; a module may import its own group and any group below it, never one above
@@ -26,19 +27,9 @@ def module_name(path: Path) -> str:
     return name.removesuffix(".__init__")
 
 
-def imports(path: Path) -> set[str]:
-    """The pipeline modules `path` imports, anywhere in it (imports inside functions too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
-    return {n for n in found if n.startswith("pipeline.")}
-
-
 MODULES = {module_name(p): p for p in sorted((ROOT / "pipeline").rglob("*.py"))}
-GRAPH = {m: {i for i in imports(p) if i in MODULES and i != m} for m, p in MODULES.items()}
+# codebase.imported_files: the same reading of imports as dvc.yaml's check (imports inside functions too)
+GRAPH = {m: {module_name(f) for f in codebase.imported_files(p)} - {m} for m, p in MODULES.items()}
 
 
 def group(module: str) -> tuple[int, str]:
