@@ -75,21 +75,26 @@ def write_study(tmp_path):
 
 
 def write_transfer(metrics):
-    """Two sources: imagenet, where scratch errs 30 points more than the best transfer strategy (far
-    beyond the spread of the draws), and half, where scratch is within the spread."""
+    """Two sources: imagenet, where scratch errs 30 points more than the best transfer strategy (the paired
+    interval far from zero), and half, where scratch errs 2 points more, well inside the interval. The three
+    draws' errors spread by 3 points about the mean, in another order for each strategy."""
+    offsets = {"scratch": (-0.03, 0, 0.03), "finetune": (0, 0.03, -0.03), "feature_extractor": (0.03, -0.03, 0),
+               "lp_ft": (0, -0.03, 0.03)}
     errors = {"imagenet": {"scratch": 0.6, "finetune": 0.3, "feature_extractor": 0.35, "lp_ft": 0.28},
               "half": {"scratch": 0.40, "finetune": 0.38, "feature_extractor": 0.45, "lp_ft": 0.39}}
     for source, by_strategy in errors.items():
         for shots in (10, 100):
             scale = 1.0 if shots == 10 else 0.5
             _write(metrics / "finetune", f"{source}-{shots}", {"source": source, "shots": shots, "strategies": {
-                s: {"test_error": e * scale, "test_error_std": 0.03, "test_errors": [e * scale] * 3, "draws": 3,
-                    "trainable_params": 99, "seconds": 6.0, "diverged": 0} for s, e in by_strategy.items()},
+                s: {"test_error": e * scale, "test_error_std": 0.03, "draws": 3, "trainable_params": 99,
+                    "test_errors": [e * scale + o for o in offsets[s]], "seconds": 6.0, "diverged": 0}
+                for s, e in by_strategy.items()},
                 "git_commit": "abc"})
         sweep = {str(lr): {"test_error": t, "test_error_std": 0.01, "val_error": v, "draws": 3}
                  for lr, v, t in ((0.001, 0.5, 0.45), (0.01, 0.2, 0.3))}
         _write(metrics / "levers", source, {"source": source, "shots": 10, "val_per_class": 2,
-                                            "augmentation_off": {"test_error": 0.32, "test_error_std": 0.02},
+                                            "augmentation_off": {"test_error": 0.32, "test_error_std": 0.02,
+                                                                 "test_errors": [0.30, 0.32, 0.34]},
                                             "lr_sweep": sweep,
                                             "lr_chosen_on_val": {"test_error": 0.3, "test_error_std": 0.01,
                                                                  "lrs": [0.01, 0.01, 0.01]}})
@@ -137,12 +142,20 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     for figure in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "throughput.png"):
         assert (tmp_path / "reports" / figure).stat().st_size > 1000
     readme = (tmp_path / "reports" / "README.md").read_text()
-    # the sentence under the transfer table says what the numbers show, by the spread of the draws
+    # the sentence under the transfer table says what the numbers show, by the paired t over the three draws
     assert ("**imagenet**: At 10 labels/class the lowest error is lp_ft's 28.0 %; scratch 60.0 % against 28.0 % "
-            "for the best transfer strategy, lp_ft: 32.0 points above, beyond the spread of the draws.") in readme
+            "for the best transfer strategy, lp_ft: +32.0 points (95 % CI +24.5 to +39.5; paired t over shared draws, "
+            "n = 3/3).") in readme
     assert ("**half**: At 10 labels/class the lowest error is finetune's 38.0 %; scratch 40.0 % against 38.0 % for the "
-            "best transfer strategy, finetune: +2.0 points, within the spread of the draws.") in readme
-    assert "finetune without augmentation 32.0 % against 30.0 % with it: +2.0 points, within the spread" in readme
+            "best transfer strategy, finetune: +2.0 points (95 % CI -10.9 to +14.9; paired t over shared draws, "
+            "n = 3/3): no difference shown.") in readme
+    assert ("finetune without augmentation 32.0 % against 30.0 % with it: +2.0 points (95 % CI -8.8 to +12.8; paired t "
+            "over shared draws, n = 3/3): no difference shown") in readme
+    headline = pd.read_csv(tmp_path / "reports" / "headline.csv").set_index("metric")
+    scratch = headline.loc["transfer/imagenet/10_labels/scratch_minus_best"]
+    assert (scratch["test"], scratch["n"], scratch["outcome"]) == ("paired t over shared draws", "3/3", "higher")
+    assert (scratch["ci_low"], scratch["value"], scratch["ci_high"]) == pytest.approx((24.55, 32.0, 39.45), abs=0.01)
+    assert headline.loc["transfer/imagenet/10_labels/best_test_error", "outcome"] != "higher"   # a number, no test
     assert "the test error spans 30.0 % (lr 0.01) to 45.0 % (lr 0.001); the held-out images chose 0.01, 0.01, 0.01" in readme
     assert "resnet-20 trained here on classes [0, 1, 2, 3, 4] for 3 epochs of 29000 images" in readme
     assert "CPU: test cpu (2 threads)" in readme and "median of 10 timed blocks (5 rounds x 2;" in readme
@@ -150,21 +163,22 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert ("batch 128, time relative to fp32 eager channels_last (geometric mean over 6 models, their range): "
             "bf16-autocast eager channels_last 0.50x (0.50-0.50x).") in readme
     assert "other ops* (one op per output element of each such operation): 0.50-2.80 % of the MACs" in readme
-    # the degradation sentence: what it rests on, each gap against the seed spread, each net's last-epoch change;
-    # plain-56 still fell 3 points in its last epoch, so nothing is claimed at convergence
+    # the degradation sentence: what it rests on, each gap with its test, each net's last-epoch change; one seed
+    # gives no interval, so no depth effect is claimed, and plain-56 still fell 3 points in its last epoch
     assert "Evidence: 3 epochs on 1000 images, 1 seed per net." in readme
     assert "plain-20 -0.50, plain-56 -3.00, resnet-20 -0.50, resnet-56 -0.50 points." in readme
-    assert ("plain-56 had not converged (converged means a change under 1 point), so this shows the deeper plain net "
-            "optimising more slowly so far, not a higher error at convergence") in readme
+    assert ("With 1 seed per net no gap has an interval, so no depth effect is claimed; plain-56 had not converged "
+            "(converged means a change under 1 point).") in readme
     assert "at convergence on this schedule" not in readme
     # departures are listed against the recipe most models share: only alexnet-8-fc's lr differs
     assert "departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme
-    assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points, one seed: not tested against the seed spread)" in readme
+    assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points, n = 1/1: untested (Welch's t needs two values a side))" \
+        in readme
     # resnet-20 has two seeds, resnet-56 one: still untested
-    assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points, one seed" in readme
+    assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points, n = 2/1: untested" in readme
     assert ("alexnet-8-gap has 8.3x fewer parameters than alexnet-8-fc (3,000,000 vs 25,000,000, whole model). "
-            "After 3 epochs on 1000 images, 1 seed each: test error 15.00 % vs 20.00 % (-5.00 points, one seed: not "
-            "tested against the seed spread), test − train +5.00 vs +15.00 points.") in readme
+            "After 3 epochs on 1000 images, 1 seed each: test error 15.00 % vs 20.00 % (-5.00 points, n = 1/1: "
+            "untested (Welch's t needs two values a side)), test − train +5.00 vs +15.00 points.") in readme
     assert "SGD lr 0.1," in readme   # the degradation grid's recipe, not the first file's
     assert "Per-model departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme
 
@@ -193,17 +207,19 @@ def test_a_still_falling_curve_is_worded_as_not_converged():
     assert "the degradation result" not in text
 
 
-def test_flat_curves_are_worded_as_converged_and_gaps_against_the_seed_spread():
+def test_flat_curves_are_worded_as_converged_and_gaps_by_welchs_interval():
     from pipeline.report.degradation import degradation_summary
 
     text = degradation_summary(*_grid(DEGRADED, last_change=0.002))
     assert "All four converged (converged means a change under 1 point)" in text
     assert "at convergence on this schedule depth raises the plain net's training error far more" in text
-    assert "plain-20 10.50 %, plain-56 30.50 % (+20.00 points, beyond the seed spread)" in text
-    # resnet-20 against resnet-56: 2 points apart, seeds 0.7 points apart: beyond; a 0.5-point gap is not
+    # two seeds a net, each pair 1 point apart: Welch's interval over 2 degrees of freedom
+    assert ("plain-20 10.50 %, plain-56 30.50 % (+20.00 points (95 % CI +16.96 to +23.04; Welch's t, n = 2/2))"
+            in text)
     close = {**DEGRADED, "resnet-56": [0.09, 0.11]}
     text = degradation_summary(*_grid(close, last_change=0.002))
-    assert "resnet-20 9.50 %, resnet-56 10.00 % (+0.50 points, within the seed spread: no difference shown)" in text
+    assert ("resnet-20 9.50 %, resnet-56 10.00 % (+0.50 points (95 % CI -6.42 to +7.42; Welch's t, n = 2/2): "
+            "no difference shown)") in text
 
 
 def test_a_missing_result_of_the_study_is_named(tmp_path):
@@ -220,12 +236,13 @@ def test_the_step_budget_is_named_where_more_labels_err_more(repo):
     from pipeline.report.transfer import budget_sentence
 
     cfg = load_section("transfer", repo / "params.yaml")   # the quick study: 60 steps of batch 32
-    rows = [{"source": "imagenet", "strategy": s, "shots": n, "test_error": e, "test_error_std": 0.04}
+    rows = [{"source": "imagenet", "strategy": s, "shots": n, "test_error": e, "test_error_std": 0.04,
+             "test_errors": [e - 0.04, e, e + 0.04]}
             for s, errors in (("scratch", (0.49, 0.72)), ("finetune", (0.33, 0.28))) for n, e in zip((10, 100), errors)]
     text = budget_sentence(pd.DataFrame(rows), cfg, dataset_classes=10)
     assert text.startswith("For **imagenet** (10 classes) the 60 all-layer steps are 19.2 / 1.9 passes over the "
                            "labelled set at 10 / 100 labels/class; scratch errs more at 100 than at 10 labels/class "
-                           "(72.0 vs 49.0 %, beyond the spread) after 1.9 passes")
+                           "(72.0 vs 49.0 %, +23.0 points (95 % CI +13.9 to +32.1; Welch's t, n = 3/3)) after 1.9 passes")
     assert "finetune errs" not in text
 
 
@@ -278,7 +295,8 @@ def test_a_new_strategy_row_reaches_the_transfer_section(repo, tmp_path, monkeyp
     for path in (metrics / "finetune").glob("*.json"):
         for where in (path, tmp_path / "records" / "finetune" / path.name):
             result = json.loads(where.read_text())
-            result["strategies"]["ft_long"] = {**result["strategies"]["lp_ft"], "test_error": 0.05}
+            result["strategies"]["ft_long"] = {**result["strategies"]["lp_ft"], "test_error": 0.05,
+                                               "test_errors": [0.04, 0.05, 0.06]}
             where.write_text(json.dumps(result))
     tables = build_report(title="t", study="s", items=ITEMS, folders=ResultFolders(metrics, tmp_path / "records", plots),
                           out_dir=tmp_path / "reports", transfer=load_section("transfer", repo / "params.yaml"))
@@ -296,14 +314,21 @@ def test_a_verdict_is_data_its_rule_decides_and_the_section_words_it(monkeypatch
     from pipeline.report import evidence
     from pipeline.report.transfer import against
 
-    with_aug, without = {"test_error": 0.30, "test_error_std": 0.03, "draws": 3}, {"test_error": 0.40,
-                                                                                  "test_error_std": 0.05, "draws": 3}
-    verdict = evidence.draw_gap(with_aug, without, "without augmentation against with it")
-    assert verdict.outcome == "higher" and verdict.n == (3, 3)
-    assert (*verdict.values, verdict.difference, verdict.margin) == pytest.approx((30.0, 40.0, 10.0, 5.0))
-    assert against(verdict, "with it") == "40.0 % against 30.0 % with it: 10.0 points above, beyond the spread of the draws"
-    wide = evidence.draw_gap(with_aug, {**without, "test_error_std": 0.2}, "")
-    assert wide.outcome == "within" and against(wide, "with it").endswith("+10.0 points, within the spread of the draws")
+    from scipy import stats
+
+    # the same three draws with and without augmentation: the paired interval is scipy's paired t's, in points
+    with_aug, without = {"test_errors": [0.30, 0.27, 0.33]}, {"test_errors": [0.41, 0.36, 0.43]}
+    verdict = evidence.draw_gap(with_aug, without, "without augmentation against with it", paired=True)
+    scipy_ci = stats.ttest_rel(without["test_errors"], with_aug["test_errors"]).confidence_interval(0.95)
+    assert verdict.interval == pytest.approx((scipy_ci.low * 100, scipy_ci.high * 100))
+    assert verdict.outcome == "higher" and verdict.n == (3, 3) and verdict.test == "paired t over shared draws"
+    assert (*verdict.values, verdict.difference) == pytest.approx((30.0, 40.0, 10.0))
+    assert against(verdict, "with it").startswith("40.0 % against 30.0 % with it: +10.0 points (95 % CI +")
+    # the same numbers as other draws (independent runs): Welch's interval, scipy's, is wider and holds zero here
+    welch = evidence.mean_gap([0.30, 0.27, 0.33], [0.41, 0.26, 0.53], "seeds")
+    scipy_ci = stats.ttest_ind([0.41, 0.26, 0.53], [0.30, 0.27, 0.33], equal_var=False).confidence_interval(0.95)
+    assert welch.interval == pytest.approx((scipy_ci.low * 100, scipy_ci.high * 100))
+    assert welch.outcome == "within" and against(welch, "x").endswith(": no difference shown")
     # the convergence rule's threshold alone turns a still-falling curve into a converged one
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_error": [0.5, 0.33, 0.30]})
     moving = evidence.epoch_change(history)
@@ -312,6 +337,6 @@ def test_a_verdict_is_data_its_rule_decides_and_the_section_words_it(monkeypatch
     monkeypatch.setattr(evidence, "CONVERGED_POINTS", 5.0)
     assert evidence.epoch_change(history).outcome == "within"
     assert evidence.not_converged({"plain-56": history}, ["plain-56"]) == []
-    # one seed: the seed rule cannot decide, whatever the gap
-    single = evidence.seed_gap(pd.Series([0.10]), pd.Series([0.30]), "plain-56 against plain-20")
-    assert (single.outcome, single.margin, single.n) == ("untested", None, (1, 1))
+    # one seed: no interval, whatever the gap
+    single = evidence.mean_gap(pd.Series([0.10]), pd.Series([0.30]), "plain-56 against plain-20")
+    assert (single.outcome, single.margin, single.interval, single.n) == ("untested", None, None, (1, 1))

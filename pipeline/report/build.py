@@ -12,17 +12,17 @@ from pipeline.report import (analysis as analysis_section, architectures, degrad
 from pipeline.report.degradation import grid_run
 from pipeline.report.format import to_markdown
 from pipeline.report.results import ResultFolders, Results, StudyItems, load_results
-from pipeline.report.section import Inputs, Section
+from pipeline.report.section import Headline, Inputs, Section
 
 # the section modules, in README.md's order: each has section(inputs) -> Section | None (pipeline/report/section.py)
 SECTIONS = (degradation, architectures, latency, heads, transfer_section, analysis_section)
 
 
 def headline(sections: list[Section]) -> pd.DataFrame:
-    """The study's headline numbers, one row each (metric, value, unit): the report run's MLflow metrics
-    and reports/headline.csv."""
-    rows = [row for section in sections for row in section.headline]
-    return pd.DataFrame(rows, columns=["metric", "value", "unit"]).round({"value": 4})
+    """The study's headline numbers, one row each (metric, value, unit, and the test of a gap: its n, 95 %
+    interval and outcome): the report run's MLflow metrics and reports/headline.csv."""
+    rows = [h.row() for section in sections for h in section.headline]
+    return pd.DataFrame(rows, columns=list(Headline.COLUMNS)).round({"value": 4, "ci_low": 4, "ci_high": 4})
 
 
 def _header(title: str, study: str, results: Results) -> str:

@@ -12,8 +12,8 @@ import pandas as pd
 from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
 from pipeline.models.published import published
-from pipeline.report.format import fmt, mean_std, seed_gap_words, to_markdown
-from pipeline.report.section import Inputs, Section
+from pipeline.report.format import fmt, gap_words, mean_std, to_markdown
+from pipeline.report.section import Headline, Inputs, Section
 
 # the compared families (model ids "<family>-<depth>"): He et al.'s plain nets and their residual counterparts
 PLAIN, RESIDUAL = "plain", "resnet"
@@ -62,18 +62,18 @@ def grid_errors(train: pd.DataFrame) -> tuple[list[int], dict[tuple[str, int], p
 
 
 def _depth_gap(runs: dict[tuple[str, int], pd.Series], family: str, lo: int, hi: int) -> evidence.Verdict:
-    return evidence.seed_gap(runs[family, lo], runs[family, hi],
+    return evidence.mean_gap(runs[family, lo], runs[family, hi],
                              f"final training error, {family}-{hi} against {family}-{lo}")
 
 
 def _across(runs: dict[tuple[str, int], pd.Series], depth: int) -> evidence.Verdict:
-    return evidence.seed_gap(runs[PLAIN, depth], runs[RESIDUAL, depth],
+    return evidence.mean_gap(runs[PLAIN, depth], runs[RESIDUAL, depth],
                              f"final training error, {RESIDUAL}-{depth} against {PLAIN}-{depth}")
 
 
 def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> str:
     """What the plain/residual grid shows, worded by its evidence (pipeline/report/evidence.py): the final
-    training errors and their gaps against the seed spread, each net's last-epoch change, and the
+    training errors and their gaps with a 95 % interval over seeds, each net's last-epoch change, and the
     degradation result claimed "at convergence" only when every compared net converged."""
     depths, runs = grid_errors(train)
     if len(depths) < 2:
@@ -86,7 +86,7 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
     plain, res = (_depth_gap(runs, f, lo, hi) for f in (PLAIN, RESIDUAL))
     across = _across(runs, hi)
     errors = "; ".join(f"{f}-{lo} {runs[f, lo].mean() * PERCENT:.2f} %, {f}-{hi} {runs[f, hi].mean() * PERCENT:.2f} % "
-                       f"({seed_gap_words(g)})" for f, g in ((PLAIN, plain), (RESIDUAL, res)))
+                       f"({gap_words(g)})" for f, g in ((PLAIN, plain), (RESIDUAL, res)))
     change = {f"{f}-{d}": evidence.epoch_change(histories[f"{f}-{d}"]).difference for f, d in nets
               if f"{f}-{d}" in histories}
     moving = evidence.not_converged(histories, list(change))
@@ -94,6 +94,9 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
     threshold = f"converged means a change under {evidence.CONVERGED_POINTS:g} point"
     if not change:
         verdict = "No per-epoch history was found, so convergence is untested and nothing is claimed at convergence."
+    elif plain.outcome == "untested":
+        verdict = (f"With {seeds} seed per net no gap has an interval, so no depth effect is claimed"
+                   + (f"; {', '.join(moving)} had not converged ({threshold})." if moving else "."))
     elif moving:
         verdict = (f"{', '.join(moving)} had not converged ({threshold}), so "
                    + ("this shows the deeper plain net optimising more slowly so far, not a higher error at "
@@ -106,21 +109,22 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
                       "the ResNet's: the degradation result." if pattern else
                       "at convergence on this schedule the degradation pattern is not visible."))
     return (f"Evidence: {rests_on} per net. Final training error: {errors}; {RESIDUAL}-{hi} against {PLAIN}-{hi}: "
-            f"{seed_gap_words(across)}. Training error change over the last epoch: "
+            f"{gap_words(across)}. Training error change over the last epoch: "
             + (", ".join(f"{m} {c:+.2f}" for m, c in change.items()) + " points. " if change else "")
             + verdict + "\n")
 
 
-def degradation_headline(train: pd.DataFrame) -> list[tuple[str, float, str]]:
-    """reports/headline.csv's degradation rows (metric, value, unit): the deepest minus the shallowest net
-    of each family, and the residual against the plain net at the deepest depth (final training error)."""
+def degradation_headline(train: pd.DataFrame) -> list[Headline]:
+    """reports/headline.csv's depth rows, each with its test: the deepest minus the shallowest net of each
+    family, and the residual against the plain net at the deepest depth (final training error). Named by what
+    they measure: whether the plain row shows degradation is its outcome, not its name."""
     depths, runs = grid_errors(train) if not train.empty else ([], {})
     if len(depths) < 2:
         return []
     lo, hi = depths[0], depths[-1]
-    rows = [(f"degradation/{family}_{hi}_minus_{lo}_train_error", _depth_gap(runs, family, lo, hi).difference,
-             "points") for family in FAMILIES]
-    rows.append((f"degradation/{RESIDUAL}_minus_{PLAIN}_{hi}_train_error", _across(runs, hi).difference, "points"))
+    rows = [Headline.of(f"depth/{family}_{hi}_minus_{lo}_train_error", _depth_gap(runs, family, lo, hi))
+            for family in FAMILIES]
+    rows.append(Headline.of(f"depth/{RESIDUAL}_minus_{PLAIN}_{hi}_train_error", _across(runs, hi)))
     return rows
 
 

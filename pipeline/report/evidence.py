@@ -5,10 +5,10 @@ The sections turn verdicts into words; they decide nothing themselves and never 
 - *converged*: a net's training error changed by less than CONVERGED_POINTS over its last epoch.
   Only then does the report speak of a result "at convergence"; otherwise of where this training
   ended ("so far").
-- *seed spread*: two nets' mean errors differ by more than the larger of their seed spreads (sample
-  std over seeds). With one seed per net there is no spread: the gap is untested, not a difference.
-- *draw spread*: two transfer results (means over labelled sets drawn) differ by more than the larger
-  of their stds over the draws.
+- *mean gap*: two means (over seeds, or over labelled sets drawn) differ when the 95 % t interval of their
+  difference excludes zero: Welch's t over independent runs (seeds; unequal variances), the paired t over
+  runs that share their draws (the same labelled sets for both). With one value a side there is no
+  interval: the gap is untested, not a difference.
 - the analysis' margins: a gradient ratio beyond VANISHING, correlations beyond CORRELATION_MARGIN,
   a sharpness SHARPER times another.
 
@@ -20,12 +20,16 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 PERCENT = 100.0
 # a training error that changed by less than this many points over the last epoch counts as converged
 # (on the schedule's last learning rate: a later lr drop could still lower it)
 CONVERGED_POINTS = 1.0
+# the confidence of every interval the report prints
+CONFIDENCE = 0.95
 # He et al. 2016 Fig. 6: depth raises the plain net's training error, and the residual net's by less than
 # this share of that (or lowers it)
 RESIDUAL_SHARE = 0.5
@@ -50,8 +54,14 @@ class Verdict:
     n: tuple[int | None, int | None]    # the values behind a and b (seeds, draws; None: not recorded)
     values: tuple[float, float]         # a and b, in the unit the report prints them in
     difference: float                   # b - a in that unit, or b / a under a ratio rule; nan when untested
-    margin: float | None                # what the difference was held against; None when untested
+    margin: float | None                # what the difference was held against (an interval's half-width); None when untested
     outcome: Outcome
+    interval: tuple[float, float] | None = None   # the difference's CONFIDENCE interval, for the t tests
+
+    @property
+    def test(self) -> str:
+        """The rule's test, without its threshold: "Welch's t", "a factor 3"..."""
+        return self.rule.split(",")[0]
 
 
 def _sign(difference: float) -> Outcome:
@@ -75,31 +85,45 @@ def not_converged(histories: dict[str, pd.DataFrame], models: list[str]) -> list
     return [m for m in models if m in histories and epoch_change(histories[m]).outcome != "within"]
 
 
-def seed_gap(a: pd.Series, b: pd.Series, compared: str) -> Verdict:
-    """Two nets' errors (fractions, one value per seed), b's mean against a's, in points."""
-    points = (b.mean() - a.mean()) * PERCENT
-    n, values = (len(a), len(b)), (a.mean() * PERCENT, b.mean() * PERCENT)
-    rule = "the larger seed std of the two (sample std)"
+WELCH, PAIRED = "Welch's t", "paired t over shared draws"
+
+
+def mean_gap(a, b, compared: str, *, paired: bool = False) -> Verdict:
+    """b's mean against a's (fractions, one value per seed or draw), in points, with the CONFIDENCE t interval
+    of the difference: Welch's over independent runs, the paired t where value i of a and of b come from the
+    same draw (`paired`). "higher"/"lower" when the interval excludes zero, "within" when it holds zero."""
+    a, b = (np.asarray(pd.Series(v, dtype=float).dropna(), dtype=float) * PERCENT for v in (a, b))
+    n, test = (len(a), len(b)), PAIRED if paired else WELCH
+    values = (float(a.mean()) if len(a) else math.nan, float(b.mean()) if len(b) else math.nan)
+    difference = values[1] - values[0]
+    rule = f"{test}, {CONFIDENCE * 100:g} % interval"
+    if paired and len(a) != len(b):
+        raise ValueError(f"{compared}: a paired test needs one value per draw on both sides, got {n}")
     if min(n) < 2:
-        return Verdict(compared, rule, n, values, points, None, "untested")
-    spread = max(a.std(ddof=1), b.std(ddof=1)) * PERCENT
-    return Verdict(compared, rule, n, values, points, spread, _sign(points) if abs(points) > spread else "within")
+        return Verdict(compared, rule, n, values, difference, None, "untested")
+    if paired:
+        se, df = float((b - a).std(ddof=1)) / math.sqrt(len(a)), len(a) - 1
+    else:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        se = math.sqrt(va + vb)
+        # Welch-Satterthwaite degrees of freedom (both variances zero: the pooled count, unused as se = 0)
+        df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else sum(n) - 2
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    interval = (difference - half, difference + half)
+    outcome = "within" if interval[0] <= 0 <= interval[1] else _sign(difference)
+    return Verdict(compared, rule, n, values, difference, half, outcome, interval)
 
 
 def degradation_shown(plain: Verdict, residual: Verdict) -> bool:
-    """He et al. 2016 Fig. 6 from the seed gaps deep minus shallow: the plain net's error rises, not shown to
-    be within the seed spread, and the residual net's rises by less than RESIDUAL_SHARE of that."""
-    return (plain.difference > 0 and residual.difference < plain.difference * RESIDUAL_SHARE
-            and plain.outcome != "within")
+    """He et al. 2016 Fig. 6 from the mean gaps deep minus shallow: the plain net's error rises, its interval
+    excluding zero, and the residual net's rises by less than RESIDUAL_SHARE of that."""
+    return plain.outcome == "higher" and residual.difference < plain.difference * RESIDUAL_SHARE
 
 
-def draw_gap(a: Mapping, b: Mapping, compared: str) -> Verdict:
-    """Two transfer results (test_error and test_error_std over the draws, fractions), b against a, in points."""
-    gap = b["test_error"] - a["test_error"]
-    spread = max(b["test_error_std"], a["test_error_std"])
-    return Verdict(compared, "the larger std over the draws of the two", (a.get("draws"), b.get("draws")),
-                   (a["test_error"] * PERCENT, b["test_error"] * PERCENT), gap * PERCENT, spread * PERCENT,
-                   "within" if abs(gap) <= spread else _sign(gap))
+def draw_gap(a: Mapping, b: Mapping, compared: str, *, paired: bool) -> Verdict:
+    """Two transfer results (their `test_errors`, one per labelled set drawn, as fractions), b against a, in
+    points: `paired` when both trained on the same draws."""
+    return mean_gap(a["test_errors"], b["test_errors"], compared, paired=paired)
 
 
 def _usable(value: float) -> bool:

@@ -1,4 +1,4 @@
-"""How the report writes its numbers, verdicts and tables: table cells, a seed-spread verdict in words, and a
+"""How the report writes its numbers, verdicts and tables: table cells, a mean gap's verdict in words, and a
 table as Markdown."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from pipeline.report.evidence import PERCENT, Verdict
+from pipeline.report.evidence import CONFIDENCE, PERCENT, Verdict
 
 
 def mean_std(values: pd.Series) -> str:
@@ -26,13 +26,15 @@ def fmt(value, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
-def seed_gap_words(verdict: Verdict) -> str:
-    """A gap of evidence.seed_gap: "+2.00 points, beyond the seed spread"."""
+def gap_words(verdict: Verdict, digits: int = 2) -> str:
+    """A gap of evidence.mean_gap with its test and n: "+2.00 points (95 % CI +0.51 to +3.49; Welch's t,
+    n = 3/3)", ending ": no difference shown" when the interval holds zero."""
+    gap, n = f"{verdict.difference:+.{digits}f} points", "/".join(map(str, verdict.n))
     if verdict.outcome == "untested":
-        return f"{verdict.difference:+.2f} points, one seed: not tested against the seed spread"
-    if verdict.outcome == "within":
-        return f"{verdict.difference:+.2f} points, within the seed spread: no difference shown"
-    return f"{verdict.difference:+.2f} points, beyond the seed spread"
+        return f"{gap}, n = {n}: untested ({verdict.test} needs two values a side)"
+    low, high = verdict.interval
+    return (f"{gap} ({CONFIDENCE * 100:g} % CI {low:+.{digits}f} to {high:+.{digits}f}; {verdict.test}, n = {n})"
+            + (": no difference shown" if verdict.outcome == "within" else ""))
 
 
 def to_markdown(df: pd.DataFrame) -> str:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
-from pipeline.report.format import fmt, mean_std, seed_gap_words, to_markdown
+from pipeline.report.format import fmt, mean_std, gap_words, to_markdown
 from pipeline.report.section import Inputs, Section
 
 # the head suffixes of model ids (pipeline/models/registry.py HEAD_SUFFIXES), as the table names them
@@ -47,12 +47,12 @@ def heads_summary(train: pd.DataFrame) -> str:
         err = {name: (runs["test_error"].mean() * PERCENT, (runs["test_error"].mean() - runs["train_error"].mean())
                       * PERCENT) for name, runs in ((FC, fc), (GAP, gap))}
         images = gap["train_images"].iloc[0] if "train_images" in gap else "?"
-        test_gap = evidence.seed_gap(fc["test_error"], gap["test_error"],
+        test_gap = evidence.mean_gap(fc["test_error"], gap["test_error"],
                                      f"test error, {gap['model'].iloc[0]} against {fc['model'].iloc[0]}")
         rests_on = evidence.basis(evidence.training_length(gap.iloc[0]), images, min(len(fc), len(gap)))
         lines.append(f"{gap['model'].iloc[0]} has {n_fc / n_gap:.1f}x fewer parameters than {fc['model'].iloc[0]} "
                      f"({n_gap:,} vs {n_fc:,}, whole model). After {rests_on} each: test error {err[GAP][0]:.2f} % "
-                     f"vs {err[FC][0]:.2f} % ({seed_gap_words(test_gap)}), "
+                     f"vs {err[FC][0]:.2f} % ({gap_words(test_gap)}), "
                      f"test − train {err[GAP][1]:+.2f} vs {err[FC][1]:+.2f} points.")
     return "\n".join(lines) + "\n" if lines else ""
 

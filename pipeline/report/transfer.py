@@ -10,8 +10,8 @@ from pipeline.config import TransferConfig
 from pipeline.report import evidence
 from pipeline.report.evidence import PERCENT
 from pipeline.models.published import published
-from pipeline.report.format import to_markdown
-from pipeline.report.section import Inputs, Section
+from pipeline.report.format import gap_words, to_markdown
+from pipeline.report.section import Headline, Inputs, Section
 
 # published context (../shared/ANCHORS.md): another dataset, another network, another label budget
 PUBLISHED_CONTEXT = ("*Published, another setting:* BiT-L (ImageNet-21k ResNet, Kolesnikov et al. 2020) fine-tuned on "
@@ -76,19 +76,14 @@ def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def against(verdict: evidence.Verdict, other_name: str) -> str:
-    """A verdict of evidence.draw_gap in words: b's test error against a's (named `other_name`)."""
+    """A verdict of evidence.draw_gap in words: b's test error against a's (named `other_name`), the gap with its test."""
     a, b = verdict.values
-    text = f"{b:.1f} % against {a:.1f} % {other_name}: "
-    if verdict.outcome == "within":
-        return text + f"{verdict.difference:+.1f} points, within the spread of the draws"
-    return (text + f"{abs(verdict.difference):.1f} points {'above' if verdict.outcome == 'higher' else 'below'}, "
-            "beyond the spread of the draws")
+    return f"{b:.1f} % against {a:.1f} % {other_name}: {gap_words(verdict, digits=1)}"
 
 
 def findings(frame: pd.DataFrame) -> str:
     """What the grid shows, per source and shots: the best strategy, and how scratch compares with
-    the best transfer strategy -- "below"/"above" only when the means differ by more than the larger
-    of the two spreads over draws, else "within the spread"."""
+    the best transfer strategy, by the paired t over the draws they share."""
     baseline = strategy.with_role("baseline").name
     lines = []
     for source in dict.fromkeys(frame["source"]):
@@ -101,7 +96,7 @@ def findings(frame: pd.DataFrame) -> str:
             if baseline in group.index and not transfer.empty:
                 other = transfer["test_error"].idxmin()
                 verdict = evidence.draw_gap(group.loc[other], group.loc[baseline],
-                                            f"test error at {shots} labels/class, {baseline} against {other}")
+                                            f"test error at {shots} labels/class, {baseline} against {other}", paired=True)
                 text += f"; {baseline} " + against(verdict, f"for the best transfer strategy, {other}")
             parts.append(text)
         lines.append(f"**{source}**: " + ". ".join(parts) + ".")
@@ -147,7 +142,7 @@ def plot_transfer(frame: pd.DataFrame, path: Path, dataset: str) -> None:
 
 def levers_findings(levers: dict[str, dict], frame: pd.DataFrame) -> str:
     """Per source: augmentation off against on, and the chosen rate against the others (on the test
-    error, by the spread of the draws)."""
+    error, by the paired t over the draws)."""
     tuned = strategy.with_role("levers").name
     lines = []
     for source, lev in levers.items():
@@ -155,7 +150,8 @@ def levers_findings(levers: dict[str, dict], frame: pd.DataFrame) -> str:
         parts = []
         if not base.empty:
             verdict = evidence.draw_gap(base.iloc[0], lev["augmentation_off"],
-                                        f"{source}: {tuned}'s test error without augmentation against with it")
+                                        f"{source}: {tuned}'s test error without augmentation against with it",
+                                        paired=True)
             parts.append(f"{tuned} without augmentation {against(verdict, 'with it')}")
         sweep = lev["lr_sweep"]
         best = min(sweep, key=lambda lr: sweep[lr]["test_error"])
@@ -176,7 +172,7 @@ def passes(cfg: TransferConfig, shots: int, classes: int) -> float:
 
 def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: int) -> str:
     """The fixed step budget in passes over each labelled set, and where an all-layer strategy errs more
-    with more labels beyond the spread of the draws (it then also had fewer passes)."""
+    with more labels, by Welch's t over the draws (other sets at each count; it then also had fewer passes)."""
     lines = []
     for source in dict.fromkeys(frame["source"]):
         classes = len(cfg.sources[source].target_classes) or dataset_classes if source in cfg.sources else None
@@ -190,30 +186,31 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
         for name in [s.name for s in strategy.STRATEGIES if not s.head_only]:
             by = rows[rows["strategy"] == name].set_index("shots")
             for fewer, more in zip(shots, shots[1:]):
-                if fewer in by.index and more in by.index and evidence.draw_gap(
+                if fewer in by.index and more in by.index and (worse := evidence.draw_gap(
                         by.loc[fewer], by.loc[more], f"{source}: {name}'s test error at {more} against {fewer} "
-                        "labels/class").outcome == "higher":
+                        "labels/class", paired=False)).outcome == "higher":
                     text += (f"; {name} errs more at {more} than at {fewer} labels/class ("
                              f"{by.loc[more, 'test_error'] * PERCENT:.1f} vs {by.loc[fewer, 'test_error'] * PERCENT:.1f} %, "
-                             f"beyond the spread) after {passes(cfg, more, classes):.1f} passes over the larger set against "
+                             f"{gap_words(worse, digits=1)}) after {passes(cfg, more, classes):.1f} passes over the larger set against "
                              f"{passes(cfg, fewer, classes):.1f} over the smaller: that compares training lengths as much "
                              "as label counts")
         lines.append(text + ".")
     return " ".join(lines) + "\n"
 
 
-def transfer_headline(frame: pd.DataFrame) -> list[tuple[str, float, str]]:
-    """reports/headline.csv's transfer rows (metric, value, unit): per source and labels per class, the best
-    strategy's test error and how far scratch lies above it."""
+def transfer_headline(frame: pd.DataFrame) -> list[Headline]:
+    """reports/headline.csv's transfer rows: per source and labels per class, the best strategy's test error
+    and how far scratch lies above it (paired t over the draws they share)."""
     baseline = strategy.with_role("baseline").name
     rows = []
     for (source, shots), cells in (frame.groupby(["source", "shots"]) if not frame.empty else []):
         best = cells.loc[cells["test_error"].idxmin()]
-        rows.append((f"transfer/{source}/{shots}_labels/best_test_error", best["test_error"] * PERCENT, "%"))
+        rows.append(Headline(f"transfer/{source}/{shots}_labels/best_test_error", best["test_error"] * PERCENT, "%"))
         scratch = cells[cells["strategy"] == baseline]
         if len(scratch):
-            rows.append((f"transfer/{source}/{shots}_labels/{baseline}_minus_best",
-                         (scratch["test_error"].iloc[0] - best["test_error"]) * PERCENT, "points"))
+            rows.append(Headline.of(f"transfer/{source}/{shots}_labels/{baseline}_minus_best", evidence.draw_gap(
+                best, scratch.iloc[0], f"test error at {shots} labels/class, {baseline} against {best['strategy']}",
+                paired=True)))
     return rows
 
 
