@@ -49,13 +49,18 @@ def write_study(tmp_path):
         _write(metrics / "train", f"{model}-s{seed}", {
             "model": model, "family": family, "depth": depth, "seed": seed, "train_error": train_err,
             "test_error": test_err, "status": "finished", "params": 1000 + depth, "dataset": "fashion_mnist",
-            "recipe.lr": 0.1, "recipe.epochs": 3, "train_images": 1000, "host_cpu": "train cpu"})
+            "recipe.lr": 0.1, "recipe.epochs": 3, "train_images": 1000, "host_cpu": "train cpu",
+            "train_eval_error": train_err - 0.01})
         (plots / "train").mkdir(parents=True, exist_ok=True)
         # validation every epoch, test after the last (train.fit); plain-56 still falls 3 points in its last epoch
         before_last = train_err + (0.03 if model == "plain-56" else 0.005)
-        pd.DataFrame({"epoch": [1, 2, 3], "lr": [0.1, 0.1, 0.01], "train_error": [0.5, before_last, train_err],
+        pd.DataFrame({"epoch": [1, 2, 3], "iteration": [4, 8, 12], "lr": [0.1, 0.1, 0.01],
+                      "train_error": [0.5, before_last, train_err],
                       "val_error": [0.5, before_last, test_err], "test_error": [None, None, test_err]}).to_csv(
             plots / "train" / f"{model}-s{seed}.csv", index=False)
+        (plots / "steps" / "train").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"iteration": [4, 8, 12], "epoch": [1, 2, 3], "train_error": [0.6, before_last, train_err]}).to_csv(
+            plots / "steps" / "train" / f"{model}-s{seed}.csv", index=False)
         _write(metrics / "measure", model, {"model": model, "gmacs": depth / 1000, "gflops": depth / 500,
                                              "other_ops_per_mac_pct": depth / 20})
     for head, params, train_err, test_err in (("fc", 25_000_000, 0.05, 0.20), ("gap", 3_000_000, 0.10, 0.15)):
@@ -112,6 +117,7 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     deg = tables["degradation"].set_index("depth")
     assert deg.loc[56, "plain train error %"] == "30.00"
     assert deg.loc[20, "resnet train error %"] == "10.00 ± 1.41 (n=2)"
+    assert deg.loc[56, "plain train error, eval mode %"] == "29.00"
     assert deg.loc[56, "He et al. resnet test error % (CIFAR-10)"] == "6.97"
     assert deg.loc[56, "resnet − published (points)"] == "– (different dataset)"
     arch = tables["architectures"].set_index("model")
@@ -166,6 +172,8 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     # the degradation sentence: what it rests on, each gap with its test, each net's last-epoch change; one seed
     # gives no interval, so no depth effect is claimed, and plain-56 still fell 3 points in its last epoch
     assert "Evidence: 3 epochs on 1000 images, 1 seed per net." in readme
+    assert ("In eval mode on the un-augmented training images: plain-20 9.00 %, plain-56 29.00 % (+20.00 points, "
+            "n = 1/1: untested") in readme
     assert "plain-20 -0.50, plain-56 -3.00, resnet-20 -0.50, resnet-56 -0.50 points." in readme
     assert ("With 1 seed per net no gap has an interval, so no depth effect is claimed; plain-56 had not converged "
             "(converged means a change under 1 point).") in readme
@@ -220,6 +228,16 @@ def test_flat_curves_are_worded_as_converged_and_gaps_by_welchs_interval():
     text = degradation_summary(*_grid(close, last_change=0.002))
     assert ("resnet-20 9.50 %, resnet-56 10.00 % (+0.50 points (95 % CI -6.42 to +7.42; Welch's t, n = 2/2): "
             "no difference shown)") in text
+
+
+def test_every_seeds_step_curve_is_read(tmp_path):
+    from pipeline.report.results import load_results
+
+    metrics, plots = write_study(tmp_path)
+    (plots / "steps" / "train" / "plain-56-s0.csv").unlink()   # a run from before the step curves: none
+    results = load_results(ITEMS, ResultFolders(metrics, tmp_path / "records", plots))
+    assert sorted(results.curves["resnet-20"]) == [0, 1] and "plain-56" not in results.curves
+    assert results.curves["resnet-20"][1]["train_error"].iloc[-1] == pytest.approx(0.11)
 
 
 def test_a_missing_result_of_the_study_is_named(tmp_path):

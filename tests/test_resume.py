@@ -40,7 +40,8 @@ def stage(repo, workdir, name):
     out = workdir / name
     return [sys.executable, str(repo / "stages/train.py"), "--model", "resnet-20", "--seed", "0",
             "--data", str(workdir / "prepared"), "--weights", str(out / "w.pt"), "--metrics", str(out / "m.json"),
-            "--record", str(out / "r.json"), "--history", str(out / "h.csv"), "--checkpoint", str(out / "ckpt.pt")]
+            "--record", str(out / "r.json"), "--history", str(out / "h.csv"), "--curve", str(out / "c.csv"),
+            "--checkpoint", str(out / "ckpt.pt")]
 
 
 def kill_after_first_checkpoint(repo, workdir, name, env) -> str:
@@ -59,20 +60,23 @@ def kill_after_first_checkpoint(repo, workdir, name, env) -> str:
 
 def test_sigkilled_train_stage_resumes_to_the_same_result(repo, workdir):
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    subprocess.run(stage(repo, workdir, "straight"), cwd=workdir, env=env, check=True, capture_output=True)
+    straight = subprocess.run(stage(repo, workdir, "straight"), cwd=workdir, env=env, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-3000:]
     kill_after_first_checkpoint(repo, workdir, "killed", env)
     checkpoint = workdir / "killed" / "ckpt.pt"
 
-    again = subprocess.run(stage(repo, workdir, "killed"), cwd=workdir, env=env, check=True,
-                           capture_output=True, text=True)
+    again = subprocess.run(stage(repo, workdir, "killed"), cwd=workdir, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming after epoch" in again.stdout
     assert not checkpoint.exists()   # removed once the outputs are written
 
     straight = pd.read_csv(workdir / "straight" / "h.csv").drop(columns=TIMING)
     resumed = pd.read_csv(workdir / "killed" / "h.csv").drop(columns=TIMING)
     pd.testing.assert_frame_equal(straight, resumed)
+    # the step curve too: the killed run's windows came back from its checkpoint
+    pd.testing.assert_frame_equal(pd.read_csv(workdir / "straight" / "c.csv"), pd.read_csv(workdir / "killed" / "c.csv"))
     a, b = read_json(workdir / "straight" / "m.json"), read_json(workdir / "killed" / "m.json")
-    for key in ("train_error", "val_error", "test_error", "train_loss", "test_loss"):
+    for key in ("train_error", "val_error", "test_error", "train_eval_error", "train_loss", "test_loss"):
         assert a[key] == b[key], key
     # the resumed stage continued the MLflow run the killed one began
     runs = tracking.search_runs("quick")

@@ -6,7 +6,8 @@ from torch import nn
 from pipeline import codebase
 from pipeline.config import Recipe
 from pipeline.outputs import ResumeState
-from pipeline.train.loop import EpochMeans, FitState, PrintProgress, RecentMeans, diverged, run_sgd, sgd_step
+from pipeline.train.loop import (EpochMeans, FitState, KeepCurve, PrintProgress, RecentMeans, diverged, run_sgd,
+                                 sgd_step)
 from pipeline.train.runtime import Runtime
 from pipeline.train.schedule import Cosine
 from conftest import tiny_splits, train_tiny as train
@@ -192,6 +193,17 @@ def test_hooks_are_called_in_order_and_optional_ones_skipped():
     assert [c[2] for c in record.calls if c[0] == "step"] == [Cosine(0.01, 9).lr_at(i) for i in range(5)]
     assert [row["iteration"] for row in partial.rows] == [3, 5] and run.history == partial.rows
     assert run.status == "finished" and (run.epoch, run.iteration) == (2, 5)
+
+
+def test_the_step_curve_is_cut_at_epoch_ends_and_averages_to_the_epoch():
+    """fit's step curve: a row every 2 steps and one for an epoch's remaining steps, so a run resumed after an
+    epoch has the same windows; the windows of an epoch, weighted by their images, are its mean."""
+    run, step, batches = linear_run(lr=0.01)
+    run_sgd(run, step, batches, total=5, meter=EpochMeans(torch.device("cpu"), log_every=2), callbacks=[KeepCurve()])
+    assert [(row["epoch"], row["iteration"]) for row in run.curve] == [(1, 2), (1, 3), (2, 5)]
+    for key in ("train_error", "train_loss", "lr"):
+        first_epoch = (2 * run.curve[0][key] + run.curve[1][key]) / 3   # 3 steps of 4 images
+        assert first_epoch == pytest.approx(run.history[0][key]) and run.curve[2][key] == pytest.approx(run.history[1][key])
 
 
 @pytest.mark.parametrize("meter", [EpochMeans(torch.device("cpu")), RecentMeans(2)], ids=["network", "transfer"])

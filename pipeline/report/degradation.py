@@ -28,7 +28,8 @@ def grid_run(train: pd.DataFrame):
 
 
 def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Depth | plain train/test error | residual train/test error | He et al.'s residual error."""
+    """Depth | plain train (running, and eval mode where measured)/test error | the same for the residual net |
+    He et al.'s residual error."""
     if train.empty:
         return pd.DataFrame()
     rows = []
@@ -38,6 +39,8 @@ def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
         for family in FAMILIES:
             sel = train[(train["family"] == family) & (train["depth"] == depth)]
             row[f"{family} train error %"] = mean_std(sel["train_error"]) if len(sel) else "–"
+            if "train_eval_error" in train:
+                row[f"{family} train error, eval mode %"] = mean_std(sel["train_eval_error"]) if len(sel) else "–"
             row[f"{family} test error %"] = mean_std(sel["test_error"]) if len(sel) else "–"
             if len(sel) and (sel["status"] == "diverged").any():
                 row[f"{family} test error %"] += " (diverged)"
@@ -53,17 +56,18 @@ def degradation_table(train: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def grid_errors(train: pd.DataFrame) -> tuple[list[int], dict[tuple[str, int], pd.Series]]:
-    """The depths trained both plain and residual, and each net's final training errors (one per seed)."""
+def grid_errors(train: pd.DataFrame, column: str = "train_error") -> tuple[list[int], dict[tuple[str, int], pd.Series]]:
+    """The depths trained both plain and residual, and each net's final training errors (one per seed): the
+    running error of the last epoch's augmented batches, or `column`."""
     grid = train[train["family"].isin(FAMILIES)]
-    runs = {(f, int(d)): g["train_error"] for (f, d), g in grid.groupby(["family", "depth"])}
+    runs = {(f, int(d)): g[column] for (f, d), g in grid.groupby(["family", "depth"])}
     depths = sorted({d for f, d in runs if f == PLAIN} & {d for f, d in runs if f == RESIDUAL})
     return depths, runs
 
 
-def _depth_gap(runs: dict[tuple[str, int], pd.Series], family: str, lo: int, hi: int) -> evidence.Verdict:
-    return evidence.mean_gap(runs[family, lo], runs[family, hi],
-                             f"final training error, {family}-{hi} against {family}-{lo}")
+def _depth_gap(runs: dict[tuple[str, int], pd.Series], family: str, lo: int, hi: int,
+               measured: str = "final training error") -> evidence.Verdict:
+    return evidence.mean_gap(runs[family, lo], runs[family, hi], f"{measured}, {family}-{hi} against {family}-{lo}")
 
 
 def _across(runs: dict[tuple[str, int], pd.Series], depth: int) -> evidence.Verdict:
@@ -87,6 +91,11 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
     across = _across(runs, hi)
     errors = "; ".join(f"{f}-{lo} {runs[f, lo].mean() * PERCENT:.2f} %, {f}-{hi} {runs[f, hi].mean() * PERCENT:.2f} % "
                        f"({gap_words(g)})" for f, g in ((PLAIN, plain), (RESIDUAL, res)))
+    if "train_eval_error" in train and train["train_eval_error"].notna().any():
+        _, evals = grid_errors(train, "train_eval_error")
+        errors += ". In eval mode on the un-augmented training images: " + "; ".join(
+            f"{f}-{lo} {evals[f, lo].mean() * PERCENT:.2f} %, {f}-{hi} {evals[f, hi].mean() * PERCENT:.2f} % ("
+            + gap_words(_depth_gap(evals, f, lo, hi, "eval-mode training error")) + ")" for f in FAMILIES)
     change = {f"{f}-{d}": evidence.epoch_change(histories[f"{f}-{d}"]).difference for f, d in nets
               if f"{f}-{d}" in histories}
     moving = evidence.not_converged(histories, list(change))
@@ -128,44 +137,61 @@ def degradation_headline(train: pd.DataFrame) -> list[Headline]:
     return rows
 
 
-def plot_degradation(histories: dict[str, pd.DataFrame], path: Path, dataset: str) -> None:
-    """He et al. 2016 Fig. 6: training error dashed, held-out error solid, plain left, residual right.
-    He et al. plot test error every epoch; the study evaluates the validation split every epoch and
-    the test set once, after the last (a dot)."""
+def plot_degradation(histories: dict[str, pd.DataFrame], curves: dict[str, dict[int, pd.DataFrame]], path: Path,
+                     dataset: str) -> None:
+    """He et al. 2016 Fig. 6, against iterations: each seed's running training error of the augmented batches
+    (thin dashed lines, its step curve; the per-epoch means where a run wrote none), the validation error after
+    each epoch (solid, lowest seed) and the test error once, after the last (a dot); plain left, residual right.
+    He et al. plot test error throughout; the study looks at the test set once."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     depths = sorted({int(m.rsplit("-", 1)[1]) for m in histories if m.split("-")[0] in FAMILIES})
     colors = dict(zip(depths, plt.cm.viridis_r([0.15 + 0.7 * i / max(len(depths) - 1, 1) for i in range(len(depths))])))
     for ax, family, title in ((axes[0], PLAIN, "plain"), (axes[1], RESIDUAL, "ResNet")):
         for depth in depths:
-            h = histories.get(f"{family}-{depth}")
+            model = f"{family}-{depth}"
+            h, seeds = histories.get(model), curves.get(model, {})
             if h is None:
                 continue
-            ax.plot(h["epoch"], h["train_error"] * PERCENT, "--", color=colors[depth])
+            for curve in seeds.values() or [h]:
+                ax.plot(curve["iteration"], curve["train_error"] * PERCENT, "--", lw=0.8, alpha=0.7, color=colors[depth])
             change = evidence.epoch_change(h)
             # the legend says whether the curve has flattened: the wording rule's test (pipeline/report/evidence.py)
             state = ("" if change.outcome == "untested" else f", last epoch {change.difference:+.1f} pts: "
                      + ("converged" if change.outcome == "within" else "not converged"))
+            label = f"{title}-{depth}, {len(seeds) or 1} seed{'s' if len(seeds) > 1 else ''}{state}"
             if "val_error" in h:
-                ax.plot(h["epoch"], h["val_error"] * PERCENT, "-", color=colors[depth], label=f"{title}-{depth}{state}")
+                ax.plot(h["iteration"], h["val_error"] * PERCENT, "-", color=colors[depth], label=label)
             if "test_error" in h:
                 tested = h.dropna(subset=["test_error"])
-                ax.plot(tested["epoch"], tested["test_error"] * PERCENT, "o", color=colors[depth])
+                ax.plot(tested["iteration"], tested["test_error"] * PERCENT, "o", color=colors[depth])
         ax.set_title(f"{title} networks")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-        ax.legend(title="dashed: train, solid: validation, dot: test", fontsize=8, title_fontsize=8)
+        ax.legend(title="dashed: train, each seed; solid: validation; dot: test", fontsize=8, title_fontsize=8)
     axes[0].set_ylabel("error %")
-    fig.suptitle(f"Degradation: training and validation error per epoch ({dataset}; converged: training error moved "
+    fig.suptitle(f"Degradation: training error against iterations ({dataset}; converged: training error moved "
                  f"under {evidence.CONVERGED_POINTS:g} point in the last epoch)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def recipe_line(first) -> str:
+    """The grid's recipe as the report states it: length, images, lr and its drops, the start (linear warm-up or
+    He et al.'s low-lr start), batch, momentum and weight decay."""
+    warmup, low_lr = first.get("recipe.warmup_epochs", 0), first.get("recipe.warmup_lr", 0)
+    start = ("" if not (warmup or low_lr) else
+             f", after a {warmup}-epoch linear warm-up" if warmup else
+             f", after lr {low_lr} until the training error is below {first.get('recipe.warmup_until_error'):.0%} "
+             "(He et al.'s start for ResNet-110)")
+    return (f"Recipe: {evidence.training_length(first)} on {first.get('train_images', '?')} training images, "
+            f"SGD lr {first.get('recipe.lr', '?')} divided by 10 after {first.get('recipe.milestones', '?')}{start}, "
+            f"batch {first.get('recipe.batch_size', '?')}, momentum {first.get('recipe.momentum', '?')}, "
+            f"weight decay {first.get('recipe.weight_decay', '?')}.")
 
 
 def section(inputs: Inputs) -> Section:
@@ -175,17 +201,16 @@ def section(inputs: Inputs) -> Section:
     text = "\n".join([
         "",
         "## Degradation: plain vs residual networks (He et al. 2016, Fig. 6)\n",
-        f"Recipe: {evidence.training_length(first)} on {first.get('train_images', '?')} training images, "
-        f"SGD lr {first.get('recipe.lr', '?')} divided by 10 after {first.get('recipe.milestones', '?')}, "
-        f"batch {first.get('recipe.batch_size', '?')}. "
-        "Training error is measured on the augmented batches during each epoch, validation error on the "
-        "held-out part of the training split after each epoch, test error on the full test set once, after "
-        "the last epoch. "
+        recipe_line(first) + " Training error is measured on the augmented batches as they are trained on (the "
+        "figure's curve, He et al.'s) and, where the table says *eval mode*, once more after training on the "
+        "un-augmented training images with the network in eval mode; validation error on the held-out part of the "
+        "training split after each epoch, test error on the full test set once, after the last epoch. "
         "Published errors are for CIFAR-10 and are not comparable when the study's dataset differs.\n",
         to_markdown(table),
         degradation_summary(train, histories) if not train.empty else "",
         "![degradation](degradation.png)\n",
     ])
-    files = ({"degradation.png": lambda path: plot_degradation(histories, path, inputs.results.dataset)}
+    files = ({"degradation.png": lambda path: plot_degradation(histories, inputs.results.curves, path,
+                                                               inputs.results.dataset)}
              if histories else {})
     return Section(text, {"degradation": table}, files, degradation_headline(train))

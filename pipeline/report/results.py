@@ -59,6 +59,10 @@ class ResultFolders:
         return Path(self.plots) / "train"            # train items' per-epoch CSVs
 
     @property
+    def curves(self) -> Path:
+        return Path(self.plots) / "steps" / "train"   # train items' step curves (against iterations)
+
+    @property
     def analysis_plots(self) -> Path:
         return Path(self.plots) / "analysis"         # the analyze items' gradients and landscapes
 
@@ -75,6 +79,7 @@ class Results:
     latency: dict                       # metrics/latency.json
     cells: pd.DataFrame                 # its cells: a row per model, device, mode and batch size
     histories: dict[str, pd.DataFrame]  # model -> per-epoch CSV of its lowest seed
+    curves: dict[str, dict[int, pd.DataFrame]]   # model -> seed -> step curve, where the train item wrote one
 
     @property
     def dataset(self) -> str:
@@ -105,6 +110,17 @@ def load_histories(folder: Path, train: pd.DataFrame) -> dict[str, pd.DataFrame]
     return out
 
 
+def load_curves(folder: Path, train: pd.DataFrame) -> dict[str, dict[int, pd.DataFrame]]:
+    """Every seed's step curve, keyed by model id and seed (results of a study run before the train stage wrote
+    step curves have none)."""
+    out: dict[str, dict[int, pd.DataFrame]] = {}
+    for model, seed in (train[["model", "seed"]].itertuples(index=False) if not train.empty else []):
+        path = Path(folder) / f"{train_item(model, int(seed))}.csv"
+        if path.is_file():
+            out.setdefault(model, {})[int(seed)] = pd.read_csv(path)
+    return out
+
+
 def load_results(items: StudyItems, folders: ResultFolders) -> Results:
     """Every result of the study's items; one error names a missing file before anything is written."""
     def results(folder: str) -> list[dict]:
@@ -121,4 +137,4 @@ def load_results(items: StudyItems, folders: ResultFolders) -> Results:
     latency = read_json(folders.latency)
     return Results(train=train, measure=measure, finetune=finetune, levers=levers, pretrain=pretrain, analysis=analysis,
                    latency=latency, cells=pd.DataFrame(latency["cells"]),
-                   histories=load_histories(folders.histories, train))
+                   histories=load_histories(folders.histories, train), curves=load_curves(folders.curves, train))

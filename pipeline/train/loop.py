@@ -7,7 +7,7 @@ run whose training loss exploded stops there as "diverged" (see `diverged`), wha
 Callbacks implement any of three hooks (Lightning's `Callback`, without a base class to inherit):
 
     on_step_end(run, step)   after every SGD step                 (the low-lr start watches the error)
-    on_log(run, row)         a row of running training metrics    (the transfer curve, every tenth of the steps)
+    on_log(run, row)         a row of running training metrics    (fit's step curve, the transfer curve)
     on_epoch_end(run, row)   the epoch's row, evaluated, judged   (printing, MLflow, the per-epoch checkpoint)
 
 `fit` trains a network on it (the train and pretrain stages); the transfer strategies
@@ -37,6 +37,10 @@ from pipeline.data.loader import Normalize, Split, epoch_generator, epoch_seed, 
 from pipeline.train.runtime import Runtime
 from pipeline.train.schedule import LowLrStart, StepDecay, set_lr
 
+
+# fit's step curve: about this many points over a run, each the mean training loss and error of the
+# augmented batches since the last one (He et al. 2016 Fig. 6 plot training error against iterations)
+CURVE_POINTS = 50
 
 # images per forward pass in evaluation. On a 2-core CPU, 128 to 500 were within noise of each other
 # and 2000 up to 2x slower (benchmarks/cpu_levers.py eval, RESULTS.md); on a GPU any size is fast here
@@ -117,6 +121,7 @@ class FitState:
     epoch: int = 0                         # done
     iteration: int = 0                     # done
     history: list[dict] = field(default_factory=list)   # a row per epoch
+    curve: list[dict] = field(default_factory=list)     # fit's step curve: a row per window of steps (KeepCurve)
     diverged_because: str | None = None
 
     @property
@@ -126,12 +131,13 @@ class FitState:
     def state_dict(self) -> dict:
         """What a checkpoint keeps to resume the run (fit's: its schedule is the LowLrStart)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
-                "epoch": self.epoch, "iteration": self.iteration, **self.schedule.state_dict()}
+                "curve": self.curve, "epoch": self.epoch, "iteration": self.iteration, **self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history, self.epoch, self.iteration = state["history"], state["epoch"], state["iteration"]
+        self.curve = state["curve"]
         self.schedule.load_state_dict(state)
 
 
@@ -158,30 +164,58 @@ def call_hook(callbacks: Iterable[Callback], hook: str, *args) -> None:
 
 
 class Meter(Protocol):
-    """The training metrics of a run: `add` each step (returning a row to log now, if one is due), and
-    `epoch_metrics` at the end of the epoch, whose "train_loss" is what divergence is judged on."""
+    """The training metrics of a run: `add` each step (returning a row to log now, if one is due), `last_log`
+    when the epoch's steps are done (a row that is due then), and `epoch_metrics` at the end of the epoch,
+    whose "train_loss" is what divergence is judged on."""
     def begin_epoch(self) -> None: ...
     def add(self, run: FitState, step: Step) -> dict | None: ...
+    def last_log(self, run: FitState) -> dict | None: ...
     def epoch_metrics(self) -> dict: ...
 
 
 class EpochMeans:
-    """A network's training metrics: each epoch's mean loss, error and lr, and its speed. Summed on the
-    device, read once per epoch (no sync per step)."""
+    """A network's training metrics: each epoch's mean loss, error and lr, and its speed; with `log_every`,
+    also a row every `log_every` steps of the epoch and one for its remaining steps (the step curve: windows
+    cut at epoch ends, so a resumed run's curve is the uninterrupted one's). Summed on the device, read once
+    per epoch and once per row."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
+    def __init__(self, device: torch.device, log_every: int = 0):
+        self.device, self.log_every = device, log_every
 
     def begin_epoch(self) -> None:
         self.loss_sum = torch.zeros((), device=self.device)
         self.wrong = torch.zeros((), device=self.device, dtype=torch.long)
         self.seen, self.lr_sum, self.steps = 0, 0.0, 0
         self.t0 = time.perf_counter()
+        self._begin_window()
 
-    def add(self, run: FitState, step: Step) -> None:
-        self.loss_sum += step.loss * len(step.y)
-        self.wrong += (step.logits.argmax(1) != step.y).sum()
+    def _begin_window(self) -> None:
+        self.window_loss = torch.zeros((), device=self.device)
+        self.window_wrong = torch.zeros((), device=self.device, dtype=torch.long)
+        self.window_seen, self.window_lr, self.window_steps = 0, 0.0, 0
+
+    def add(self, run: FitState, step: Step) -> dict | None:
+        loss, wrong = step.loss * len(step.y), (step.logits.argmax(1) != step.y).sum()
+        self.loss_sum += loss
+        self.wrong += wrong
         self.seen, self.lr_sum, self.steps = self.seen + len(step.y), self.lr_sum + step.lr, self.steps + 1
+        if not self.log_every:
+            return None
+        self.window_loss += loss
+        self.window_wrong += wrong
+        self.window_seen, self.window_lr = self.window_seen + len(step.y), self.window_lr + step.lr
+        self.window_steps += 1
+        return self.last_log(run) if self.window_steps == self.log_every else None
+
+    def last_log(self, run: FitState) -> dict | None:
+        """The row of the window's steps, then a new window; None without steps in it."""
+        if not self.window_steps:
+            return None
+        row = {"iteration": run.iteration, "epoch": run.epoch, "lr": self.window_lr / self.window_steps,
+               "train_loss": self.window_loss.item() / self.window_seen,
+               "train_error": self.window_wrong.item() / self.window_seen}
+        self._begin_window()
+        return row
 
     def epoch_metrics(self) -> dict:
         if self.device.type == "cuda":
@@ -209,6 +243,9 @@ class RecentMeans:
         if run.iteration % self.window:
             return None
         return {"train_loss": sum(self.recent) / len(self.recent), "lr": run.schedule.lr_at(run.iteration)}
+
+    def last_log(self, run: FitState) -> None:
+        return None
 
     def epoch_metrics(self) -> dict:
         return {"train_loss": sum(self.recent) / len(self.recent)}
@@ -240,6 +277,8 @@ def run_sgd(run: FitState, step: StepFn, batches: Callable[[int], Iterable[tuple
                 call_hook(callbacks, "on_log", run, log)
             if run.iteration >= total:
                 break
+        if (log := meter.last_log(run)) is not None:
+            call_hook(callbacks, "on_log", run, log)
         row = {"epoch": run.epoch, "iteration": run.iteration, **meter.epoch_metrics()}
         run.diverged_because = diverged(row["train_loss"], num_classes=logits.shape[1])
         if scores is not None:
@@ -258,6 +297,14 @@ class WatchLowLrStart:
     def on_step_end(self, run: FitState, step: Step) -> None:
         if run.schedule.active:
             run.schedule.observe((step.logits.argmax(1) != step.y).sum().item() / len(step.y), run.iteration)
+
+
+class KeepCurve:
+    """fit's hook: each logged row of running training metrics joins the run's step curve (kept in its
+    checkpoint)."""
+
+    def on_log(self, run: FitState, row: dict) -> None:
+        run.curve.append(row)
 
 
 class PrintProgress:
@@ -339,4 +386,5 @@ def fit(model: nn.Module, train: Split, evals: dict[str, Split], normalize: Norm
             row[f"{name}_loss"], row[f"{name}_error"] = scored["loss"], scored["error"]
         return row
 
-    return run_sgd(state, step, batches, total, EpochMeans(rt.device), [WatchLowLrStart(), *callbacks], scores)
+    return run_sgd(state, step, batches, total, EpochMeans(rt.device, log_every=max(1, total // CURVE_POINTS)),
+                   [WatchLowLrStart(), KeepCurve(), *callbacks], scores)

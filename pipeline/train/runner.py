@@ -2,7 +2,8 @@
 
 It builds the model, picks the training images, resumes from a checkpoint when one with the
 same settings exists, logs params, tags and per-epoch metrics to MLflow, and writes the
-stage's outputs: model weights, a metrics JSON (DVC metrics) and a per-epoch CSV (DVC plots).
+stage's outputs: model weights, a metrics JSON (DVC metrics), a per-epoch CSV and, for the train
+stage, the step curve (DVC plots).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class RunOutputs:
     record: Path       # the run's settings and provenance, JSON (outputs.write_result)
     history: Path      # one row per epoch, CSV
     checkpoint: Path   # last.pt while the run is unfinished
+    curve: Path | None = None   # the step curve, CSV: a row per window of steps (train.loop.CURVE_POINTS)
 
 
 def training_subset(train: Split, images: int) -> Split:
@@ -42,8 +44,11 @@ def training_subset(train: Split, images: int) -> Split:
 
 
 def train_tracked(item: Item, *, model_id: str, seed: int, recipe: Recipe, data: PreparedData, outputs: RunOutputs,
-                  classes: list[int] | None = None) -> dict:
-    """Train `model_id` on `data` (restricted to `classes` if given) as `item`; return the final metrics."""
+                  classes: list[int] | None = None, train_eval: bool = False) -> dict:
+    """Train `model_id` on `data` (restricted to `classes` if given) as `item`; return the final metrics.
+
+    `train_eval`: also the final error on the training images, un-augmented and in eval mode, beside the
+    running error of the augmented batches (He et al.'s degradation is a claim about training error)."""
     stage, name = item.stage, item.name
     spec = parse_model_id(model_id)
     rt = Runtime.resolve(recipe.device, recipe.precision, recipe.channels_last)
@@ -53,7 +58,7 @@ def train_tracked(item: Item, *, model_id: str, seed: int, recipe: Recipe, data:
     train = training_subset(splits["train"], recipe.train_images).to(rt.device)
     # validation every epoch (the curves), test once after the last epoch (see train.fit)
     evals = {"val": splits["val"].to(rt.device)} if len(splits["val"]) else {}
-    final_evals = {"test": splits["test"].to(rt.device)}
+    final_evals = {"test": splits["test"].to(rt.device), **({"train_eval": train} if train_eval else {})}
     num_classes = len(classes) if classes is not None else data.num_classes
     normalize = Normalize(data.manifest["mean"], data.manifest["std"], rt.device)
 
@@ -73,7 +78,7 @@ def train_tracked(item: Item, *, model_id: str, seed: int, recipe: Recipe, data:
     model = rt.prepare_model(create_model_from_id(model_id, num_classes=num_classes, in_chans=data.in_chans,
                                                   input_size=data.image_size))
     # float32 weights in the model file, and weights + momentum in the checkpoint and its temporary copy
-    check_writable(*astuple(outputs), need_bytes=5 * 4 * count_params(model))
+    check_writable(*(path for path in astuple(outputs) if path), need_bytes=5 * 4 * count_params(model))
     print(f"[{name}] {model_id} on {len(train)} images, {env['device_name']}, {rt.describe()['precision']}",
           flush=True)
     with item.run(params=params, about=about, env=env, resume_run_id=resume["meta"]["run_id"] if resume else None) as run:
@@ -97,6 +102,8 @@ def train_tracked(item: Item, *, model_id: str, seed: int, recipe: Recipe, data:
         save_model(outputs.model, model, model_id=model_id, num_classes=num_classes, in_chans=data.in_chans,
                    classes=classes, params=params)
         write_rows(outputs.history, result.history)
+        if outputs.curve:
+            write_rows(outputs.curve, result.curve)
         numbers = {k: v for k, v in final.items() if k not in OUTCOME}
         run.write_result({**numbers, "params": count_params(model)}, extra={k: final[k] for k in OUTCOME if k in final})
     return final
