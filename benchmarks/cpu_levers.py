@@ -3,6 +3,7 @@
     python benchmarks/cpu_levers.py eval        # evaluation: batch size, input layout
     python benchmarks/cpu_levers.py compile     # torch.compile of the training step: its cost, its gain
     python benchmarks/cpu_levers.py parallel    # two items at once (1 thread each) vs one after the other (2 threads)
+    python benchmarks/cpu_levers.py precision   # one item's thread: fp32 vs bf16 autocast, batch 128 vs 256
     python benchmarks/cpu_levers.py all
 
 Every comparison alternates its variants round by round on the same model, so that the shared
@@ -158,14 +159,44 @@ def lever_parallel(models: list[str], rounds: int, steps: int) -> None:
         print(f"| {model_id} | {seq:.1f} | {con:.1f} | {seq / con:.2f}x |", flush=True)
 
 
+def lever_precision(models: list[str], rounds: int, steps: int) -> None:
+    """The training step on one thread, as each item of the fan-out runs: fp32 against bf16 autocast, at batch
+    128 and 256. Stacking several seeds of a net into one process (grouped convolutions, torch.func) makes each
+    op larger, as a larger batch does: where images/s do not rise from batch 128 to 256, larger ops buy nothing
+    on this CPU, and stacking cannot beat one item per core."""
+    torch.set_num_threads(1)
+    print("| model | fp32, 128: images/s | bf16, 128 | bf16 / fp32 | fp32, 256 | bf16, 256 | 256 / 128 (fp32, bf16) |")
+    print("|---|---|---|---|---|---|---|")
+    for model_id in models:
+        steppers = {}
+        for precision in ("fp32", "bf16"):
+            rt = Runtime.resolve("cpu", precision, True)
+            model = new_model(model_id, rt)
+            optimizer = sgd(model.parameters(), 0.1, 0.9, 1e-4, device=rt.device)
+            for batch in (BATCH, 2 * BATCH):
+                x, y = torch.randn(batch, *SHAPE), torch.randint(0, CLASSES, (batch,))
+
+                def run(model=model, optimizer=optimizer, rt=rt, x=x, y=y) -> float:
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        sgd_step(model, optimizer, x, y, rt)
+                    return steps * len(y) / (time.perf_counter() - t0)
+                steppers[precision, batch] = run
+        rate = interleaved(steppers, rounds)
+        print(f"| {model_id} | {rate['fp32', BATCH]:.0f} | {rate['bf16', BATCH]:.0f} | "
+              f"{rate['bf16', BATCH] / rate['fp32', BATCH]:.2f}x | {rate['fp32', 2 * BATCH]:.0f} | "
+              f"{rate['bf16', 2 * BATCH]:.0f} | {rate['fp32', 2 * BATCH] / rate['fp32', BATCH]:.2f}x, "
+              f"{rate['bf16', 2 * BATCH] / rate['bf16', BATCH]:.2f}x |", flush=True)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_item"]:
         return one_item(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("lever", choices=["eval", "compile", "parallel", "all"])
+    ap.add_argument("lever", choices=["eval", "compile", "parallel", "precision", "all"])
     ap.add_argument("--models", nargs="+", default=["resnet-20", "resnet-56", "vgg-11-gap"])
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per variant; medians are printed")
-    ap.add_argument("--steps", type=int, default=40, help="SGD steps per timed call (compile, parallel)")
+    ap.add_argument("--steps", type=int, default=40, help="SGD steps per timed call (compile, parallel, precision)")
     ap.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     args = ap.parse_args()
     env = environment(torch.device("cpu"))
@@ -181,6 +212,9 @@ def main() -> None:
     if args.lever in ("parallel", "all"):
         print(f"\n### Two items at once ({args.steps} steps of batch 128 per item, process start included)\n")
         lever_parallel(args.models, args.rounds, args.steps)
+    if args.lever in ("precision", "all"):
+        print("\n### One item's thread: precision and batch size of the training step\n")
+        lever_precision(args.models, args.rounds, args.steps)
 
 
 if __name__ == "__main__":
