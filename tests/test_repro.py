@@ -1,4 +1,10 @@
 """The study command's keeping of results (pipeline/study/repro.py), on a hand-made dvc.lock."""
+import json
+import os
+import subprocess
+import time
+
+import psutil
 import pytest
 import yaml
 
@@ -68,15 +74,39 @@ def test_a_cut_short_dvc_stage_lock_table_is_removed(tmp_path, monkeypatch, cut)
     monkeypatch.chdir(tmp_path)
     repro.RWLOCK.parent.mkdir(parents=True)
     repro.RWLOCK.write_bytes(cut)   # empty, cut inside the JSON, cut inside a UTF-8 character
-    assert repro.repair_rwlock()
+    assert "cut it short" in repro.repair_rwlock()
     assert not repro.RWLOCK.exists()
-    assert not repro.repair_rwlock()   # nothing to repair: no file
+    assert repro.repair_rwlock() is None   # nothing to repair: no file
 
 
 def test_a_readable_dvc_stage_lock_table_is_kept(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     repro.RWLOCK.parent.mkdir(parents=True)
-    table = '{"write": {"metrics/train/plain-20.json": {"pid": 1, "cmd": "dvc repro"}}, "read": {}}'
+    table = f'{{"write": {{"metrics/train/plain-20.json": {{"pid": {os.getpid()}, "cmd": "dvc repro"}}}}, "read": {{}}}}'
     repro.RWLOCK.write_text(table)
-    assert not repro.repair_rwlock()
+    assert repro.repair_rwlock() is None
     assert repro.RWLOCK.read_text() == table
+
+
+def test_the_entries_of_killed_and_zombie_dvc_processes_are_dropped(tmp_path, monkeypatch):
+    """A dvc killed with the study command is a zombie until its new parent collects it (in a container, PID 1
+    may do so late); DVC counts it as running and refused with "... is busy". Its entries go, a running one's stay."""
+    monkeypatch.chdir(tmp_path)
+    zombie = subprocess.Popen(["true"])   # ended, not waited for: a zombie of this process
+    deadline = time.monotonic() + 10
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gone = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()   # a PID now free
+    running = {"pid": os.getpid(), "cmd": "dvc status"}
+    repro.RWLOCK.parent.mkdir(parents=True)
+    repro.RWLOCK.write_text(json.dumps({
+        "write": {"data/prepared": {"pid": zombie.pid, "cmd": "dvc repro"}, "metrics/a.json": running},
+        "read": {"data/raw": [{"pid": int(gone), "cmd": "dvc repro"}, running]}}))
+    try:
+        assert repro.repair_rwlock() == (f"{repro.RWLOCK}: dropped the entries of killed dvc processes (PID "
+                                         f"{', '.join(map(str, sorted([zombie.pid, int(gone)])))})")
+    finally:
+        zombie.wait()
+    assert json.loads(repro.RWLOCK.read_text()) == {"write": {"metrics/a.json": running},
+                                                     "read": {"data/raw": [running]}}
+    assert repro.repair_rwlock() is None   # nothing left to drop

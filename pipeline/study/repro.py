@@ -160,24 +160,51 @@ def put_back() -> list[str]:
     return restored
 
 
-def repair_rwlock() -> bool:
-    """Remove DVC's stage lock table if it is not JSON; return whether it was removed.
+def _runs(pid: int) -> bool:
+    """Whether process `pid` still runs: a zombie -- killed, its exit not yet collected by its parent -- holds
+    nothing, but DVC (psutil.pid_exists) counts it as running."""
+    import psutil
 
-    DVC rewrites .dvc/tmp/rwlock in place, so a dvc killed mid-write leaves it cut short, and every
-    later dvc stops with "Unable to read RWLock-file ... JSON structure is corrupted". DVC drops the
-    entries of dead processes itself, but only from a file it can read; a cut file holds nothing
-    readable, so removing it (under DVC's own guard of the file) loses nothing."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def repair_rwlock() -> str | None:
+    """Make DVC's stage lock table readable and free of processes that no longer run; return what was done.
+
+    DVC rewrites .dvc/tmp/rwlock in place, so a dvc killed mid-write leaves it cut short, and every later dvc
+    stops with "Unable to read RWLock-file ... JSON structure is corrupted": a cut file holds nothing readable,
+    so it is removed. DVC drops the entries of dead processes itself, but not a zombie's: a dvc killed with
+    the study command is re-parented to PID 1, and a container's PID 1 may collect it late, so the next dvc
+    stopped with "... is busy, it is being blocked by: (PID n)". Both are done under DVC's own guard of the file."""
     from dvc.lock import make_lock
 
     with make_lock(f"{RWLOCK}.lock", tmp_dir=str(RWLOCK.parent)):
         try:
-            json.loads(RWLOCK.read_text(encoding="utf-8"))
+            table = json.loads(RWLOCK.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return False
+            return None
         except ValueError:   # JSONDecodeError, or bytes cut inside a UTF-8 character
             RWLOCK.unlink()
-            return True
-    return False
+            return f"removed {RWLOCK}: an interrupted dvc had cut it short (it lists only running dvc processes)"
+        dead = set()
+        for mode in ("read", "write"):
+            for path, holders in list(table.get(mode, {}).items()):
+                listed = holders if isinstance(holders, list) else [holders]   # a path's readers; its writer
+                left = [h for h in listed if _runs(h["pid"])]
+                dead |= {h["pid"] for h in listed} - {h["pid"] for h in left}
+                if not left:
+                    del table[mode][path]
+                elif len(left) < len(listed):
+                    table[mode][path] = left
+        if not dead:
+            return None
+        tmp = RWLOCK.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table), encoding="utf-8")
+        os.replace(tmp, RWLOCK)
+    return f"{RWLOCK}: dropped the entries of killed dvc processes (PID {', '.join(map(str, sorted(dead)))})"
 
 
 def dvc_command(study: str, dvc_args: list[str]) -> list[str]:
@@ -214,9 +241,8 @@ def main(argv: list[str]) -> int:
             if restored:
                 print(f"put back {len(restored)} result(s) an interrupted study had lost: {', '.join(restored)}",
                       flush=True)
-            if repair_rwlock():
-                print(f"removed {RWLOCK}: an interrupted dvc had cut it short (it lists only running dvc "
-                      "processes)", flush=True)
+            if repaired := repair_rwlock():
+                print(repaired, flush=True)
             keep(preflight(args.study))
             if args.ray:
                 if args.study != "quick":
