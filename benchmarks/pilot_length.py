@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="the scratch folder (default: a temporary one, removed)")
     args = ap.parse_args()
 
+    from pipeline import tracking
     from pipeline.study.compose import compose
 
     work = args.work or Path(tempfile.mkdtemp(prefix="pilot-"))
@@ -54,6 +55,10 @@ def main() -> None:
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
     compose("conclusive", work / "params.yaml")
     study = yaml.safe_load((work / "params.yaml").read_text())
+    # the store and the experiment once, before the runs: two processes creating a fresh SQLite store at once
+    # crash (pipeline/study/fanout.py does the same)
+    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    tracking.create_experiment(study["study"]["name"])
     if not (work / "prepared").is_dir():
         run([sys.executable, str(REPO / "stages/download.py"), "--out", "raw"], work, env)
         run([sys.executable, str(REPO / "stages/prepare.py"), "--raw", "raw", "--out", "prepared"], work, env)

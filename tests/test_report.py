@@ -175,18 +175,17 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert ("In eval mode on the un-augmented training images: plain-20 9.00 %, plain-56 29.00 % (+20.00 points, "
             "n = 1/1: untested") in readme
     assert "plain-20 -0.50, plain-56 -3.00, resnet-20 -0.50, resnet-56 -0.50 points." in readme
-    assert ("With 1 seed per net no gap has an interval, so no depth effect is claimed; plain-56 had not converged "
-            "(converged means a change under 1 point).") in readme
+    assert ("With 1 seed per net no gap has an interval (Welch's t needs two seeds a side), so no depth effect is "
+            "claimed; plain-56 had not converged (converged means a change under 1 point).") in readme
     assert "at convergence on this schedule" not in readme
     # departures are listed against the recipe most models share: only alexnet-8-fc's lr differs
     assert "departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme
-    assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points, n = 1/1: untested (Welch's t needs two values a side))" \
-        in readme
+    assert "plain-20 10.00 %, plain-56 30.00 % (+20.00 points, n = 1/1: untested)" in readme
     # resnet-20 has two seeds, resnet-56 one: still untested
     assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points, n = 2/1: untested" in readme
     assert ("alexnet-8-gap has 8.3x fewer parameters than alexnet-8-fc (3,000,000 vs 25,000,000, whole model). "
             "After 3 epochs on 1000 images, 1 seed each: test error 15.00 % vs 20.00 % (-5.00 points, n = 1/1: "
-            "untested (Welch's t needs two values a side)), test − train +5.00 vs +15.00 points.") in readme
+            "untested), test − train +5.00 vs +15.00 points.") in readme
     assert "SGD lr 0.1," in readme   # the degradation grid's recipe, not the first file's
     assert "Per-model departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme
 

@@ -93,9 +93,11 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
                        f"({gap_words(g)})" for f, g in ((PLAIN, plain), (RESIDUAL, res)))
     if "train_eval_error" in train and train["train_eval_error"].notna().any():
         _, evals = grid_errors(train, "train_eval_error")
-        errors += ". In eval mode on the un-augmented training images: " + "; ".join(
+        eval_mode = " In eval mode on the un-augmented training images: " + "; ".join(
             f"{f}-{lo} {evals[f, lo].mean() * PERCENT:.2f} %, {f}-{hi} {evals[f, hi].mean() * PERCENT:.2f} % ("
-            + gap_words(_depth_gap(evals, f, lo, hi, "eval-mode training error")) + ")" for f in FAMILIES)
+            + gap_words(_depth_gap(evals, f, lo, hi, "eval-mode training error")) + ")" for f in FAMILIES) + "."
+    else:
+        eval_mode = ""
     change = {f"{f}-{d}": evidence.epoch_change(histories[f"{f}-{d}"]).difference for f, d in nets
               if f"{f}-{d}" in histories}
     moving = evidence.not_converged(histories, list(change))
@@ -104,7 +106,8 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
     if not change:
         verdict = "No per-epoch history was found, so convergence is untested and nothing is claimed at convergence."
     elif plain.outcome == "untested":
-        verdict = (f"With {seeds} seed per net no gap has an interval, so no depth effect is claimed"
+        verdict = (f"With {seeds} seed per net no gap has an interval ({plain.test} needs two seeds a side), so no "
+                   "depth effect is claimed"
                    + (f"; {', '.join(moving)} had not converged ({threshold})." if moving else "."))
     elif moving:
         verdict = (f"{', '.join(moving)} had not converged ({threshold}), so "
@@ -118,7 +121,7 @@ def degradation_summary(train: pd.DataFrame, histories: dict[str, pd.DataFrame])
                       "the ResNet's: the degradation result." if pattern else
                       "at convergence on this schedule the degradation pattern is not visible."))
     return (f"Evidence: {rests_on} per net. Final training error: {errors}; {RESIDUAL}-{hi} against {PLAIN}-{hi}: "
-            f"{gap_words(across)}. Training error change over the last epoch: "
+            f"{gap_words(across)}.{eval_mode} Training error change over the last epoch: "
             + (", ".join(f"{m} {c:+.2f}" for m, c in change.items()) + " points. " if change else "")
             + verdict + "\n")
 

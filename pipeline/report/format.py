@@ -28,10 +28,10 @@ def fmt(value, spec: str = ".2f") -> str:
 
 def gap_words(verdict: Verdict, digits: int = 2) -> str:
     """A gap of evidence.mean_gap with its test and n: "+2.00 points (95 % CI +0.51 to +3.49; Welch's t,
-    n = 3/3)", ending ": no difference shown" when the interval holds zero."""
+    n = 3/3)", ending ": no difference shown" when the interval holds zero; "untested" with one value a side."""
     gap, n = f"{verdict.difference:+.{digits}f} points", "/".join(map(str, verdict.n))
     if verdict.outcome == "untested":
-        return f"{gap}, n = {n}: untested ({verdict.test} needs two values a side)"
+        return f"{gap}, n = {n}: untested"
     low, high = verdict.interval
     return (f"{gap} ({CONFIDENCE * 100:g} % CI {low:+.{digits}f} to {high:+.{digits}f}; {verdict.test}, n = {n})"
             + (": no difference shown" if verdict.outcome == "within" else ""))
