@@ -160,7 +160,8 @@ def plot_degradation(histories: dict[str, pd.DataFrame], curves: dict[str, dict[
             if h is None:
                 continue
             for curve in seeds.values() or [h]:
-                ax.plot(curve["iteration"], curve["train_error"] * PERCENT, "--", lw=0.8, alpha=0.7, color=colors[depth])
+                ax.plot(curve["iteration"], curve["train_error"] * PERCENT, "--", lw=0.8, alpha=0.7,
+                        color=colors[depth])
             change = evidence.epoch_change(h)
             # the legend says whether the curve has flattened: the wording rule's test (pipeline/report/evidence.py)
             state = ("" if change.outcome == "untested" else f", last epoch {change.difference:+.1f} pts: "

@@ -54,7 +54,7 @@ class Verdict:
     n: tuple[int | None, int | None]    # the values behind a and b (seeds, draws; None: not recorded)
     values: tuple[float, float]         # a and b, in the unit the report prints them in
     difference: float                   # b - a in that unit, or b / a under a ratio rule; nan when untested
-    margin: float | None                # what the difference was held against (an interval's half-width); None when untested
+    margin: float | None                # what it was held against (an interval's half-width); None: untested
     outcome: Outcome
     interval: tuple[float, float] | None = None   # the difference's CONFIDENCE interval, for the t tests
 

@@ -76,7 +76,8 @@ def levers_table(levers: dict[str, dict], frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def against(verdict: evidence.Verdict, other_name: str) -> str:
-    """A verdict of evidence.draw_gap in words: b's test error against a's (named `other_name`), the gap with its test."""
+    """A verdict of evidence.draw_gap in words: b's test error against a's (named `other_name`), the gap with
+    its test."""
     a, b = verdict.values
     return f"{b:.1f} % against {a:.1f} % {other_name}: {gap_words(verdict, digits=1)}"
 
@@ -96,7 +97,8 @@ def findings(frame: pd.DataFrame) -> str:
             if baseline in group.index and not transfer.empty:
                 other = transfer["test_error"].idxmin()
                 verdict = evidence.draw_gap(group.loc[other], group.loc[baseline],
-                                            f"test error at {shots} labels/class, {baseline} against {other}", paired=True)
+                                            f"test error at {shots} labels/class, {baseline} against {other}",
+                                            paired=True)
                 text += f"; {baseline} " + against(verdict, f"for the best transfer strategy, {other}")
             parts.append(text)
         lines.append(f"**{source}**: " + ". ".join(parts) + ".")
@@ -191,7 +193,8 @@ def budget_sentence(frame: pd.DataFrame, cfg: TransferConfig, dataset_classes: i
                         "labels/class", paired=False)).outcome == "higher":
                     text += (f"; {name} errs more at {more} than at {fewer} labels/class ("
                              f"{by.loc[more, 'test_error'] * PERCENT:.1f} vs {by.loc[fewer, 'test_error'] * PERCENT:.1f} %, "
-                             f"{gap_words(worse, digits=1)}) after {passes(cfg, more, classes):.1f} passes over the larger set against "
+                             f"{gap_words(worse, digits=1)}) after {passes(cfg, more, classes):.1f} passes over the "
+                             "larger set against "
                              f"{passes(cfg, fewer, classes):.1f} over the smaller: that compares training lengths as much "
                              "as label counts")
         lines.append(text + ".")
