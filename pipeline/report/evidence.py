@@ -57,11 +57,7 @@ class Verdict:
     margin: float | None                # what it was held against (an interval's half-width); None: untested
     outcome: Outcome
     interval: tuple[float, float] | None = None   # the difference's CONFIDENCE interval, for the t tests
-
-    @property
-    def test(self) -> str:
-        """The rule's test, without its threshold: "Welch's t", "a factor 3"..."""
-        return self.rule.split(",")[0]
+    test: str | None = None             # the t test behind the interval: WELCH or PAIRED
 
 
 def _sign(difference: float) -> Outcome:
@@ -100,7 +96,7 @@ def mean_gap(a, b, compared: str, *, paired: bool = False) -> Verdict:
     if paired and len(a) != len(b):
         raise ValueError(f"{compared}: a paired test needs one value per draw on both sides, got {n}")
     if min(n) < 2:
-        return Verdict(compared, rule, n, values, difference, None, "untested")
+        return Verdict(compared, rule, n, values, difference, None, "untested", test=test)
     if paired:
         se, df = float((b - a).std(ddof=1)) / math.sqrt(len(a)), len(a) - 1
     else:
@@ -111,7 +107,7 @@ def mean_gap(a, b, compared: str, *, paired: bool = False) -> Verdict:
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
     interval = (difference - half, difference + half)
     outcome = "within" if interval[0] <= 0 <= interval[1] else _sign(difference)
-    return Verdict(compared, rule, n, values, difference, half, outcome, interval)
+    return Verdict(compared, rule, n, values, difference, half, outcome, interval, test)
 
 
 def degradation_shown(plain: Verdict, residual: Verdict) -> bool:
