@@ -12,8 +12,10 @@ images, the validation error and the seconds per iteration. Run it alone; result
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,7 @@ def run(cmd: list[str], cwd: Path, env: dict) -> None:
 
 
 def params_for(study: dict, iterations: int) -> dict:
-    params = json.loads(json.dumps(study))
+    params = copy.deepcopy(study)
     params["train"]["recipe"].update(iterations=iterations, epochs=0, milestones=[iterations // 2, 3 * iterations // 4])
     return params
 
@@ -91,6 +93,8 @@ def main() -> None:
         m = json.loads((folder / f"{model}-s{seed}.json").read_text())
         print(f"| {t} | {model} | {seed} | {m['train_error'] * 100:.2f} | {m['train_eval_error'] * 100:.2f} | "
               f"{m['val_error'] * 100:.2f} | {m['test_error'] * 100:.2f} | {m['train_seconds'] / t:.3f} |")
+    if not args.work:
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":
