@@ -125,6 +125,24 @@ class Recipe:
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"{key}.lr_decay: must lie in (0, 1], got {self.lr_decay}")
 
+    def lengthened(self, factor: int) -> Recipe:
+        """The same schedule `factor` times as long: length and lr milestones scaled, warm-up kept."""
+        return dataclasses.replace(self, epochs=self.epochs * factor, iterations=self.iterations * factor,
+                                   milestones=[m * factor for m in self.milestones])
+
+
+@dataclass(frozen=True)
+class LengthCheck:
+    """Is the budget long enough? `models` trained again `factor` times as long, from seed `seed`'s init:
+    how far their errors still move says how close the study's runs are to convergence (issue 26)."""
+    models: list[str] = field(default_factory=list)   # among train.models; none = no check
+    factor: int = 2
+    seed: int = 0                                     # among train.seeds: the run it is compared with
+
+    def check(self, key: str) -> None:
+        if self.factor < 2:
+            raise ConfigError(f"{key}.factor: must be >= 2 (the check trains longer), got {self.factor}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -134,6 +152,7 @@ class TrainConfig:
     # model id -> the recipe fields in which that model departs from `recipe`, e.g. the lr 0.01
     # of the nets without batch norm (Krizhevsky et al. 2012)
     overrides: dict[str, dict] = field(default_factory=dict)
+    length_check: LengthCheck = LengthCheck()
 
     def recipe_for(self, model_id: str) -> Recipe:
         return build(Recipe, {**dataclasses.asdict(self.recipe), **self.overrides.get(model_id, {})},
@@ -150,6 +169,12 @@ class TrainConfig:
             # a model the study does not train may keep its override: trimming train.models stays one edit
             _model_spec(model_id, f"{key}.overrides.{model_id}")
             self.recipe_for(model_id)   # the merged recipe gets every check of `recipe`, named by the override's key
+        for i, model_id in enumerate(self.length_check.models):
+            if model_id not in self.models:
+                raise ConfigError(f"{key}.length_check.models[{i}]: {model_id} is not in {key}.models, so there is "
+                                  f"no run to compare the longer one with; choose among {', '.join(self.models)}")
+        if self.length_check.models and self.length_check.seed not in self.seeds:
+            raise ConfigError(f"{key}.length_check.seed: {self.length_check.seed} is not in {key}.seeds {self.seeds}")
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ def make_study(repo: Path, root: Path, models=("plain-20", "resnet-20", "lenet-5
     params["data"].update(dataset="npz", npz_path=str(root / "tiny.npz"), npz_sha256=sha, val_size=30)
     params["train"]["models"] = list(models)
     params["train"]["overrides"] = {"lenet-5-fc": {"lr": 0.05}}
+    params["train"]["length_check"].update(models=[m for m in models if m == "plain-20"])
     params["train"]["recipe"].update(epochs=2, milestones=[1], warmup_epochs=0, train_images=0, batch_size=32)
     params["transfer"]["pretrain"].update(epochs=1, milestones=[], train_images=0, batch_size=32)
     params["transfer"]["sources"] = {"half": {"model": "resnet-20", "source_classes": [0, 1, 2],

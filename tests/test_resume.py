@@ -29,6 +29,7 @@ def workdir(repo, tmp_path):
     prepare(cfg, tmp_path / "raw", tmp_path / "prepared")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["models"] = ["resnet-20"]
+    params["train"]["length_check"]["models"] = []
     params["analysis"]["models"] = []
     params["train"]["recipe"].update(epochs=6, milestones=[4], warmup_epochs=1, train_images=0, batch_size=32,
                                      precision="fp32", device="cpu")
