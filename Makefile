@@ -11,7 +11,7 @@ STUDY ?= quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup study test test-e2e report ui tracking-server params lock gpu-check gpu-wheels
+.PHONY: setup study test test-e2e report ui tracking-server params lock gpu-check gpu-wheels snapshot
 
 setup: $(VENV)/.installed
 
@@ -64,6 +64,13 @@ ui: setup
 tracking-server: setup
 	mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --artifacts-destination $(CURDIR)/mlruns \
 		--host $(HOST) --port $(PORT)
+
+# the workspace's results, as the last study left them, kept in studies/$(STUDY)/ to be committed beside the
+# quick study's (the conclusive study's report is the project's results; README, "The conclusive CPU study")
+SNAPSHOT := params.yaml dvc.lock metrics records plots reports
+snapshot:
+	@grep -q "^  name: $(STUDY)$$" params.yaml || { echo "error: params.yaml is not study $(STUDY)'s; run make study STUDY=$(STUDY) first" >&2; exit 2; }
+	rm -rf studies/$(STUDY) && mkdir -p studies/$(STUDY) && cp -r $(SNAPSHOT) studies/$(STUDY)/
 
 # rewrite params.yaml from conf/ for $(STUDY) (what `dvc exp run -S study=...` does)
 params: setup

@@ -354,34 +354,37 @@ class LatencyConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Why residual nets train: gradient flow (He et al. 2016 Sec. 4.1; Balduzzi et al. 2017) and loss
-    landscapes (Li et al. 2018) of trained models. Defaults: the cifar10 study's (conf/config.yaml)."""
+    """Why residual nets train: gradient flow (He et al. 2016 Sec. 4.1; Balduzzi et al. 2017) and sharpness
+    (Keskar et al. 2017) of every seed of the trained models (the analyze stage), and their loss landscapes
+    (Li et al. 2018; the landscape stage). Defaults: the cifar10 study's (conf/config.yaml)."""
     models: list[str]               # trained models to analyse (train.models): the plain/residual grid, DenseNet
-    seed: int = 0                   # whose weights: the train item of this seed (train.seeds)
+    seed: int = 0                   # the landscape stage draws its surfaces around this train seed's weights
     gradient_images: int = 1024     # fixed training images for the per-layer gradient norms
     shatter_images: int = 256       # images whose input gradients are compared with a nearby input's
     shatter_sigma: float = 0.01     # std of that nearby input's Gaussian offset, in normalised pixel units
+    sharpness_images: int = 1024    # fixed training images the sharpness' loss is taken on
+    sharpness_epsilon: float = 1e-3  # the box |y_i| <= eps (|x_i| + 1) (Keskar et al.: 1e-3 and 5e-4)
+    sharpness_draws: int = 10       # random starts of the ascent: the measurement's spread (even: two halves)
+    sharpness_steps: int = 5        # ascent steps per draw, each a forward and backward pass
     landscape_images: int = 1024    # fixed training images the loss surfaces are evaluated on
     points_1d: int = 51             # odd: the curve includes the trained weights (alpha = 0)
     points_2d: int = 51             # per axis, odd; Li et al. 2018 plot 51 x 51
     span: float = 1.0               # alpha, beta in [-span, span], in filter-normalised units (Li et al.: 1)
-    sharpness_at: float = 0.2       # half-width of the box Keskar et al.'s sharpness is taken over
-    direction_seed: int = 0         # the random directions and the offsets of the shattering measure
+    direction_seed: int = 0         # the random directions, the offsets of the shattering measure, the draws
     batch_size: int = 1024          # images per forward pass of the surface (large on a GPU)
     precision: Precision = "auto"
     device: Device = "auto"
 
     def check(self, key: str) -> None:
-        _positive(self, key, "gradient_images", "shatter_images", "shatter_sigma", "landscape_images", "span",
-                  "sharpness_at", "batch_size")
+        _positive(self, key, "gradient_images", "shatter_images", "shatter_sigma", "sharpness_images",
+                  "sharpness_epsilon", "sharpness_steps", "landscape_images", "span", "batch_size")
+        if self.sharpness_draws < 2 or self.sharpness_draws % 2:
+            raise ConfigError(f"{key}.sharpness_draws: must be even and >= 2 (its two halves are two runs of the "
+                              f"measurement, compared in the report); got {self.sharpness_draws}")
         for name in ("points_1d", "points_2d"):
             if getattr(self, name) < 3 or getattr(self, name) % 2 == 0:
                 raise ConfigError(f"{key}.{name}: must be odd and >= 3, so the grid holds the trained weights "
                                   f"at its centre; got {getattr(self, name)}")
-        step = 2 * self.span / (self.points_2d - 1)
-        if not step - 1e-9 <= self.sharpness_at <= self.span:
-            raise ConfigError(f"{key}.sharpness_at: must lie between one step of the 2-D grid ({step:g}) and "
-                              f"{key}.span ({self.span:g}), so the box holds grid points; got {self.sharpness_at}")
 
 
 @dataclass(frozen=True)
@@ -413,6 +416,7 @@ class FanoutConfig:
 @dataclass(frozen=True)
 class ReportConfig:
     title: str = "CNN architecture study"
+    preface: str = ""     # the report's first paragraph: what its verdicts are worth, and where they are settled
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pipeline.study.report_run import publish
 
 def work(item: StageItem) -> None:
     a, s = item.args, item.sections
-    tables = build_report(title=s["report"].title, study=s["study"].name,
+    tables = build_report(title=s["report"].title, preface=s["report"].preface, study=s["study"].name,
                           items=StudyItems.of(s["train"], s["transfer"], s["analysis"]),
                           folders=ResultFolders(a.metrics, a.records, a.plots), out_dir=a.out,
                           analysis=s["analysis"], transfer=s["transfer"])

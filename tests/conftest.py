@@ -155,8 +155,8 @@ def make_study(repo: Path, root: Path, models=("plain-20", "resnet-20", "lenet-5
     params["transfer"]["finetune"].update(steps=3, head_steps=3, batch_size=8)
     params["latency"].update(batch_sizes=[1, 2], rounds=2, blocks=1, block_ms=1.0, warmup=1)
     params["analysis"].update(models=[m for m in models if m.startswith(("plain", "resnet"))], gradient_images=16,
-                              shatter_images=8, landscape_images=16, points_1d=5, points_2d=3, span=0.5,
-                              sharpness_at=0.5, batch_size=16)
+                              shatter_images=8, sharpness_images=16, sharpness_draws=2, sharpness_steps=2,
+                              landscape_images=16, points_1d=5, points_2d=3, span=0.5, batch_size=16)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     return work, env
 

@@ -15,10 +15,11 @@ from pipeline.config import AnalysisConfig, load_section
 from pipeline.data.loader import Normalize
 from pipeline.analysis.gradient_flow import conv_layers, first_last_ratio, gradient_correlation, layer_gradient_norms
 from pipeline.analysis import landscape
-from pipeline.analysis.landscape import axis, filter_normalized_direction, sharpness, surface, surfaces
+from pipeline.analysis.landscape import axis, filter_normalized_direction, surface, surfaces
+from pipeline.analysis.sharpness import keskar_sharpness
 from pipeline.outputs import ResumeState
 from pipeline.models import create_model_from_id
-from pipeline.report.analysis import gradient_flow_summary, landscape_summary
+from pipeline.report.analysis import gradient_flow_summary, sharpness_summary
 from pipeline.study.compose import compose
 from pipeline.train.runtime import Runtime
 from pipeline.train.loop import evaluate
@@ -83,12 +84,49 @@ def test_an_interrupted_surface_resumes_from_its_progress_file_and_ignores_anoth
     assert surfaces(model, jobs, *args, ResumeState(tmp_path / "c.json", "run"))["1d"] == full
 
 
-def test_axis_holds_zero_exactly_and_sharpness_is_keskar_et_als_over_the_box():
+def test_axis_holds_zero_exactly():
     grid = axis(11, 1.0)
     assert grid[5] == 0.0 and grid[0] == -1.0 and grid[-1] == 1.0
-    plane = [{"alpha": a, "beta": b, "loss": 1 + 3 * a * a + b * b} for b in grid for a in grid]
-    # the box |alpha|, |beta| <= 0.2 peaks at its corners: 1 + 3 * 0.04 + 0.04; centre 1
-    assert sharpness(plane, at=0.2) == pytest.approx(100 * 0.16 / 2, rel=1e-9)
+
+
+def test_keskar_sharpness_finds_the_highest_corner_of_the_box_for_a_convex_loss_and_restores_the_weights():
+    """Cross-entropy of logits linear in the weights is convex in the weights, so its maximum over Keskar et al.'s
+    box is at one of the box's corners: with 4 weights, 16 to check by brute force."""
+    images, _ = tiny_splits(torch.device("cpu"))
+    normalize = Normalize([60.0], [50.0], torch.device("cpu"))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 4, bias=False))
+    before = model[2].weight.detach().clone()
+    eps = 0.05
+    centre, peaks = keskar_sharpness(model, images, normalize, FP32, 40, epsilon=eps, draws=4, steps=5,
+                                     gen=torch.Generator().manual_seed(0))
+    assert torch.equal(model[2].weight, before)
+    assert centre == pytest.approx(evaluate(model, images, normalize, FP32, 40)["loss"], rel=1e-6)
+    box = eps * (before.abs() + 1)
+    corners = []
+    for signs in torch.cartesian_prod(*[torch.tensor([-1.0, 1.0])] * 4):
+        with torch.no_grad():
+            model[2].weight.copy_(before + signs.view(4, 1) * box)
+        corners.append(evaluate(model, images, normalize, FP32, 40)["loss"])
+    highest = 100 * (max(corners) - centre) / (1 + centre)
+    assert highest > 0
+    assert peaks == pytest.approx([highest] * 4, rel=1e-5)
+    # a box 0 wide has no sharpness; a wider one more
+    assert keskar_sharpness(model, images, normalize, FP32, 40, epsilon=1e-12, draws=2, steps=2,
+                            gen=torch.Generator().manual_seed(0))[1] == pytest.approx([0.0, 0.0], abs=1e-4)
+
+
+def test_keskar_sharpness_is_reproducible_from_its_generator_and_moves_batch_norm_too():
+    model = small_net()
+    images, _ = tiny_splits(torch.device("cpu"))
+    normalize = Normalize([60.0], [50.0], torch.device("cpu"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run = lambda seed: keskar_sharpness(model, images, normalize, FP32, 40, epsilon=1e-3, draws=2, steps=2,
+                                        gen=torch.Generator().manual_seed(seed))
+    first = run(0)
+    assert run(0) == first and run(1) != first
+    assert all(p > 0 for p in first[1])
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 class ScaledChain(nn.Module):
@@ -170,47 +208,64 @@ def test_gradient_correlation_measures_with_dropout_off():
 
 
 def _analysis(rows):
-    """Analyze metrics: (family, depth, first/last ratio at init, trained, correlation at init, sharpness)."""
-    return pd.DataFrame([{"model": f"{f}-{d}", "family": f, "depth": d, "grad_first_last_ratio_init": r0,
-                          "grad_first_last_ratio_trained": r1, "grad_correlation_init": c, "sharpness": s,
-                          "sharpness_at": 0.2, "landscape_loss": 0.3, "gradient_images": 256, "shatter_images": 64,
-                          "landscape_images": 128} for f, d, r0, r1, c, s in rows])
+    """Analyze metrics, a row per (family, depth, seed, first/last ratio at init, trained, correlation at init,
+    sharpness[, its two halves])."""
+    out = []
+    for family, depth, seed, r0, r1, c, sharp, *halves in rows:
+        a, b = halves or (sharp, sharp)
+        out.append({"model": f"{family}-{depth}", "family": family, "depth": depth, "seed": seed,
+                    "grad_first_last_ratio_init": r0, "grad_first_last_ratio_trained": r1, "grad_correlation_init": c,
+                    "sharpness": sharp, "sharpness_half_a": a, "sharpness_half_b": b, "sharpness_std": 0.1,
+                    "sharpness_epsilon": 1e-3, "sharpness_draws": 10, "sharpness_steps": 5, "sharpness_images": 512,
+                    "train_loss": 0.3, "gradient_images": 256, "shatter_images": 64})
+    return pd.DataFrame(out)
 
 
-def test_the_report_says_which_picture_the_gradient_numbers_support():
-    healthy = _analysis([("plain", 20, 3.0, 1.0, 0.5, 1), ("plain", 56, 900.0, 1.5, 0.1, 9),
-                         ("resnet", 20, 2.0, 1.0, 0.6, 1), ("resnet", 56, 5.0, 1.0, 0.5, 1)])
+def _seeds(family, depth, values):
+    """Three seeds of one net: `values` are (ratio at init, trained, correlation, sharpness) per seed."""
+    return [(family, depth, seed, *v) for seed, v in enumerate(values)]
+
+
+def test_the_report_says_which_picture_the_gradient_numbers_support_with_an_interval_over_seeds():
+    healthy = _analysis(_seeds("plain", 56, [(900.0, 1.5, 0.10, 9), (1100.0, 1.4, 0.12, 9), (1000.0, 1.6, 0.08, 9)])
+                        + _seeds("resnet", 56, [(5.0, 1.0, 0.50, 1), (6.0, 1.1, 0.52, 1), (4.0, 0.9, 0.48, 1)]))
     text = gradient_flow_summary(healthy, sigma=0.01)
-    assert "plain-56 900x larger than the last's" in text
-    assert "No plain net's gradients vanish towards the input, at initialisation or after training" in text
-    assert "plain-56's gradients grow towards the input 180x as much as resnet-56's (900x against 5x)" in text
-    assert "less correlated than the residual net's by 0.400: closer to white noise" in text
-    assert "falls by 0.400 in the plain nets and falls by 0.100 in the residual nets" in text
-    # vanishing after training only, and correlations within the margin
-    vanishing = _analysis([("plain", 56, 1.0, 0.01, 0.52, 1), ("resnet", 56, 1.0, 1.0, 0.5, 1)])
+    assert "geometric mean over 3 seeds per model (range)" in text
+    assert "plain-56 997 (900-1.1e+03)" in text
+    assert "No plain net's gradients vanish towards the input" in text
+    assert "plain-56's gradients grow towards the input more than resnet-56's, by 202x (95 % CI" in text
+    assert "Welch's t on logarithms, n = 3/3)" in text
+    assert "the residual net's gradients are more correlated than the plain net's, by +0.400 (95 % CI" in text
+    # vanishing after training only; correlations whose interval holds zero
+    vanishing = _analysis(_seeds("plain", 56, [(1.0, 0.01, 0.50, 1), (1.0, 0.01, 0.60, 1)])
+                          + _seeds("resnet", 56, [(1.0, 1.0, 0.55, 1), (1.0, 1.0, 0.50, 1)]))
     text = gradient_flow_summary(vanishing, sigma=0.01)
-    assert "the vanishing the slide describes, in plain-56 (trained)" in text and "100x smaller" in text
-    assert "within 0.05: no clear difference" in text
-    # a study that analyses residual nets only
-    only_residual = _analysis([("resnet", 20, 2.0, 1.0, 0.6, 1)])
-    assert "resnet-20 about the last's" in gradient_flow_summary(only_residual, sigma=0.01)
-    assert "resnet-20 1.0" in landscape_summary(only_residual, 0)
-    # a ratio that is not a number gets no verdict
-    broken = _analysis([("plain", 56, float("nan"), 1.0, 0.5, 1), ("resnet", 56, 1.0, 1.0, 0.5, 1)])
-    assert "not a usable ratio" in gradient_flow_summary(broken, sigma=0.01)
+    assert "the vanishing the slide describes, in plain-56" in text
+    assert "no difference shown; this measurement does not show Balduzzi et al.'s finding" in text
+    # one seed a side: no interval, so no verdict
+    single = _analysis([("plain", 56, 0, 1000.0, 1.0, 0.1, 9), ("resnet", 56, 0, 5.0, 1.0, 0.5, 1)])
+    assert "untested" in gradient_flow_summary(single, sigma=0.01)
 
 
-def test_the_report_compares_sharpness_at_equal_depth():
-    text = landscape_summary(_analysis([("plain", 56, 1, 1, 0.5, 9.0), ("resnet", 56, 1, 1, 0.5, 1.0)]), 0)
-    assert "At depth 56 the plain net is 9.0x as sharp as the residual net, as Li et al." in text
-    text = landscape_summary(_analysis([("plain", 56, 1, 1, 0.5, 1.5), ("resnet", 56, 1, 1, 0.5, 1.0)]), 0)
-    assert "within a factor 2: no clear difference in sharpness" in text
-    text = landscape_summary(_analysis([("plain", 56, 1, 1, 0.5, -0.1), ("resnet", 56, 1, 1, 0.5, 1.0)]), 0)
-    assert "no comparison" in text
+def test_the_report_publishes_a_sharpness_verdict_only_where_both_halves_of_the_draws_agree():
+    sharp = _seeds("plain", 56, [(1, 1, 0.5, 9.0), (1, 1, 0.5, 10.0), (1, 1, 0.5, 8.0)])
+    flat = _seeds("resnet", 56, [(1, 1, 0.5, 1.0), (1, 1, 0.5, 1.2), (1, 1, 0.5, 0.9)])
+    text = sharpness_summary(_analysis(sharp + flat))
+    assert "At depth 56 the plain net's minimum is sharper than the residual net's, 8.74x (95 % CI" in text
+    assert "both halves of the draws agree" in text
+    # the same means, but one half of the draws says no difference: not published
+    split = [(f, d, s, r0, r1, c, v, v, 1.0) for f, d, s, r0, r1, c, v in sharp]
+    text = sharpness_summary(_analysis(split + flat))
+    assert "the two halves of the draws, two runs of the same measurement, disagree" in text
+    assert "no verdict is published" in text and "as Li et al." not in text
+    # a sharpness that is not positive cannot be compared by its logarithm
+    text = sharpness_summary(_analysis([("plain", 56, 0, 1, 1, 0.5, -0.1), ("resnet", 56, 0, 1, 1, 0.5, 1.0)]))
+    assert "untested" in text
 
 
-def test_every_analysis_setting_but_the_model_list_is_a_dvc_param_of_the_analyze_items(repo):
+def test_every_analysis_setting_but_the_model_list_is_a_dvc_param_of_an_analysis_stage(repo):
     """A setting missing from dvc.yaml would leave stale analyses cached when it changes."""
-    declared = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["analyze"]["params"]
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    declared = {*stages["analyze"]["params"], *stages["landscape"]["params"]}
     settings = {f"analysis.{f.name}" for f in dataclasses.fields(AnalysisConfig)} - {"analysis.models"}
-    assert settings <= set(declared) and "analysis.models" not in declared
+    assert settings <= declared and "analysis.models" not in declared

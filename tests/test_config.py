@@ -273,12 +273,33 @@ def test_cifar10_study_trains_densenet_and_wrn_with_their_papers_recipes(tmp_pat
                                               r"choose among train\.models \(plain-20"),
     ({"seed": 7}, r"analysis\.seed: 7 is not in train\.seeds \[0\]"),
     ({"points_2d": 10}, r"analysis\.points_2d: must be odd and >= 3"),
-    ({"sharpness_at": 2.0}, r"analysis\.sharpness_at: must lie between one step of the 2-D grid \(0\.2\) and"),
+    ({"sharpness_draws": 5}, r"analysis\.sharpness_draws: must be even and >= 2 \(its two halves"),
+    ({"sharpness_epsilon": 0}, r"analysis\.sharpness_epsilon: must be > 0"),
 ])
 def test_bad_analysis_settings_are_named(params, tmp_path, change, message):
     params["analysis"].update(change)
     with pytest.raises(ConfigError, match=message):
         load_all(write(tmp_path, params))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"models": ["resnet-44"]}, r"train\.length_check\.models\[0\]: resnet-44 is not in train\.models, so there is no "
+                                r"run to compare"),
+    ({"seed": 3}, r"train\.length_check\.seed: 3 is not in train\.seeds \[0\]"),
+    ({"factor": 1}, r"train\.length_check\.factor: must be >= 2"),
+])
+def test_bad_length_check_settings_are_named(params, tmp_path, change, message):
+    params["train"]["length_check"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        load_all(write(tmp_path, params))
+
+
+def test_a_length_check_scales_the_length_and_the_lr_drops_and_keeps_the_warm_up(params, tmp_path):
+    recipe = load_all(write(tmp_path, params))["train"].recipe
+    longer = recipe.lengthened(2)
+    assert (longer.epochs, longer.iterations) == (2 * recipe.epochs, 2 * recipe.iterations)
+    assert longer.milestones == [2 * m for m in recipe.milestones]
+    assert longer.warmup_epochs == recipe.warmup_epochs and longer.lr == recipe.lr
 
 
 @pytest.mark.parametrize("source,change,message", [

@@ -90,11 +90,12 @@ def test_the_plan_follows_dvcs_graph(repo, monkeypatch):
     assert first(graph) == ["download", "prepare"] and trunk(graph)[-1] == "report"
     sources = {"half": "resnet-20", "imagenet": "timm:tf_efficientnet_lite0"}
     todo = plan(graph, {"train@resnet-20-0", "pretrain@half", "measure@resnet-20", "machine", "latency"}, sources)
-    assert set(todo.items) == {"train@resnet-20-0", "analyze@resnet-20", "pretrain@half", "measure@resnet-20"} | {
+    assert set(todo.items) == {"train@resnet-20-0", "analyze@resnet-20-0", "landscape@resnet-20", "pretrain@half",
+                               "measure@resnet-20"} | {
         i for i in graph.order if i.startswith("finetune@half-")}   # the quick study's levers are imagenet's
-    assert todo.items.index("train@resnet-20-0") < todo.items.index("analyze@resnet-20")
-    assert todo.upstream["analyze@resnet-20"] == ["train@resnet-20-0"]
-    assert todo.model["analyze@resnet-20"] == "resnet-20" and todo.model["finetune@half-10"] == "resnet-20"
+    assert todo.items.index("train@resnet-20-0") < todo.items.index("analyze@resnet-20-0")
+    assert todo.upstream["analyze@resnet-20-0"] == todo.upstream["landscape@resnet-20"] == ["train@resnet-20-0"]
+    assert todo.model["analyze@resnet-20-0"] == "resnet-20" and todo.model["finetune@half-10"] == "resnet-20"
 
 
 def test_an_item_is_sized_by_the_model_its_stage_declares_and_else_by_the_defaults():

@@ -13,7 +13,7 @@ SOURCES = ["imagenet", "half"]
 ITEMS = StudyItems(train=[train_item(f"{f}-{d}", s) for f, d, s in GRID] + ["alexnet-8-fc-s0", "alexnet-8-gap-s0"],
                    measure=["plain-20", "plain-56", "resnet-20", "resnet-56", "alexnet-8-fc", "alexnet-8-gap"],
                    pretrain=SOURCES, finetune=[finetune_item(s, n) for s in SOURCES for n in (10, 100)],
-                   levers=SOURCES, analysis=[])
+                   levers=SOURCES, analysis=[], landscape=[], length_check=[])
 
 
 def _write(folder, name, data):
@@ -185,7 +185,8 @@ def test_report_tables_come_from_the_metrics_files(tmp_path):
     assert "resnet-20 10.00 %, resnet-56 7.00 % (-3.00 points, n = 2/1: untested" in readme
     assert ("alexnet-8-gap has 8.3x fewer parameters than alexnet-8-fc (3,000,000 vs 25,000,000, whole model). "
             "After 3 epochs on 1000 images, 1 seed each: test error 15.00 % vs 20.00 % (-5.00 points, n = 1/1: "
-            "untested), test − train +5.00 vs +15.00 points.") in readme
+            "untested); test minus training error (the running error of the training batches) +5.00 vs +15.00 "
+            "points (-10.00 points, n = 1/1: untested): overfitting is untested with one seed a side.") in readme
     assert "SGD lr 0.1," in readme   # the degradation grid's recipe, not the first file's
     assert "Per-model departures from this recipe (`train.overrides`): alexnet-8-fc: lr 0.01." in readme
 
@@ -269,7 +270,7 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
     from dvc.repo import Repo
 
     from pipeline.config import load_section
-    from pipeline.report.analysis import PLOTS
+    from pipeline.report.analysis import ANALYSIS_PLOTS, LANDSCAPE_PLOTS
 
     items = StudyItems.of(*(load_section(name, repo / "params.yaml") for name in ("train", "transfer", "analysis")))
     folders = ResultFolders(Path("metrics"), Path("records"), Path("plots"))
@@ -284,8 +285,10 @@ def test_the_results_read_are_the_outs_dvc_yaml_declares(repo):
             assert {root / field.name / f"{item}.json" for item in getattr(items, field.name)} == \
                 declared_in(root / field.name), field.name
     assert {folders.histories / f"{item}.csv" for item in items.train} == declared_in(folders.histories)
-    assert {folders.analysis_plots / kind / f"{model}.csv" for kind in PLOTS for model in items.analysis} == \
+    assert {folders.analysis_plots / kind / f"{item}.csv" for kind in ANALYSIS_PLOTS for item in items.analysis} == \
         {path for path in declared if path.parent.parent == folders.analysis_plots}
+    assert {folders.landscape_plots / kind / f"{m}.csv" for kind in LANDSCAPE_PLOTS for m in items.landscape} == \
+        {path for path in declared if path.parent.parent == folders.landscape_plots}
     assert folders.latency in declared
 
 
@@ -357,3 +360,47 @@ def test_a_verdict_is_data_its_rule_decides_and_the_section_words_it(monkeypatch
     # one seed: no interval, whatever the gap
     single = evidence.mean_gap(pd.Series([0.10]), pd.Series([0.30]), "plain-56 against plain-20")
     assert (single.outcome, single.margin, single.interval, single.n) == ("untested", None, None, (1, 1))
+
+
+def _runs(model, seeds, **columns):
+    """Train results of `model`, one row per seed; `columns` give a list of values (one per seed) or one value."""
+    family, depth, *head = model.split("-")
+    return pd.DataFrame([{"model": model, "family": family, "depth": int(depth), "head": head[0] if head else None,
+                          "seed": s, "recipe.iterations": 1600, "train_images": 55000,
+                          **{k: v[i] if isinstance(v, list) else v for k, v in columns.items()}}
+                         for i, s in enumerate(seeds)])
+
+
+def test_the_length_check_says_how_far_each_net_moved_and_whether_the_budget_suffices():
+    from pipeline.report.degradation import length_check_summary, length_check_table
+
+    train = pd.concat([_runs("plain-20", [0, 1], train_error=[0.10, 0.11], train_eval_error=[0.09, 0.1],
+                             test_error=0.12),
+                       _runs("resnet-20", [0], train_error=0.09, train_eval_error=0.08, test_error=0.11)])
+    longer = pd.concat([_runs("plain-20", [0], train_error=0.08, train_eval_error=0.07, test_error=0.115),
+                        _runs("resnet-20", [0], train_error=0.087, train_eval_error=0.0750, test_error=0.109)])
+    longer["recipe.iterations"] = 3200
+    text = length_check_summary(train, longer)
+    assert "(3200 iterations, the lr drops moved with it; the `length_check` stage)" in text
+    assert "plain-20 (seed 0) 9.00 -> 7.00 % (-2.00 points; test error -0.50)" in text
+    assert "resnet-20 (seed 0) 8.00 -> 7.50 % (-0.50 points" in text
+    assert "the study's numbers are not converged ones" in text
+    table = length_check_table(train, longer).set_index("model")
+    assert table.loc["plain-20", "training error, eval mode %, change (points)"] == "-2.00"
+    # both under a point: the budget suffices
+    longer.loc[longer["model"] == "plain-20", "train_eval_error"] = 0.085
+    assert "so the study's length suffices for these nets" in length_check_summary(train, longer)
+
+
+def test_the_heads_verdict_holds_overfitting_and_test_error_against_their_interval_over_seeds():
+    from pipeline.report.heads import heads_summary
+
+    fc = _runs("lenet-5-fc", [0, 1, 2], params=61706, train_error=0.05, train_eval_error=[0.02, 0.025, 0.03],
+               test_error=[0.12, 0.125, 0.13])
+    gap = _runs("lenet-5-gap", [0, 1, 2], params=2742, train_error=0.3, train_eval_error=[0.28, 0.29, 0.30],
+                test_error=[0.29, 0.30, 0.31])
+    text = heads_summary(pd.concat([fc, gap]))
+    assert "lenet-5-gap has 22.5x fewer parameters than lenet-5-fc (2,742 vs 61,706, whole model)" in text
+    assert "test error 30.00 % vs 12.50 % (+17.50 points (95 % CI" in text
+    assert "test minus training error (in eval mode on the un-augmented training images) +1.00 vs +10.00" in text
+    assert "lenet-5-gap overfits less than lenet-5-fc, as Lin et al. argue GAP does" in text

@@ -50,24 +50,35 @@ def shared_scale(planes: list[pd.DataFrame]):
     return LogNorm(low, high), levels
 
 
-def plot_model_analysis(model: str, gradients: list[dict], curve: list[dict], plane: list[dict], path: Path) -> None:
-    """One model's three pictures side by side (the analyze item's MLflow artifact)."""
+def plot_item_gradients(item: str, gradients: list[dict], path: Path) -> None:
+    """One analyze item's per-layer gradients, at initialisation and trained (its MLflow artifact)."""
     plt = pyplot()
-    g, c, p = pd.DataFrame(gradients), pd.DataFrame(curve), pd.DataFrame(plane)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    axes[0].plot(g["layer"], per_weight(g, "init"), "--", label="at initialisation")
-    axes[0].plot(g["layer"], per_weight(g, "trained"), "-", label="trained")
+    g = pd.DataFrame(gradients)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(g["layer"], per_weight(g, "init"), "--", label="at initialisation")
+    ax.plot(g["layer"], per_weight(g, "trained"), "-", label="trained")
+    ax.set_yscale("log")
+    ax.set_xlabel("conv layer (input to output)")
+    ax.set_ylabel("gradient norm / sqrt(weights)")
+    ax.legend()
+    ax.set_title(f"{item}: gradient flow")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_item_landscape(item: str, curve: list[dict], plane: list[dict], path: Path) -> None:
+    """One landscape item's 1-D curve and 2-D surface side by side (its MLflow artifact)."""
+    plt = pyplot()
+    c, p = pd.DataFrame(curve), pd.DataFrame(plane)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(c["alpha"], c["loss"])
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("conv layer (input to output)")
-    axes[0].set_ylabel("gradient norm / sqrt(weights)")
-    axes[0].legend()
-    axes[1].plot(c["alpha"], c["loss"])
-    axes[1].set_yscale("log")
-    axes[1].set_xlabel("alpha (filter-normalised)")
-    axes[1].set_ylabel("training loss")
+    axes[0].set_xlabel("alpha (filter-normalised)")
+    axes[0].set_ylabel("training loss")
     norm, levels = shared_scale([p])
-    fig.colorbar(contour(axes[2], p, norm, levels), ax=axes[2], label="training loss", ticks=levels[::4], format="%.3g")
-    fig.suptitle(f"{model}: gradient flow and loss landscape")
+    fig.colorbar(contour(axes[1], p, norm, levels), ax=axes[1], label="training loss", ticks=levels[::4], format="%.3g")
+    fig.suptitle(f"{item}: loss landscape")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

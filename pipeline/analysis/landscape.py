@@ -84,11 +84,3 @@ def axis(points: int, span: float) -> list[float]:
         values[points // 2] = 0.0   # linspace may leave 1e-17 there
     return values
 
-
-def sharpness(plane: list[dict], at: float) -> float:
-    """Keskar et al. 2017's sharpness, 100 x (max loss in the box - loss at the centre) / (1 + loss at
-    the centre), with the box |alpha|, |beta| <= `at` of the 2-D surface's grid points: in the plane of
-    the two filter-normalised directions, not maximised over all of weight space as Keskar et al. do."""
-    centre = next(r["loss"] for r in plane if r["alpha"] == 0.0 and r["beta"] == 0.0)
-    box = [r["loss"] for r in plane if abs(r["alpha"]) <= at + 1e-9 and abs(r["beta"]) <= at + 1e-9]
-    return 100 * (max(box) - centre) / (1 + centre)

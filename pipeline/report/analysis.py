@@ -1,176 +1,214 @@
-"""The report's analysis section: gradient flow and loss landscapes (the analyze stage's results).
+"""The report's analysis section: gradient flow and sharpness over seeds (the analyze stage's results) and
+loss landscapes (the landscape stage's).
 
-Figures and sentences only, from metrics/analysis/ and plots/analysis/; each sentence states what
-the numbers rest on and which reading they support -- the slide's, He et al.'s (Sec. 4.1),
-Balduzzi et al.'s (2017) or Li et al.'s (2018).
+Figures and sentences only, from metrics/analysis/, metrics/landscape/, plots/analysis/ and plots/landscape/;
+each sentence states what the numbers rest on (images, seeds, draws), its test (pipeline/report/evidence.py)
+and which reading it supports -- the slide's, He et al.'s (Sec. 4.1), Balduzzi et al.'s (2017), Keskar et
+al.'s (2017) or Li et al.'s (2018).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.report import evidence
 from pipeline.report.degradation import FAMILIES, PLAIN, RESIDUAL
-from pipeline.report.format import to_markdown
+from pipeline.report.format import gap_words, ratio_words, to_markdown
+from pipeline.report.results import train_item
 from pipeline.report.section import Inputs, Section
 from pipeline.analysis.figures import contour, per_weight, pyplot, shared_scale
 
 FAMILY_COLORS = {PLAIN: "Reds", RESIDUAL: "Blues"}   # any other family (DenseNet): greens
-# the analyze stage's per-model CSVs, a folder each under plots/analysis/
-PLOTS = ("gradients", "landscape_1d", "landscape_2d")
+# the CSV folders an analyze item (model and seed) writes under plots/analysis/, a landscape item (model) under
+# plots/landscape/
+ANALYSIS_PLOTS, LANDSCAPE_PLOTS = ("gradients", "sharpness"), ("1d", "2d")
 
 
-def load_analysis(results: list[dict], plots_dir: Path, models: list[str]):
-    """The analyze items' `results` (a DataFrame) and their per-layer gradients, 1-D curves and 2-D
-    surfaces (dicts of DataFrames keyed by model id)."""
-    metrics = pd.DataFrame(results)
-    tables = {kind: {m: pd.read_csv(Path(plots_dir) / kind / f"{m}.csv") for m in models}
-              for kind in PLOTS}
-    return metrics, tables["gradients"], tables["landscape_1d"], tables["landscape_2d"]
+def load_analysis(inputs: Inputs) -> tuple[pd.DataFrame, dict, pd.DataFrame, dict, dict]:
+    """The analyze items' results (a row per model and seed) and per-layer gradients (keyed by (model, seed)),
+    the landscape items' results (a row per model) and their 1-D curves and 2-D surfaces (keyed by model)."""
+    results, folders = inputs.results, inputs.folders
+    metrics = pd.DataFrame(results.analysis)
+    gradients = {(r["model"], int(r["seed"])): pd.read_csv(Path(folders.analysis_plots) / "gradients" /
+                                                           f"{train_item(r['model'], int(r['seed']))}.csv")
+                 for _, r in metrics.iterrows()}
+    drawn = pd.DataFrame(results.landscape)
+    curves, planes = ({m: pd.read_csv(Path(folders.landscape_plots) / kind / f"{m}.csv") for m in drawn["model"]}
+                      for kind in LANDSCAPE_PLOTS)
+    return metrics, gradients, drawn, curves, planes
 
 
-def analysis_table(analysis: pd.DataFrame) -> pd.DataFrame:
+def _geomean(values: pd.Series) -> float:
+    values = values.astype(float)
+    return float(np.exp(np.log(values).mean())) if (values > 0).all() else math.nan
+
+
+def _spread(values: pd.Series, spec: str) -> str:
+    """"0.512 ± 0.030" over seeds, or the one value."""
+    values = values.astype(float)
+    return format(values.iloc[0], spec) if len(values) == 1 else f"{values.mean():{spec}} ± {values.std(ddof=1):{spec}}"
+
+
+def _ratio_range(values: pd.Series) -> str:
+    """A ratio over seeds: its geometric mean and range, "2.1 (1.8-2.5)"."""
+    return (f"{values.iloc[0]:.3g}" if len(values) == 1 else
+            f"{_geomean(values):.3g} ({values.min():.3g}-{values.max():.3g})")
+
+
+def analysis_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """A row per model: over its seeds, means ± std (ratios: geometric mean and range)."""
     rows = []
-    for _, r in analysis.iterrows():
+    for model, runs in metrics.groupby("model", sort=False):
+        first = runs.iloc[0]
         rows.append({
-            "model": r["model"], "conv layers": int(r["conv_layers"]),
-            "first/last conv per-weight gradient, init": f"{r['grad_first_last_ratio_init']:.3g}",
-            "first/last conv per-weight gradient, trained": f"{r['grad_first_last_ratio_trained']:.3g}",
-            "input-gradient correlation, init": f"{r['grad_correlation_init']:.3f}",
-            "input-gradient correlation, trained": f"{r['grad_correlation_trained']:.3f}",
-            "training loss at trained weights": f"{r['landscape_loss']:.4f}",
-            f"sharpness (Keskar et al.), box {r['sharpness_at']:g}": f"{r['sharpness']:.1f}",
+            "model": model, "conv layers": int(first["conv_layers"]), "seeds": len(runs),
+            "first/last conv per-weight gradient, init": _ratio_range(runs["grad_first_last_ratio_init"]),
+            "first/last conv per-weight gradient, trained": _ratio_range(runs["grad_first_last_ratio_trained"]),
+            "input-gradient correlation, init": _spread(runs["grad_correlation_init"], ".3f"),
+            "input-gradient correlation, trained": _spread(runs["grad_correlation_trained"], ".3f"),
+            "training loss (eval mode)": _spread(runs["train_loss"], ".4f"),
+            f"sharpness (Keskar et al., eps {first['sharpness_epsilon']:g})": _spread(runs["sharpness"], ".1f"),
+            "sharpness spread over the draws (std, mean over seeds)": f"{runs['sharpness_std'].mean():.1f}",
         })
     return pd.DataFrame(rows)
 
 
-def _ratio_words(verdict: evidence.Verdict) -> str:
-    ratio = verdict.difference
-    if verdict.outcome == "untested":
-        return f"{ratio}x the last's (not a usable ratio)"
-    if verdict.outcome == "lower":
-        return f"{1 / ratio:.3g}x smaller than the last's"
-    if verdict.outcome == "higher":
-        return f"{ratio:.3g}x larger than the last's"
-    return f"about the last's ({ratio:.2f}x)"
+def _by_family(metrics: pd.DataFrame, family: str) -> pd.DataFrame:
+    return metrics[metrics["family"] == family].sort_values(["depth", "seed"])
 
 
-def _by_family(analysis: pd.DataFrame, family: str) -> pd.DataFrame:
-    return analysis[analysis["family"] == family].sort_values("depth")
+def _at(frame: pd.DataFrame, depth: int, column: str) -> pd.Series:
+    return frame[frame["depth"] == depth][column]
 
 
-def _norms_sentence(analysis: pd.DataFrame, state: str) -> tuple[str, pd.DataFrame]:
-    """The ratios of every model in `state` ("init" or "trained"), and the plain nets whose gradients vanish."""
-    column = f"grad_first_last_ratio_{state}"
-    listing = "; ".join(f"{r['model']} {_ratio_words(evidence.gradient_ratio(r[column], r['model']))}"
-                        for _, r in analysis.iterrows())
-    plain = _by_family(analysis, PLAIN)
-    vanishing = [evidence.gradient_ratio(r[column], r["model"]).outcome == "lower" for _, r in plain.iterrows()]
-    return listing, plain[pd.Series(vanishing, index=plain.index, dtype=bool)]
+def _seeds(metrics: pd.DataFrame) -> str:
+    counts = sorted(set(metrics.groupby("model").size()))
+    return f"{'/'.join(map(str, counts))} seed{'s' if counts != [1] else ''} per model"
 
 
-def gradient_flow_summary(analysis: pd.DataFrame, sigma: float) -> str:
+def _vanishing(metrics: pd.DataFrame, column: str) -> list[str]:
+    """The models whose geometric-mean first/last ratio in `column` is vanishing towards the input."""
+    return [m for m, runs in metrics.groupby("model", sort=False)
+            if evidence.gradient_ratio(_geomean(runs[column]), m).outcome == "lower"]
+
+
+def gradient_flow_summary(metrics: pd.DataFrame, sigma: float) -> str:
     """Which picture the gradient numbers support: vanishing norms (the slide), healthy norms with
-    batch norm (He et al. Sec. 4.1), shattered gradients (Balduzzi et al. 2017)."""
-    first = analysis.iloc[0]
-    init, vanish_init = _norms_sentence(analysis, "init")
-    trained, vanish_trained = _norms_sentence(analysis, "trained")
-    text = (f"The first conv layer's per-weight gradient (norm / sqrt(weights), batch norm on batch statistics as in "
-            f"training, {first['gradient_images']} training images), at initialisation (the He init training "
-            f"started from): {init}. With the trained weights: {trained}. ")
-    plain = _by_family(analysis, PLAIN)
-    vanishing = sorted(set(vanish_init["model"]) | set(vanish_trained["model"]))
+    batch norm (He et al. Sec. 4.1), shattered gradients (Balduzzi et al. 2017); over every seed."""
+    first = metrics.iloc[0]
+    listing = {state: "; ".join(f"{m} {_ratio_range(runs[f'grad_first_last_ratio_{state}'])}"
+                                for m, runs in metrics.groupby("model", sort=False)) for state in ("init", "trained")}
+    text = (f"The first conv layer's per-weight gradient (norm / sqrt(weights)) over the last's, batch norm on batch "
+            f"statistics as in training, {first['gradient_images']} training images, geometric mean over "
+            f"{_seeds(metrics)} (range): at initialisation (the He init each seed's training started from) "
+            f"{listing['init']}; with the trained weights {listing['trained']}. ")
+    plain, resnet = _by_family(metrics, PLAIN), _by_family(metrics, RESIDUAL)
+    vanishing = sorted(set(_vanishing(metrics, "grad_first_last_ratio_init"))
+                       | set(_vanishing(metrics, "grad_first_last_ratio_trained")))
     if not plain.empty and not vanishing:
-        text += ("No plain net's gradients vanish towards the input, at initialisation or after training: this "
-                 "agrees with He et al. (Sec. 4.1: with batch norm, plain nets' gradients have healthy norms) and "
-                 "not with the slide's wording that deep plain nets fail because their gradients vanish. ")
+        text += (f"No plain net's gradients vanish towards the input (a ratio below {evidence.VANISHING:.2g}), at "
+                 "initialisation or after training: this agrees with He et al. (Sec. 4.1: with batch norm, plain "
+                 "nets' gradients have healthy norms) and not with the slide's wording that deep plain nets fail "
+                 "because their gradients vanish. ")
     elif vanishing:
-        when = {m: [s for s, frame in (("at init", vanish_init), ("trained", vanish_trained))
-                    if m in set(frame["model"])] for m in vanishing}
-        text += ("The gradients shrink towards the input, the vanishing the slide describes, in "
-                 + ", ".join(f"{m} ({' and '.join(w)})" for m, w in when.items()) + ". ")
-    resnet = _by_family(analysis, RESIDUAL)
+        text += (f"The gradients shrink towards the input (a ratio below {evidence.VANISHING:.2g}), the vanishing "
+                 f"the slide describes, in {', '.join(vanishing)}. ")
     common = sorted(set(plain["depth"]) & set(resnet["depth"]))
     if common:
         depth = common[-1]
-        p, r = (float(f[f["depth"] == depth]["grad_first_last_ratio_init"].iloc[0]) for f in (plain, resnet))
-        growth = evidence.gradient_growth(r, p, f"first/last gradient ratio at init, {PLAIN}-{depth} against "
-                                          f"{RESIDUAL}-{depth}")
+        growth = evidence.ratio_gap(_at(resnet, depth, "grad_first_last_ratio_init"),
+                                    _at(plain, depth, "grad_first_last_ratio_init"),
+                                    f"first/last gradient ratio at init, {PLAIN}-{depth} against {RESIDUAL}-{depth}")
         if growth.outcome == "higher":
-            text += (f"At initialisation {PLAIN}-{depth}'s gradients grow towards the input {growth.difference:.3g}x "
-                     f"as much as {RESIDUAL}-{depth}'s ({p:.3g}x against {r:.3g}x): batch norm makes a deep plain net's "
-                     "gradients explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm); "
-                     "the residual net's grow far less. ")
-    return text + "\n\n" + _shattering_summary(analysis, sigma)
+            text += (f"At initialisation {PLAIN}-{depth}'s gradients grow towards the input more than "
+                     f"{RESIDUAL}-{depth}'s, by {ratio_words(growth)}: batch norm makes a deep plain net's gradients "
+                     "explode backwards at initialisation (Yang et al. 2019, a mean-field theory of batch norm); the "
+                     "residual net's grow far less. ")
+        else:
+            text += (f"At initialisation {PLAIN}-{depth}'s first/last ratio against {RESIDUAL}-{depth}'s: "
+                     f"{ratio_words(growth)}. ")
+    return text + "\n\n" + _shattering_summary(metrics, sigma)
 
 
-def _shattering_summary(analysis: pd.DataFrame, sigma: float) -> str:
-    plain, resnet = _by_family(analysis, PLAIN), _by_family(analysis, RESIDUAL)
+def _shattering_summary(metrics: pd.DataFrame, sigma: float) -> str:
+    plain, resnet = _by_family(metrics, PLAIN), _by_family(metrics, RESIDUAL)
     common = sorted(set(plain["depth"]) & set(resnet["depth"]))
     if not common:
         return ""
-    corr = {(f, d): float(frame[frame["depth"] == d]["grad_correlation_init"].iloc[0])
-            for f, frame in ((PLAIN, plain), (RESIDUAL, resnet)) for d in common}
-    listing = "; ".join(f"{f}: " + ", ".join(f"{corr[(f, d)]:.3f} at depth {d}" for d in common)
-                        for f in FAMILIES)
+    listing = "; ".join(f"{f}: " + ", ".join(f"{_spread(_at(frame, d, 'grad_correlation_init'), '.3f')} at depth {d}"
+                                             for d in common)
+                        for f, frame in ((PLAIN, plain), (RESIDUAL, resnet)))
     text = (f"Shattering (Balduzzi et al. 2017): the correlation between the input gradients of the true class's "
             f"logit at an image and at a nearby one (Gaussian offset, sigma {sigma:g} in normalised pixel units), "
-            f"mean over {analysis.iloc[0]['shatter_images']} images, at initialisation -- {listing}. ")
+            f"mean over {metrics.iloc[0]['shatter_images']} images, at initialisation, mean ± std over seeds -- "
+            f"{listing}. ")
     deepest = common[-1]
-    verdict = evidence.correlation_gap(corr[(PLAIN, deepest)], corr[(RESIDUAL, deepest)], f"input-gradient "
-                                       f"correlation at init, {RESIDUAL}-{deepest} against {PLAIN}-{deepest}")
-    gap = verdict.difference
-    if verdict.outcome == "untested":
-        text += f"At depth {deepest} a correlation is not a number, so no comparison"
-    elif verdict.outcome == "higher":
-        text += (f"At depth {deepest} the plain net's gradients are less correlated than the residual net's by "
-                 f"{gap:.3f}: closer to white noise, the shattering Balduzzi et al. found in plain nets and not in "
-                 "residual ones")
-    elif verdict.outcome == "lower":
-        text += (f"At depth {deepest} the plain net's gradients are more correlated than the residual net's by "
-                 f"{-gap:.3f}, unlike Balduzzi et al.'s finding")
-    else:
-        text += (f"At depth {deepest} the two correlations are within {verdict.margin:g}: no clear difference, "
-                 "so this measurement does not show Balduzzi et al.'s finding")
-    if len(common) >= 2:
-        changes = []
-        for f in FAMILIES:
-            change = corr[(f, deepest)] - corr[(f, common[0])]
-            changes.append(f"{'falls' if change < 0 else 'rises'} by {abs(change):.3f} in the "
-                           f"{'plain' if f == PLAIN else 'residual'} nets")
-        text += f"; from depth {common[0]} to {deepest} the correlation " + " and ".join(changes)
-    return text + ". One seed and one draw of offsets.\n"
-
-
-def _compare(depth: int, plain: float, resnet: float) -> str:
-    verdict = evidence.sharpness_ratio(resnet, plain, f"sharpness, {PLAIN}-{depth} against {RESIDUAL}-{depth}")
-    if verdict.outcome == "untested":
-        return f"At depth {depth} a sharpness is zero, negative or not a number: no comparison. "
+    verdict = evidence.mean_gap(_at(plain, deepest, "grad_correlation_init"), _at(resnet, deepest, "grad_correlation_init"),
+                                f"input-gradient correlation at init, {RESIDUAL}-{deepest} against {PLAIN}-{deepest}",
+                                scale=1.0)
+    words = gap_words(verdict, digits=3, unit="")
     if verdict.outcome == "higher":
-        return (f"At depth {depth} the plain net is {plain / resnet:.1f}x as sharp as the residual net, as Li et al. "
-                "2018 (Fig. 5) show for plain nets. ")
-    if verdict.outcome == "lower":
-        return (f"At depth {depth} the residual net is {resnet / plain:.1f}x as sharp as the plain net, unlike Li et "
-                "al.'s figures. ")
-    return f"At depth {depth} the two are within a factor {verdict.margin:g}: no clear difference in sharpness. "
+        text += (f"At depth {deepest} the residual net's gradients are more correlated than the plain net's, by "
+                 f"{words}: the plain net's are closer to white noise, the shattering Balduzzi et al. found in plain "
+                 "nets and not in residual ones.")
+    elif verdict.outcome == "lower":
+        text += (f"At depth {deepest} the residual net's gradients are less correlated than the plain net's, by "
+                 f"{words}: unlike Balduzzi et al.'s finding.")
+    else:
+        text += (f"At depth {deepest} the residual net's correlation against the plain net's: {words}; this "
+                 "measurement does not show Balduzzi et al.'s finding.")
+    return text + "\n"
 
 
-def landscape_summary(analysis: pd.DataFrame, seed: int) -> str:
-    """Sharpness of plain vs residual minima at equal depth (Li et al. 2018, Fig. 5; Keskar et al. 2017)."""
-    plain, resnet = _by_family(analysis, PLAIN), _by_family(analysis, RESIDUAL)
-    first = analysis.iloc[0]
-    listing = "; ".join(f"{r['model']} {r['sharpness']:.1f} (loss {r['landscape_loss']:.4f} at the trained weights)"
-                        for _, r in analysis.iterrows())
-    text = (f"Sharpness (Keskar et al. 2017): 100 x (highest loss in the box |alpha|, |beta| <= "
-            f"{first['sharpness_at']:g} - loss at the trained weights) / (1 + loss at the trained weights), over the "
-            f"2-D surface's grid points -- the plane of two random directions (seed {seed}), not all of weight space; "
-            f"{first['landscape_images']} training images, batch norm in eval mode: {listing}. ")
+SHARPNESS_RUNS = (("sharpness", "all draws"), ("sharpness_half_a", "the first half of the draws"),
+                  ("sharpness_half_b", "the second half"))
+
+
+def _sharpness_verdicts(plain: pd.DataFrame, resnet: pd.DataFrame, depth: int) -> list[evidence.Verdict]:
+    """The plain net's sharpness against the residual net's at `depth`, over seeds: from all the draws, then
+    from each half of them -- two runs of the same measurement."""
+    return [evidence.ratio_gap(_at(resnet, depth, column), _at(plain, depth, column),
+                               f"sharpness ({what}), {PLAIN}-{depth} against {RESIDUAL}-{depth}")
+            for column, what in SHARPNESS_RUNS]
+
+
+def _compare_sharpness(depth: int, verdicts: list[evidence.Verdict]) -> str:
+    full = verdicts[0]
+    if full.outcome == "untested":
+        return f"At depth {depth}: {ratio_words(full)}. "
+    if len({v.outcome for v in verdicts}) > 1:
+        halves = "; ".join(f"{v.compared.split('(')[1].split(')')[0]}: {ratio_words(v)}" for v in verdicts[1:])
+        return (f"At depth {depth} the plain net's sharpness against the residual net's is {ratio_words(full)}, but "
+                f"the two halves of the draws, two runs of the same measurement, disagree ({halves}): no verdict is "
+                "published. ")
+    if full.outcome == "higher":
+        return (f"At depth {depth} the plain net's minimum is sharper than the residual net's, {ratio_words(full)}, "
+                "as Li et al. 2018 (Fig. 5) show for plain nets; both halves of the draws agree. ")
+    if full.outcome == "lower":
+        return (f"At depth {depth} the residual net's minimum is sharper than the plain net's (plain against "
+                f"residual {ratio_words(full)}), unlike Li et al.'s figures; both halves of the draws agree. ")
+    return f"At depth {depth} the plain net's sharpness against the residual net's: {ratio_words(full)}. "
+
+
+def sharpness_summary(metrics: pd.DataFrame) -> str:
+    """Sharpness of plain vs residual minima at equal depth (Keskar et al. 2017; Li et al. 2018, Fig. 5)."""
+    plain, resnet = _by_family(metrics, PLAIN), _by_family(metrics, RESIDUAL)
+    first = metrics.iloc[0]
+    listing = "; ".join(f"{m} {_spread(runs['sharpness'], '.1f')} (loss {_spread(runs['train_loss'], '.4f')})"
+                        for m, runs in metrics.groupby("model", sort=False))
+    text = (f"Sharpness (Keskar et al. 2017, Metric 2.1): 100 x (highest training loss in the box |y_i| <= "
+            f"{first['sharpness_epsilon']:g} (|x_i| + 1) around the trained weights x - the loss at x) / (1 + the "
+            f"loss at x), in the full weight space, {first['sharpness_images']} training images, batch norm in eval "
+            f"mode; the maximum found by sign-gradient ascent ({first['sharpness_steps']} steps) from each of "
+            f"{first['sharpness_draws']} random starts, a lower bound on Keskar et al.'s maximum "
+            f"(`pipeline/analysis/sharpness.py`). Mean over the draws, then mean ± std over {_seeds(metrics)}: "
+            f"{listing}. ")
     for depth in sorted(set(plain["depth"]) & set(resnet["depth"])):
-        text += _compare(depth, float(plain[plain["depth"] == depth]["sharpness"].iloc[0]),
-                         float(resnet[resnet["depth"] == depth]["sharpness"].iloc[0]))
-    return text + ("Far from the trained weights, where every net is at chance, the loss measures confidence more "
-                   "than shape, so the comparison stays inside the box. One pair of directions and one seed.\n")
+        text += _compare_sharpness(depth, _sharpness_verdicts(plain, resnet, depth))
+    return text + "\n"
 
 
 def section(inputs: Inputs) -> Section | None:
@@ -180,35 +218,38 @@ def section(inputs: Inputs) -> Section | None:
     if not models or cfg is None:
         return None
     train = results.train
-    runs = train[train["model"].isin(models) & (train["seed"] == cfg.seed)]
+    runs = train[train["model"].isin(models)]
     length = " / ".join(sorted({f"{evidence.training_length(r)} on {r.get('train_images', '?')} images"
                                 for _, r in runs.iterrows()}))
     not_converged = evidence.not_converged(results.histories, models)
-    metrics, gradients, curves, planes = load_analysis(results.analysis, inputs.folders.analysis_plots, models)
+    metrics, gradients, drawn, curves, planes = load_analysis(inputs)
     table = analysis_table(metrics)
     caveat = (f" The training error of {', '.join(not_converged)} still moved by {evidence.CONVERGED_POINTS:g} point "
               "or more in the last epoch, so their trained numbers describe where this training ended, not converged "
               "networks." if not_converged else "")
     text = "\n".join([
         "",
-        "## Why residual networks train: gradient flow and loss landscapes\n",
+        "## Why residual networks train: gradient flow, sharpness and loss landscapes\n",
         f"Each model's weights at initialisation (the He init its training started from) and after training "
-        f"(seed {cfg.seed}: {length}), on fixed images of the split it trained on, without augmentation "
-        f"(`stages/analyze.py`).{caveat}\n",
+        f"({length}), for every seed it was trained with, on fixed images of the split it trained on, without "
+        f"augmentation (`stages/analyze.py`).{caveat}\n",
         to_markdown(table),
         "### Gradient flow\n",
         gradient_flow_summary(metrics, cfg.shatter_sigma),
         "![gradient flow](gradient_flow.png)\n",
+        "### Sharpness of the minima\n",
+        sharpness_summary(metrics),
         "### Loss landscapes (Li et al. 2018)\n",
-        f"The training loss at the trained weights moved by alpha and beta times two random directions, each "
-        f"filter of a direction scaled to the norm of the weights' filter (biases and batch-norm parameters left "
-        f"out); {cfg.points_2d} x {cfg.points_2d} points over [-{cfg.span:g}, {cfg.span:g}]^2 (Li et al. plot "
-        f"51 x 51), and a {cfg.points_1d}-point curve along a third direction.\n",
-        landscape_summary(metrics, cfg.direction_seed),
+        f"The training loss at the trained weights of seed {cfg.seed} moved by alpha and beta times two random "
+        f"directions, each filter of a direction scaled to the norm of the weights' filter (biases and batch-norm "
+        f"parameters left out); {cfg.points_2d} x {cfg.points_2d} points over [-{cfg.span:g}, {cfg.span:g}]^2 (Li et "
+        f"al. plot 51 x 51) on {cfg.landscape_images} training images, and a {cfg.points_1d}-point curve along a "
+        f"third direction (`stages/landscape.py`). A picture of one seed and one pair of directions: the sharpness "
+        f"above is the measurement.\n",
         "![loss landscapes](landscapes.png)\n",
     ])
     files = {"gradient_flow.png": lambda path: plot_gradient_flow(gradients, metrics, path),
-             "landscapes.png": lambda path: plot_landscapes(curves, planes, metrics, path)}
+             "landscapes.png": lambda path: plot_landscapes(curves, planes, drawn, path)}
     return Section(text, {"analysis": table}, files)
 
 
@@ -217,26 +258,32 @@ def _colors(analysis: pd.DataFrame, plt) -> dict[str, tuple]:
     out = {}
     for family, members in analysis.sort_values("depth").groupby("family", sort=False):
         cmap = plt.get_cmap(FAMILY_COLORS.get(family, "Greens"))
-        for i, model in enumerate(members["model"]):
-            out[model] = cmap(0.45 + 0.5 * i / max(len(members) - 1, 1))
+        models = list(dict.fromkeys(members["model"]))
+        for i, model in enumerate(models):
+            out[model] = cmap(0.45 + 0.5 * i / max(len(models) - 1, 1))
     return out
 
 
-def plot_gradient_flow(gradients: dict[str, pd.DataFrame], analysis: pd.DataFrame, path: Path) -> None:
-    """Per-layer RMS gradient per weight, at initialisation (left) and trained (right), log scale."""
+def plot_gradient_flow(gradients: dict[tuple[str, int], pd.DataFrame], analysis: pd.DataFrame, path: Path) -> None:
+    """Per-layer RMS gradient per weight, at initialisation (left) and trained (right), log scale; a line per
+    model and seed."""
     plt = pyplot()
     colors = _colors(analysis, plt)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, column, title in ((axes[0], "init", "at initialisation"), (axes[1], "trained", "trained weights")):
-        for model, g in gradients.items():
-            ax.plot(g["layer"], per_weight(g, column), "-", color=colors[model], label=model, lw=1.5)
+        labelled = set()
+        for (model, _seed), g in gradients.items():
+            ax.plot(g["layer"], per_weight(g, column), "-", color=colors[model], lw=1.0, alpha=0.8,
+                    label=None if model in labelled else model)
+            labelled.add(model)
         ax.set_yscale("log")
         ax.set_xlabel("conv layer (input to output)")
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("gradient norm / sqrt(weights) of the layer")
     axes[1].legend(fontsize=8)
-    fig.suptitle("Gradient flow: per-weight RMS gradient of the loss by conv layer (batch norm in training mode)")
+    fig.suptitle("Gradient flow: per-weight RMS gradient of the loss by conv layer, every seed (batch norm in "
+                 "training mode)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

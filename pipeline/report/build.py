@@ -25,25 +25,26 @@ def headline(sections: list[Section]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(Headline.COLUMNS)).round({"value": 4, "ci_low": 4, "ci_high": 4})
 
 
-def _header(title: str, study: str, results: Results) -> str:
+def _header(title: str, preface: str, study: str, results: Results) -> str:
     first = grid_run(results.train)
     commits = sorted(set(results.train.get("git_commit", pd.Series(dtype=str)))
                      | set(results.finetune.get("git_commit", pd.Series(dtype=str))))
     return "\n".join([
         f"# {title}\n",
+        *([preface.strip() + "\n"] if preface.strip() else []),
         f"Study **{study}** on **{results.dataset}**. Training ran on {first.get('device_name', '?')} "
         f"({first.get('precision', '?')}); every number below was measured by this pipeline "
         f"(`dvc repro`) unless its column says *published*. Code version(s): {', '.join(commits) or '?'}.\n",
     ])
 
 
-def build_report(*, title: str, study: str, items: StudyItems, folders: ResultFolders, out_dir: Path,
+def build_report(*, title: str, study: str, preface: str = "", items: StudyItems, folders: ResultFolders, out_dir: Path,
                  analysis: AnalysisConfig | None = None,
                  transfer: TransferConfig | None = None) -> dict[str, pd.DataFrame]:
     """Write every table (CSV + Markdown) and figure into `out_dir`, and README.md over them, from the results
     of `items` in `folders`; `analysis` and `transfer` hold the settings their sections cite."""
     results = load_results(items, folders)
-    inputs = Inputs(results, folders, items.analysis, analysis, transfer)
+    inputs = Inputs(results, folders, items.landscape, analysis, transfer)
     sections = [s for s in (module.section(inputs) for module in SECTIONS) if s is not None]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,5 +56,5 @@ def build_report(*, title: str, study: str, items: StudyItems, folders: ResultFo
         for name, write in section.files.items():
             write(out_dir / name)
     headline(sections).to_csv(out_dir / "headline.csv", index=False)
-    (out_dir / "README.md").write_text(_header(title, study, results) + "".join(s.text for s in sections))
+    (out_dir / "README.md").write_text(_header(title, preface, study, results) + "".join(s.text for s in sections))
     return tables

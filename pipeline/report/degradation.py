@@ -198,8 +198,63 @@ def recipe_line(first) -> str:
             f"weight decay {first.get('recipe.weight_decay', '?')}.")
 
 
+LENGTH_COLUMNS = (("train_error", "training error %"), ("train_eval_error", "training error, eval mode %"),
+                  ("test_error", "test error %"))
+
+
+def length_check_table(train: pd.DataFrame, longer: pd.DataFrame) -> pd.DataFrame:
+    """A row per net the length_check stage trained again, longer: its errors after the study's schedule (the
+    same seed) and after the longer one, and the change."""
+    rows = []
+    for _, run in longer.iterrows():
+        short = train[(train["model"] == run["model"]) & (train["seed"] == run["seed"])]
+        if short.empty:
+            continue
+        short = short.iloc[0]
+        row = {"model": run["model"], "seed": int(run["seed"]), "study's length": evidence.training_length(short),
+               "longer": evidence.training_length(run)}
+        for column, name in LENGTH_COLUMNS:
+            if column in run and column in short:
+                verdict = evidence.length_change(float(short[column]), float(run[column]), name)
+                row[f"{name}, study"] = fmt(verdict.values[0])
+                row[f"{name}, longer"] = fmt(verdict.values[1])
+                row[f"{name}, change (points)"] = fmt(verdict.difference, "+.2f")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def length_check_summary(train: pd.DataFrame, longer: pd.DataFrame) -> str:
+    """Whether the study's schedule is long enough: the eval-mode training error (else the running one) of each
+    net trained again, longer, against the study's run of the same seed (evidence.length_change)."""
+    sentences, enough = [], []
+    for _, run in longer.iterrows():
+        short = train[(train["model"] == run["model"]) & (train["seed"] == run["seed"])]
+        if short.empty:
+            continue
+        column = "train_eval_error" if "train_eval_error" in run and pd.notna(run.get("train_eval_error")) else "train_error"
+        verdict = evidence.length_change(float(short.iloc[0][column]), float(run[column]), column)
+        test = evidence.length_change(float(short.iloc[0]["test_error"]), float(run["test_error"]), "test error")
+        sentences.append(f"{run['model']} (seed {int(run['seed'])}) {verdict.values[0]:.2f} -> {verdict.values[1]:.2f} % "
+                         f"({verdict.difference:+.2f} points; test error {test.difference:+.2f})")
+        enough.append(verdict.outcome == "within")
+    if not sentences:
+        return ""
+    first = longer.iloc[0]
+    kind = "eval-mode training error" if "train_eval_error" in longer else "training error"
+    verdict = ("every one moved by less than a point, so the study's length suffices for these nets"
+               if all(enough) else
+               f"a move of {evidence.CONVERGED_POINTS:g} point or more means the study's numbers are not converged "
+               "ones: the deeper and plain nets, slower to train, are further from convergence still, so the grid "
+               "measures how far each net gets in this budget")
+    return (f"Is the budget long enough? The same nets, seeds and schedule made longer ({evidence.training_length(first)}, "
+            f"the lr drops moved with it; the `length_check` stage), one run each: {kind} "
+            + "; ".join(sentences) + f". By the rule a change under {evidence.CONVERGED_POINTS:g} point is long "
+            f"enough: {verdict}.\n")
+
+
 def section(inputs: Inputs) -> Section:
     train, histories = inputs.results.train, inputs.results.histories
+    longer = inputs.results.length_check
     first = grid_run(train)
     table = degradation_table(train, inputs.results.dataset)
     text = "\n".join([
@@ -214,7 +269,11 @@ def section(inputs: Inputs) -> Section:
         degradation_summary(train, histories) if not train.empty else "",
         "![degradation](degradation.png)\n",
     ])
+    tables = {"degradation": table}
+    if not longer.empty and not train.empty:
+        tables["length_check"] = length_check_table(train, longer)
+        text += "\n" + length_check_summary(train, longer) + "\n" + to_markdown(tables["length_check"])
     files = ({"degradation.png": lambda path: plot_degradation(histories, inputs.results.curves, path,
                                                                inputs.results.dataset)}
              if histories else {})
-    return Section(text, {"degradation": table}, files, degradation_headline(train))
+    return Section(text, tables, files, degradation_headline(train))

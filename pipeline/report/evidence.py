@@ -9,8 +9,9 @@ The sections turn verdicts into words; they decide nothing themselves and never 
   difference excludes zero: Welch's t over independent runs (seeds; unequal variances), the paired t over
   runs that share their draws (the same labelled sets for both). With one value a side there is no
   interval: the gap is untested, not a difference.
-- the analysis' margins: a gradient ratio beyond VANISHING, correlations beyond CORRELATION_MARGIN,
-  a sharpness SHARPER times another.
+- *ratio gap*: two geometric means over seeds (gradient ratios, sharpness) differ when the 95 % Welch
+  interval of their ratio (Welch's t on the logarithms) excludes 1.
+- *vanishing*: a net's first/last-layer per-weight gradient ratio (geometric mean over seeds) beyond VANISHING.
 
 Every sentence about trained networks also says what it rests on (epochs, images, seeds): `basis`.
 """
@@ -36,11 +37,6 @@ RESIDUAL_SHARE = 0.5
 # a first/last-layer per-weight gradient ratio below this is "vanishing" towards the input, above its
 # inverse "growing"; in between the layers get gradients of about the same size
 VANISHING = 1 / 3
-# correlations closer than this are "no clear difference": five draws of offsets moved the quick
-# study's by 0.017 at most (benchmarks/RESULTS.md)
-CORRELATION_MARGIN = 0.05
-# a sharpness larger by this factor or more is "sharper"
-SHARPER = 2.0
 
 # b against a: higher or lower beyond the margin, within it, or untested (the rule cannot decide)
 Outcome = Literal["higher", "lower", "within", "untested"]
@@ -76,6 +72,17 @@ def epoch_change(history: pd.DataFrame) -> Verdict:
                    CONVERGED_POINTS, "within" if abs(change) < CONVERGED_POINTS else _sign(change))
 
 
+def length_change(short: float, long: float, compared: str) -> Verdict:
+    """A net's error (fractions) after the study's schedule against the same net, seed and schedule made longer
+    (the length_check stage), in points: "within" when it moved less than CONVERGED_POINTS -- the budget suffices."""
+    change = (long - short) * PERCENT
+    if not (math.isfinite(short) and math.isfinite(long)):
+        return Verdict(compared, "converged", (1, 1), (short, long), math.nan, None, "untested")
+    return Verdict(compared, f"long enough: a change under {CONVERGED_POINTS:g} point", (1, 1),
+                   (short * PERCENT, long * PERCENT), change, CONVERGED_POINTS,
+                   "within" if abs(change) < CONVERGED_POINTS else _sign(change))
+
+
 def not_converged(histories: dict[str, pd.DataFrame], models: list[str]) -> list[str]:
     """The models among `models` with a history whose training error had not converged by its end."""
     return [m for m in models if m in histories and epoch_change(histories[m]).outcome != "within"]
@@ -84,11 +91,12 @@ def not_converged(histories: dict[str, pd.DataFrame], models: list[str]) -> list
 WELCH, PAIRED = "Welch's t", "paired t over shared draws"
 
 
-def mean_gap(a, b, compared: str, *, paired: bool = False) -> Verdict:
-    """b's mean against a's (fractions, one value per seed or draw), in points, with the CONFIDENCE t interval
-    of the difference: Welch's over independent runs, the paired t where value i of a and of b come from the
-    same draw (`paired`). "higher"/"lower" when the interval excludes zero, "within" when it holds zero."""
-    a, b = (np.asarray(pd.Series(v, dtype=float).dropna(), dtype=float) * PERCENT for v in (a, b))
+def mean_gap(a, b, compared: str, *, paired: bool = False, scale: float = PERCENT) -> Verdict:
+    """b's mean against a's (one value per seed or draw; fractions, printed in points: `scale`), with the
+    CONFIDENCE t interval of the difference: Welch's over independent runs, the paired t where value i of a and
+    of b come from the same draw (`paired`). "higher"/"lower" when the interval excludes zero, "within" when it
+    holds zero."""
+    a, b = (np.asarray(pd.Series(v, dtype=float).dropna(), dtype=float) * scale for v in (a, b))
     n, test = (len(a), len(b)), PAIRED if paired else WELCH
     values = (float(a.mean()) if len(a) else math.nan, float(b.mean()) if len(b) else math.nan)
     difference = values[1] - values[0]
@@ -108,6 +116,21 @@ def mean_gap(a, b, compared: str, *, paired: bool = False) -> Verdict:
     interval = (difference - half, difference + half)
     outcome = "within" if interval[0] <= 0 <= interval[1] else _sign(difference)
     return Verdict(compared, rule, n, values, difference, half, outcome, interval, test)
+
+
+def ratio_gap(a, b, compared: str) -> Verdict:
+    """b against a as a ratio of geometric means (positive values, one per seed: gradient ratios, sharpness),
+    by Welch's t on their logarithms: `difference` is the ratio, `interval` its CONFIDENCE interval, "higher" or
+    "lower" when the interval excludes 1. Values that are not positive make the comparison untested."""
+    a, b = (np.asarray(pd.Series(v, dtype=float).dropna(), dtype=float) for v in (a, b))
+    if (a <= 0).any() or (b <= 0).any():
+        return Verdict(compared, f"{WELCH} on logarithms, {CONFIDENCE * 100:g} % interval of the ratio",
+                       (len(a), len(b)), (math.nan, math.nan), math.nan, None, "untested", test=WELCH)
+    logs = mean_gap(np.log(a), np.log(b), compared, scale=1.0)
+    ratio = math.exp(logs.difference)
+    interval = tuple(math.exp(v) for v in logs.interval) if logs.interval else None
+    return Verdict(compared, f"{WELCH} on logarithms, {CONFIDENCE * 100:g} % interval of the ratio", logs.n,
+                   tuple(math.exp(v) for v in logs.values), ratio, logs.margin, logs.outcome, interval, WELCH)
 
 
 def degradation_shown(plain: Verdict, residual: Verdict) -> bool:
@@ -134,35 +157,6 @@ def gradient_ratio(ratio: float, model: str) -> Verdict:
         return Verdict(compared, rule, (1, 1), (1.0, ratio), ratio, None, "untested")
     outcome = "lower" if ratio < VANISHING else "higher" if ratio > 1 / VANISHING else "within"
     return Verdict(compared, rule, (1, 1), (1.0, ratio), ratio, 1 / VANISHING, outcome)
-
-
-def gradient_growth(residual: float, plain: float, compared: str) -> Verdict:
-    """Two nets' first/last gradient ratios, plain against residual: "higher" when the plain net's gradients grow
-    towards the input more than 1 / VANISHING times as much."""
-    rule = f"a factor {1 / VANISHING:g}"
-    if not (_usable(plain) and _usable(residual)):
-        return Verdict(compared, rule, (1, 1), (residual, plain), math.nan, None, "untested")
-    return Verdict(compared, rule, (1, 1), (residual, plain), plain / residual, 1 / VANISHING,
-                   "higher" if plain > residual / VANISHING else "within")
-
-
-def correlation_gap(plain: float, residual: float, compared: str) -> Verdict:
-    """Input-gradient correlations, the residual net's against the plain net's."""
-    gap = residual - plain
-    rule = f"a margin of {CORRELATION_MARGIN:g}"
-    if not math.isfinite(gap):
-        return Verdict(compared, rule, (1, 1), (plain, residual), gap, None, "untested")
-    outcome = "higher" if gap > CORRELATION_MARGIN else "lower" if gap < -CORRELATION_MARGIN else "within"
-    return Verdict(compared, rule, (1, 1), (plain, residual), gap, CORRELATION_MARGIN, outcome)
-
-
-def sharpness_ratio(residual: float, plain: float, compared: str) -> Verdict:
-    """Two minima's sharpness, plain against residual: "higher" when the plain net's is SHARPER times the other's."""
-    rule = f"a factor {SHARPER:g} either way"
-    if not (math.isfinite(plain) and math.isfinite(residual)) or min(plain, residual) <= 0:
-        return Verdict(compared, rule, (1, 1), (residual, plain), math.nan, None, "untested")
-    outcome = "higher" if plain > SHARPER * residual else "lower" if residual > SHARPER * plain else "within"
-    return Verdict(compared, rule, (1, 1), (residual, plain), plain / residual, SHARPER, outcome)
 
 
 def basis(length: str, images, seeds: int) -> str:

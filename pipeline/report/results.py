@@ -33,14 +33,18 @@ class StudyItems:
     pretrain: list[str]   # transfer sources
     finetune: list[str]   # finetune_item(source, shots)
     levers: list[str]     # transfer sources
-    analysis: list[str]   # model ids (the analyze stage)
+    analysis: list[str]   # train_item(model, seed), every analysed model with every seed (the analyze stage)
+    landscape: list[str]  # analysed model ids (the landscape stage)
+    length_check: list[str]   # model ids trained again, longer (the length_check stage)
 
     @classmethod
     def of(cls, train: TrainConfig, transfer: TransferConfig, analysis: AnalysisConfig) -> StudyItems:
         return cls(train=[train_item(m, s) for m in train.models for s in train.seeds], measure=list(train.models),
                    pretrain=list(transfer.sources),
                    finetune=[finetune_item(s, n) for s in transfer.sources for n in transfer.shots],
-                   levers=list(transfer.levers.sources), analysis=list(analysis.models))
+                   levers=list(transfer.levers.sources),
+                   analysis=[train_item(m, s) for m in analysis.models for s in train.seeds],
+                   landscape=list(analysis.models), length_check=list(train.length_check.models))
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,11 @@ class ResultFolders:
 
     @property
     def analysis_plots(self) -> Path:
-        return Path(self.plots) / "analysis"         # the analyze items' gradients and landscapes
+        return Path(self.plots) / "analysis"         # the analyze items' gradients and sharpness draws
+
+    @property
+    def landscape_plots(self) -> Path:
+        return Path(self.plots) / "landscape"        # the landscape items' 1-D curves and 2-D surfaces
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,9 @@ class Results:
     finetune: pd.DataFrame              # a row per (source, shots, strategy): load_transfer
     levers: dict[str, dict]             # source -> its levers result
     pretrain: dict[str, dict]           # source -> its pretrain result
-    analysis: list[dict]                # the analyze items' results
+    analysis: list[dict]                # the analyze items' results, one per model and seed
+    landscape: list[dict]               # the landscape items' results, one per model
+    length_check: pd.DataFrame          # a row per length_check item: its record and metrics
     latency: dict                       # metrics/latency.json
     cells: pd.DataFrame                 # its cells: a row per model, device, mode and batch size
     histories: dict[str, pd.DataFrame]  # model -> per-epoch CSV of its lowest seed
@@ -132,9 +142,12 @@ def load_results(items: StudyItems, folders: ResultFolders) -> Results:
     levers = dict(zip(items.levers, results("levers")))
     pretrain = dict(zip(items.pretrain, results("pretrain")))
     analysis = results("analysis")
+    landscape = results("landscape")
+    length_check = pd.DataFrame(results("length_check"))
     if not folders.latency.is_file():
         raise FileNotFoundError(f"{folders.latency}: missing; run the study (make study) to measure latency")
     latency = read_json(folders.latency)
     return Results(train=train, measure=measure, finetune=finetune, levers=levers, pretrain=pretrain, analysis=analysis,
+                   landscape=landscape, length_check=length_check,
                    latency=latency, cells=pd.DataFrame(latency["cells"]),
                    histories=load_histories(folders.histories, train), curves=load_curves(folders.curves, train))

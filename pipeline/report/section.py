@@ -19,7 +19,7 @@ class Inputs:
     """What the sections are made of: the results, where they were read, and the settings the sections cite."""
     results: Results
     folders: ResultFolders
-    analysis_models: list[str]              # the analyze stage's items
+    analysis_models: list[str]              # the analysed model ids (analysis.models)
     analysis: AnalysisConfig | None = None
     transfer: TransferConfig | None = None
 
