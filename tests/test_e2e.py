@@ -37,23 +37,32 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
     for fig in ("degradation.png", "accuracy_vs_cost.png", "transfer.png", "gradient_flow.png", "landscapes.png"):
         assert (work / "reports" / fig).stat().st_size > 1000
     readme = (work / "reports/README.md").read_text()
-    assert "Degradation" in readme and "### Gradient flow" in readme and "Sharpness (Keskar et al. 2017)" in readme
+    for heading in ("## Degradation", "### Gradient flow", "### Sharpness of the minima", "Sharpness (Keskar et al. 2017"):
+        assert heading in readme, heading
     analysis = pd.read_csv(work / "reports/analysis.csv")
     assert analysis["model"].tolist() == ["plain-20", "resnet-20"]
-    surface = pd.read_csv(work / "plots/analysis/landscape_2d/resnet-20.csv")
+    surface = pd.read_csv(work / "plots/landscape/2d/resnet-20.csv")
     assert len(surface) == 9 and surface[["alpha", "beta"]].abs().max().max() == 0.5
-    # gradients at the He init and at the train item's weights differ
-    resnet = yaml.safe_load((work / "metrics/analysis/resnet-20.json").read_text())
+    # gradients at the He init and at the train item's weights differ; the sharpness of each draw is positive
+    resnet = yaml.safe_load((work / "metrics/analysis/resnet-20-s0.json").read_text())
     assert resnet["grad_first_last_ratio_init"] != resnet["grad_first_last_ratio_trained"]
-    assert math.isfinite(resnet["landscape_loss"]) and math.isfinite(resnet["sharpness"])
+    assert math.isfinite(resnet["train_loss"]) and resnet["sharpness"] > 0
+    draws = pd.read_csv(work / "plots/analysis/sharpness/resnet-20-s0.csv")
+    assert len(draws) == 2 and (draws["sharpness"] > 0).all()
+    assert math.isfinite(yaml.safe_load((work / "metrics/landscape/resnet-20.json").read_text())["landscape_loss"])
+    # the length check trained plain-20 again for twice the epochs; the report holds it against the study's run
+    longer = yaml.safe_load((work / "records/length_check/plain-20.json").read_text())
+    assert (longer["recipe.epochs"], longer["recipe.milestones"], longer["seed"]) == (4, [2], 0)
+    assert pd.read_csv(work / "reports/length_check.csv")["model"].tolist() == ["plain-20"]
+    assert "Is the budget long enough?" in readme
     # metrics files hold numbers only (what `dvc metrics show` prints); settings and provenance are in records/
     for path in (work / "metrics").rglob("*.json"):
-        if path.parent.name in ("train", "pretrain", "measure", "analysis"):
+        if path.parent.name in ("train", "pretrain", "measure", "analysis", "landscape", "length_check"):
             assert all(isinstance(v, (int, float)) for v in yaml.safe_load(path.read_text()).values()), path
-    resnet = yaml.safe_load((work / "records/analysis/resnet-20.json").read_text())
+    resnet = yaml.safe_load((work / "records/analysis/resnet-20-s0.json").read_text())
 
-    # one MLflow run per train, pretrain, finetune, levers, measure and analyze item, one for latency and
-    # one for the report, in the default SQLite store
+    # one MLflow run per train, length_check, pretrain, finetune, levers, measure, analyze and landscape item,
+    # one for latency and one for the report, in the default SQLite store
     with sqlite3.connect(work / "mlflow.db") as db:
         runs = db.execute("SELECT r.run_uuid, r.status FROM runs r JOIN experiments e "
                           "ON r.experiment_id = e.experiment_id WHERE e.name = 'tiny'").fetchall()
@@ -61,15 +70,14 @@ def test_dvc_repro_runs_the_whole_tiny_study(study):
         steps = db.execute("SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'train_error' AND run_uuid IN "
                            "(SELECT run_uuid FROM tags WHERE key = 'stage' AND value = 'train')").fetchone()[0]
         artifacts = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (resnet["mlflow_run_id"],)).fetchone()[0]
-    assert len(runs) == 4 + 1 + 2 + 1 + 4 + 2 + 1 + 1 and {s for _, s in runs} == {"FINISHED"}
+    assert len(runs) == 4 + 1 + 1 + 2 + 1 + 4 + 2 + 2 + 1 + 1 and {s for _, s in runs} == {"FINISHED"}
     stages = sorted(tags[(run_id, "stage")] for run_id, _ in runs)
-    assert stages == (["analyze"] * 2 + ["finetune"] * 2 + ["latency", "levers"] + ["measure"] * 4 + ["pretrain"]
-                      + ["report"] + ["train"] * 4)
+    assert stages == (["analyze"] * 2 + ["finetune"] * 2 + ["landscape"] * 2 + ["latency", "length_check", "levers"]
+                      + ["measure"] * 4 + ["pretrain"] + ["report"] + ["train"] * 4)
     # the analyze run's figure and tables are MLflow artifacts
     logged = {p.relative_to(artifacts.removeprefix("file://")).as_posix()
               for p in Path(artifacts.removeprefix("file://")).rglob("*") if p.is_file()}
-    assert logged == {"analysis-resnet-20.png", "gradients/resnet-20.csv", "landscape_1d/resnet-20.csv",
-                      "landscape_2d/resnet-20.csv"}
+    assert logged == {"gradients-resnet-20-s0.png", "gradients/resnet-20-s0.csv", "sharpness/resnet-20-s0.csv"}
     assert all(tags[(run_id, "git_commit")] not in ("", "unknown") for run_id, _ in runs)
     assert steps == 2
 
@@ -189,7 +197,7 @@ def check_ui_api(work, env, report_id):
         assert {"reports/README.md", "reports/transfer.png"} <= {f["path"] for f in files}
         children = get("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]],
                                                          "filter": f"tags.mlflow.parentRunId = '{report_id}'"})["runs"]
-        assert len(children) == 4 + 1 + 2 + 1 + 4 + 2 + 1   # every item run of the tiny study
+        assert len(children) == 4 + 1 + 1 + 2 + 1 + 4 + 2 + 2 + 1   # every item run of the tiny study
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)

@@ -133,11 +133,11 @@ def analyze(item: Item, model_id: str, seed: int, cfg: AnalysisConfig, train_cfg
         write_rows(outputs.gradients, gradients)
         write_rows(outputs.sharpness, [{"draw": i, "sharpness": v} for i, v in enumerate(peaks)])
         with tempfile.TemporaryDirectory() as tmp:
-            figure = Path(tmp) / f"gradients-{item.name}.png"
-            plot_item_gradients(item.name, gradients, figure)
+            figure = Path(tmp) / f"gradients-{model_id}-s{seed}.png"
+            plot_item_gradients(f"{model_id}, seed {seed}", gradients, figure)
             run.log_artifacts([(figure, None), (outputs.gradients, "gradients"), (outputs.sharpness, "sharpness")])
         run.write_result(result, extra=analysed)
-    print(f"[analyze {item.name}] first/last conv per-weight gradient: {result['grad_first_last_ratio_init']:.3g}x "
+    print(f"[analyze {model_id}-s{seed}] first/last conv per-weight gradient: {result['grad_first_last_ratio_init']:.3g}x "
           f"at init, {result['grad_first_last_ratio_trained']:.3g}x trained; input-gradient correlation "
           f"{init_corr:.3f} / {trained_corr:.3f}; loss {loss:.4f}, sharpness (eps {cfg.sharpness_epsilon:g}) "
           f"{result['sharpness']:.2f} +- {result['sharpness_std']:.2f} over {len(peaks)} draws "
