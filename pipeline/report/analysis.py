@@ -178,7 +178,7 @@ def _sharpness_verdicts(plain: pd.DataFrame, resnet: pd.DataFrame, depth: int) -
 def _compare_sharpness(depth: int, verdicts: list[evidence.Verdict]) -> str:
     full = verdicts[0]
     if full.outcome == "untested":
-        return f"At depth {depth}: {ratio_words(full)}. "
+        return f"At depth {depth} the plain net's sharpness against the residual net's: {ratio_words(full)}. "
     if len({v.outcome for v in verdicts}) > 1:
         halves = "; ".join(f"{v.compared.split('(')[1].split(')')[0]}: {ratio_words(v)}" for v in verdicts[1:])
         return (f"At depth {depth} the plain net's sharpness against the residual net's is {ratio_words(full)}, but "

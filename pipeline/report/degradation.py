@@ -226,7 +226,7 @@ def length_check_table(train: pd.DataFrame, longer: pd.DataFrame) -> pd.DataFram
 def length_check_summary(train: pd.DataFrame, longer: pd.DataFrame) -> str:
     """Whether the study's schedule is long enough: the eval-mode training error (else the running one) of each
     net trained again, longer, against the study's run of the same seed (evidence.length_change)."""
-    sentences, enough = [], []
+    sentences, moved = [], []
     for _, run in longer.iterrows():
         short = train[(train["model"] == run["model"]) & (train["seed"] == run["seed"])]
         if short.empty:
@@ -236,20 +236,19 @@ def length_check_summary(train: pd.DataFrame, longer: pd.DataFrame) -> str:
         test = evidence.length_change(float(short.iloc[0]["test_error"]), float(run["test_error"]), "test error")
         sentences.append(f"{run['model']} (seed {int(run['seed'])}) {verdict.values[0]:.2f} -> {verdict.values[1]:.2f} % "
                          f"({verdict.difference:+.2f} points; test error {test.difference:+.2f})")
-        enough.append(verdict.outcome == "within")
+        if verdict.outcome != "within":
+            moved.append(run["model"])
     if not sentences:
         return ""
     first = longer.iloc[0]
     kind = "eval-mode training error" if "train_eval_error" in longer else "training error"
-    verdict = ("every one moved by less than a point, so the study's length suffices for these nets"
-               if all(enough) else
-               f"a move of {evidence.CONVERGED_POINTS:g} point or more means the study's numbers are not converged "
-               "ones: the deeper and plain nets, slower to train, are further from convergence still, so the grid "
-               "measures how far each net gets in this budget")
+    verdict = ("every one moved by less than that, so the study's length suffices for these nets" if not moved else
+               f"{', '.join(moved)} moved by more, so the budget is too short for them: the study's numbers say how "
+               "far each net gets within it, not where it would converge")
     return (f"Is the budget long enough? The same nets, seeds and schedule made longer ({evidence.training_length(first)}, "
             f"the lr drops moved with it; the `length_check` stage), one run each: {kind} "
-            + "; ".join(sentences) + f". By the rule a change under {evidence.CONVERGED_POINTS:g} point is long "
-            f"enough: {verdict}.\n")
+            + "; ".join(sentences) + f". A change under {evidence.CONVERGED_POINTS:g} point would mean long enough; "
+            f"{verdict}.\n")
 
 
 def section(inputs: Inputs) -> Section:
