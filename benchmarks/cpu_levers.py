@@ -4,6 +4,7 @@
     python benchmarks/cpu_levers.py compile     # torch.compile of the training step: its cost, its gain
     python benchmarks/cpu_levers.py parallel    # two items at once (1 thread each) vs one after the other (2 threads)
     python benchmarks/cpu_levers.py precision   # one item's thread: fp32 vs bf16 autocast, batch 128 vs 256
+    python benchmarks/cpu_levers.py stack       # K seeds of a net in one process (torch.func.vmap) vs one by one
     python benchmarks/cpu_levers.py all
 
 Every comparison alternates its variants round by round on the same model, so that the shared
@@ -189,15 +190,64 @@ def lever_precision(models: list[str], rounds: int, steps: int) -> None:
               f"{rate['bf16', 2 * BATCH] / rate['bf16', BATCH]:.2f}x |", flush=True)
 
 
+def lever_stack(models: list[str], rounds: int, steps: int, seeds: int) -> None:
+    """`seeds` copies of a net (its seeds) trained in one process on one thread: their SGD steps one after the
+    other, as separate items would run them, against one vmapped step of all of them (torch.func: parameters
+    stacked, each copy on its own batch), the way several seeds could share one process. Batch norm's running
+    statistics are off in both (torch.func.replace_all_batch_norm_modules_: vmap cannot update them in place),
+    so that the two do the same arithmetic; both in fp32, as bf16 autocast fails inside vmap(grad(...)) here
+    ("expected scalar type BFloat16 but found Float", torch 2.14)."""
+    from torch.func import functional_call, grad, replace_all_batch_norm_modules_, stack_module_state, vmap
+
+    torch.set_num_threads(1)
+    print(f"| model | {seeds} seeds one by one: images/s | {seeds} seeds vmapped | vmapped / one by one |")
+    print("|---|---|---|---|")
+    for model_id in models:
+        rt = Runtime.resolve("cpu", "fp32", True)
+        nets = [replace_all_batch_norm_modules_(new_model(model_id, rt)) for _ in range(seeds)]
+        optimizers = [sgd(n.parameters(), 0.01, 0.9, 1e-4, device=rt.device) for n in nets]
+        x = torch.randn(seeds, BATCH, *SHAPE)
+        y = torch.randint(0, CLASSES, (seeds, BATCH))
+        params, buffers = stack_module_state(nets)
+        template = new_model(model_id, rt)
+        replace_all_batch_norm_modules_(template)
+
+        def loss(p, b, xs, ys):
+            with rt.autocast():
+                logits = functional_call(template, (p, b), (xs,))
+            return torch.nn.functional.cross_entropy(logits.float(), ys)
+
+        step_all = vmap(grad(loss), in_dims=(0, 0, 0, 0))
+
+        def one_by_one() -> float:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                for net, opt, xs, ys in zip(nets, optimizers, x, y):
+                    sgd_step(net, opt, xs, ys, rt)
+            return steps * seeds * BATCH / (time.perf_counter() - t0)
+
+        def vmapped() -> float:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                grads = step_all(params, buffers, x, y)
+                with torch.no_grad():
+                    torch._foreach_add_(list(params.values()), list(grads.values()), alpha=-0.01)
+            return steps * seeds * BATCH / (time.perf_counter() - t0)
+
+        rate = interleaved({"one": one_by_one, "vmap": vmapped}, rounds)
+        print(f"| {model_id} | {rate['one']:.0f} | {rate['vmap']:.0f} | {rate['vmap'] / rate['one']:.2f}x |", flush=True)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_item"]:
         return one_item(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("lever", choices=["eval", "compile", "parallel", "precision", "all"])
+    ap.add_argument("lever", choices=["eval", "compile", "parallel", "precision", "stack", "all"])
     ap.add_argument("--models", nargs="+", default=["resnet-20", "resnet-56", "vgg-11-gap"])
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per variant; medians are printed")
     ap.add_argument("--steps", type=int, default=40, help="SGD steps per timed call (compile, parallel, precision)")
     ap.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    ap.add_argument("--seeds", type=int, default=3, help="copies of the net stacked (stack)")
     args = ap.parse_args()
     env = environment(torch.device("cpu"))
     print(f"{env['device_name']}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
@@ -215,6 +265,9 @@ def main() -> None:
     if args.lever in ("precision", "all"):
         print("\n### One item's thread: precision and batch size of the training step\n")
         lever_precision(args.models, args.rounds, args.steps)
+    if args.lever in ("stack", "all"):
+        print(f"\n### {args.seeds} seeds of a net in one process, one thread (batch 128 each)\n")
+        lever_stack(args.models, args.rounds, args.steps, args.seeds)
 
 
 if __name__ == "__main__":
