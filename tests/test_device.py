@@ -117,6 +117,7 @@ def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
     work, env = study
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"].update(models=["resnet-20"], overrides={})
+    params["train"]["length_check"]["models"] = []
     params["train"]["recipe"]["device"] = device.type
     params["transfer"]["pretrain"]["device"] = device.type
     params["transfer"]["finetune"]["device"] = device.type
@@ -128,11 +129,12 @@ def test_dvc_repro_of_the_tiny_study_on_the_device(study, device):
     trained = read_json(work / "records/train/resnet-20-s0.json")
     assert trained["device"] == device.type and trained["status"] == "finished"
     latency = read_json(work / "metrics/latency.json")
-    analysed = read_json(work / "records/analysis/resnet-20.json")
-    assert analysed["landscape_images"] > 0
+    analysed = read_json(work / "records/analysis/resnet-20-s0.json")
+    drawn = read_json(work / "records/landscape/resnet-20.json")
+    assert analysed["sharpness_images"] > 0 and drawn["landscape_images"] > 0
     if device.type == "cuda":
         assert trained["device_name"] == torch.cuda.get_device_name() and trained["cuda"] == torch.version.cuda
-        assert analysed["device_name"] == torch.cuda.get_device_name()
+        assert analysed["device_name"] == drawn["device_name"] == torch.cuda.get_device_name()
         assert latency["devices"]["gpu"]["cuda"] == torch.version.cuda
         assert {c["device"] for c in latency["cells"]} == {"cpu", "gpu"}
         assert "GPU ms, batch 1 (median [IQR])" in (work / "reports/architectures.md").read_text()
