@@ -202,15 +202,19 @@ LENGTH_COLUMNS = (("train_error", "training error %"), ("train_eval_error", "tra
                   ("test_error", "test error %"))
 
 
+def _length_pairs(train: pd.DataFrame, longer: pd.DataFrame):
+    """(the study's run, the longer run) of each net the length_check stage trained again, same model and seed."""
+    for _, run in longer.iterrows():
+        short = train[(train["model"] == run["model"]) & (train["seed"] == run["seed"])]
+        if not short.empty:
+            yield short.iloc[0], run
+
+
 def length_check_table(train: pd.DataFrame, longer: pd.DataFrame) -> pd.DataFrame:
     """A row per net the length_check stage trained again, longer: its errors after the study's schedule (the
     same seed) and after the longer one, and the change."""
     rows = []
-    for _, run in longer.iterrows():
-        short = train[(train["model"] == run["model"]) & (train["seed"] == run["seed"])]
-        if short.empty:
-            continue
-        short = short.iloc[0]
+    for short, run in _length_pairs(train, longer):
         row = {"model": run["model"], "seed": int(run["seed"]), "study's length": evidence.training_length(short),
                "longer": evidence.training_length(run)}
         for column, name in LENGTH_COLUMNS:
@@ -227,13 +231,10 @@ def length_check_summary(train: pd.DataFrame, longer: pd.DataFrame) -> str:
     """Whether the study's schedule is long enough: the eval-mode training error (else the running one) of each
     net trained again, longer, against the study's run of the same seed (evidence.length_change)."""
     sentences, moved = [], []
-    for _, run in longer.iterrows():
-        short = train[(train["model"] == run["model"]) & (train["seed"] == run["seed"])]
-        if short.empty:
-            continue
+    for short, run in _length_pairs(train, longer):
         column = "train_eval_error" if "train_eval_error" in run and pd.notna(run.get("train_eval_error")) else "train_error"
-        verdict = evidence.length_change(float(short.iloc[0][column]), float(run[column]), column)
-        test = evidence.length_change(float(short.iloc[0]["test_error"]), float(run["test_error"]), "test error")
+        verdict = evidence.length_change(float(short[column]), float(run[column]), column)
+        test = evidence.length_change(float(short["test_error"]), float(run["test_error"]), "test error")
         sentences.append(f"{run['model']} (seed {int(run['seed'])}) {verdict.values[0]:.2f} -> {verdict.values[1]:.2f} % "
                          f"({verdict.difference:+.2f} points; test error {test.difference:+.2f})")
         if verdict.outcome != "within":
