@@ -392,6 +392,24 @@ def test_the_length_check_says_how_far_each_net_moved_and_whether_the_budget_suf
     assert "so the study's length suffices for these nets" in length_check_summary(train, longer)
 
 
+def test_the_degradation_figure_draws_the_longer_run_past_the_budget_and_names_it():
+    from pipeline.report.degradation import degradation_figure
+
+    steps = lambda last, error: pd.DataFrame({"iteration": [last // 2, last], "train_error": [0.5, error]})
+    histories = {m: pd.DataFrame({"epoch": [1, 2], "iteration": [6, 12], "train_error": [0.5, e], "val_error": [0.5, e],
+                                  "test_error": [None, e]}) for m, e in (("plain-20", 0.2), ("resnet-20", 0.15))}
+    curves = {m: {0: steps(12, h["train_error"].iloc[-1])} for m, h in histories.items()}
+    fig = degradation_figure(histories, curves, "fashion_mnist", "12 iterations",
+                             [("plain-20", "24 iterations", steps(24, 0.1))])
+    plain, residual = fig.axes
+    labels = [line.get_label() for line in plain.get_lines()]
+    assert "plain-20, again at 24 iterations (length check), train" in labels
+    assert plain.get_xlim()[1] >= 24   # the longer run goes on past the budget ...
+    assert [12, 12] in [list(line.get_xdata()) for line in plain.get_lines()]   # ... whose end is marked
+    assert "fashion_mnist, 12 iterations" in fig._suptitle.get_text()
+    assert not any("again at" in line.get_label() for line in residual.get_lines())
+
+
 def test_the_heads_verdict_holds_overfitting_and_test_error_against_their_interval_over_seeds():
     from pipeline.report.heads import heads_summary
 

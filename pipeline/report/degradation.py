@@ -140,12 +140,14 @@ def degradation_headline(train: pd.DataFrame) -> list[Headline]:
     return rows
 
 
-def plot_degradation(histories: dict[str, pd.DataFrame], curves: dict[str, dict[int, pd.DataFrame]], path: Path,
-                     dataset: str) -> None:
+def degradation_figure(histories: dict[str, pd.DataFrame], curves: dict[str, dict[int, pd.DataFrame]],
+                       dataset: str, length: str, longer: list[tuple[str, str, pd.DataFrame]]):
     """He et al. 2016 Fig. 6, against iterations: each seed's running training error of the augmented batches
     (thin dashed lines, its step curve; the per-epoch means where a run wrote none), the validation error after
     each epoch (solid, lowest seed) and the test error once, after the last (a dot); plain left, residual right.
-    He et al. plot test error throughout; the study looks at the test set once."""
+    He et al. plot test error throughout; the study looks at the test set once. `longer` holds the length check's
+    runs, (model, its length, step curve): dotted on, past the study's `length` (a grey line at its end), so the
+    figure shows how far the budget is from convergence."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -172,14 +174,26 @@ def plot_degradation(histories: dict[str, pd.DataFrame], curves: dict[str, dict[
             if "test_error" in h:
                 tested = h.dropna(subset=["test_error"])
                 ax.plot(tested["iteration"], tested["test_error"] * PERCENT, "o", color=colors[depth])
+            for model_long, long_length, curve in longer:
+                if model_long == model:
+                    ax.plot(curve["iteration"], curve["train_error"] * PERCENT, ":", lw=1.2, color=colors[depth],
+                            label=f"{model}, again at {long_length} (length check), train")
+                    ax.axvline(h["iteration"].max(), color="grey", lw=0.8, alpha=0.6)
         ax.set_title(f"{title} networks")
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-        ax.legend(title="dashed: train, each seed; solid: validation; dot: test", fontsize=8, title_fontsize=8)
+        ax.legend(title="dashed: train, each seed; solid: validation; dot: test"
+                        + ("; dotted: train, longer" if longer else ""), fontsize=8, title_fontsize=8)
     axes[0].set_ylabel("error %")
-    fig.suptitle(f"Degradation: training error against iterations ({dataset}; converged: training error moved "
-                 f"under {evidence.CONVERGED_POINTS:g} point in the last epoch)", fontsize=10)
+    fig.suptitle(f"Degradation: training error against iterations ({dataset}, {length}; converged: training error "
+                 f"moved under {evidence.CONVERGED_POINTS:g} point in the last epoch)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -273,7 +287,10 @@ def section(inputs: Inputs) -> Section:
     if not longer.empty and not train.empty:
         tables["length_check"] = length_check_table(train, longer)
         text += "\n" + length_check_summary(train, longer) + "\n" + to_markdown(tables["length_check"])
-    files = ({"degradation.png": lambda path: plot_degradation(histories, inputs.results.curves, path,
-                                                               inputs.results.dataset)}
+    longer_curves = [(run["model"], evidence.training_length(run), inputs.results.longer_curves[run["model"]])
+                     for _, run in longer.iterrows() if run["model"] in inputs.results.longer_curves]
+    files = ({"degradation.png": lambda path: save_figure(degradation_figure(
+                 histories, inputs.results.curves, inputs.results.dataset, evidence.training_length(first),
+                 longer_curves), path)}
              if histories else {})
     return Section(text, tables, files, degradation_headline(train))

@@ -67,6 +67,10 @@ class ResultFolders:
         return Path(self.plots) / "steps" / "train"   # train items' step curves (against iterations)
 
     @property
+    def longer_curves(self) -> Path:
+        return Path(self.plots) / "steps" / "length_check"   # the length_check items' step curves
+
+    @property
     def analysis_plots(self) -> Path:
         return Path(self.plots) / "analysis"         # the analyze items' gradients and sharpness draws
 
@@ -90,6 +94,7 @@ class Results:
     cells: pd.DataFrame                 # its cells: a row per model, device, mode and batch size
     histories: dict[str, pd.DataFrame]  # model -> per-epoch CSV of its lowest seed
     curves: dict[str, dict[int, pd.DataFrame]]   # model -> seed -> step curve, where the train item wrote one
+    longer_curves: dict[str, pd.DataFrame]       # model -> step curve of its length_check item (the longer run)
 
     @property
     def dataset(self) -> str:
@@ -131,6 +136,12 @@ def load_curves(folder: Path, train: pd.DataFrame) -> dict[str, dict[int, pd.Dat
     return out
 
 
+def load_longer_curves(folder: Path, longer: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The length_check items' step curves, keyed by model id (where the item wrote one)."""
+    paths = {model: Path(folder) / f"{model}.csv" for model in (longer["model"] if not longer.empty else [])}
+    return {model: pd.read_csv(path) for model, path in paths.items() if path.is_file()}
+
+
 def load_results(items: StudyItems, folders: ResultFolders) -> Results:
     """Every result of the study's items; one error names a missing file before anything is written."""
     def results(folder: str) -> list[dict]:
@@ -150,4 +161,5 @@ def load_results(items: StudyItems, folders: ResultFolders) -> Results:
     return Results(train=train, measure=measure, finetune=finetune, levers=levers, pretrain=pretrain, analysis=analysis,
                    landscape=landscape, length_check=length_check,
                    latency=latency, cells=pd.DataFrame(latency["cells"]),
-                   histories=load_histories(folders.histories, train), curves=load_curves(folders.curves, train))
+                   histories=load_histories(folders.histories, train), curves=load_curves(folders.curves, train),
+                   longer_curves=load_longer_curves(folders.longer_curves, length_check))
