@@ -65,12 +65,10 @@ tracking-server: setup
 	mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --artifacts-destination $(CURDIR)/mlruns \
 		--host $(HOST) --port $(PORT)
 
-# the workspace's results, as the last study left them, kept in studies/$(STUDY)/ to be committed beside the
-# quick study's (the conclusive study's report is the project's results; README, "The conclusive CPU study")
-SNAPSHOT := params.yaml dvc.lock metrics records plots reports
-snapshot:
-	@grep -q "^  name: $(STUDY)$$" params.yaml || { echo "error: params.yaml is not study $(STUDY)'s; run make study STUDY=$(STUDY) first" >&2; exit 2; }
-	rm -rf studies/$(STUDY) && mkdir -p studies/$(STUDY) && cp -r $(SNAPSHOT) studies/$(STUDY)/
+# the results of the study the workspace last ran, kept in studies/$(STUDY)/ to be committed beside the quick
+# study's (the conclusive study's report is the project's results; README, "The conclusive CPU study")
+snapshot: setup
+	$(PY) -m pipeline.study.snapshot $(STUDY)
 
 # rewrite params.yaml from conf/ for $(STUDY) (what `dvc exp run -S study=...` does)
 params: setup
