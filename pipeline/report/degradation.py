@@ -177,7 +177,7 @@ def degradation_figure(histories: dict[str, pd.DataFrame], curves: dict[str, dic
             for model_long, long_length, curve in longer:
                 if model_long == model:
                     ax.plot(curve["iteration"], curve["train_error"] * PERCENT, ":", lw=1.2, color=colors[depth],
-                            label=f"{model}, again at {long_length} (length check), train")
+                            label=f"{title}-{depth}, again at {long_length} (length check), train")
                     ax.axvline(h["iteration"].max(), color="grey", lw=0.8, alpha=0.6)
         ax.set_title(f"{title} networks")
         ax.set_xlabel("iteration")
