@@ -42,13 +42,16 @@ def snapshot(study: str, root: Path = STUDIES) -> Path:
     if missing:
         raise SnapshotError(f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: missing; the study has "
                             f"not finished (make study STUDY={study})")
-    dest, new = root / study, root / f".{study}.new"
-    shutil.rmtree(new, ignore_errors=True)
+    dest, new, old = root / study, root / f".{study}.new", root / f".{study}.old"
+    for leftover in (new, old):   # of a copy that was interrupted
+        shutil.rmtree(leftover, ignore_errors=True)
     for path in files:
         (new / path).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if path.is_dir() else shutil.copy2)(path, new / path)
-    shutil.rmtree(dest, ignore_errors=True)
+    if dest.exists():   # moved aside, not deleted, until the new copy is in its place
+        dest.rename(old)
     new.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
     return dest
 
 
