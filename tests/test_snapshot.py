@@ -40,6 +40,9 @@ def test_a_snapshot_holds_the_studys_declared_results_and_nothing_else(workspace
                            "records/train/a.json", "records/train/b.json", "reports/README.md",
                            "reports/figures/f.png"}   # no weights (DVC's cache), no other study's file
     assert (dest / "metrics/train/a.json").read_text() == "metrics/train/a.json"
+    Path("metrics/train/a.json").write_text("a again")   # a second snapshot replaces the first, leaving nothing aside
+    assert (snapshot("tiny", workspace / "studies") / "metrics/train/a.json").read_text() == "a again"
+    assert sorted(p.name for p in (workspace / "studies").iterdir()) == ["tiny"]
 
 
 def test_a_wrong_or_unfinished_study_is_refused_and_the_old_snapshot_kept(workspace):
