@@ -447,12 +447,33 @@ def _check_across(sections: dict[str, Any]) -> None:
         raise ConfigError(f"analysis.seed: {analysis.seed} is not in train.seeds {train.seeds}")
 
 
+class _AliasFound(Exception):
+    def __init__(self, event: yaml.AliasEvent):
+        super().__init__(event.anchor)
+        self.event = event
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without aliases: params.yaml holds plain values (`make params` writes them out), and a few
+    nested aliases (a "billion laughs") expand to gigabytes in whatever walks the value."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasFound(self.peek_event())
+        return super().compose_node(parent, index)
+
+
 def read_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: not found (run from the repository root, where dvc.yaml is)")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        params = yaml.load(path.read_text(), Loader=_NoAliasLoader) or {}
+    except _AliasFound as found:
+        mark = found.event.start_mark
+        raise ConfigError(f"{path}: a YAML alias (*{found.event.anchor}) at line {mark.line + 1}, column "
+                          f"{mark.column + 1}; params.yaml takes plain values: write the value out (anchors in "
+                          "conf/ are fine: `make params` writes them out)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

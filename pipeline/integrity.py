@@ -17,3 +17,10 @@ def file_digest(path: Path, algorithm: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def why(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most `limit` characters, for a one-line error; its type's
+    name when the message is empty (torch.load of a 0-byte file raises a bare EOFError)."""
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pipeline.integrity import DataError
+from pipeline.integrity import DataError, why
 
 MiB = 1 << 20
 
@@ -64,7 +64,7 @@ def write_atomically(path: Path, write) -> None:
             raise
         free = f"{_free_mib(path.parent):.0f} MiB free" if path.parent.is_dir() else "folder missing"
         kept = "the previous version is unchanged" if path.exists() else "nothing was written"
-        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0][:200]
+        reason = getattr(err, "strerror", None) or why(err)
         raise OutputError(f"{path}: could not be written ({reason}; {free} there); {kept}. "
                           "Free some space or fix the folder's permissions, then run again") from err
 
@@ -97,7 +97,7 @@ def load_model(path: Path, remake: str) -> dict:
     except FileNotFoundError:
         raise
     except Exception as err:   # noqa: BLE001 -- torch raises several kinds for a file that is not a weights file
-        raise DataError(f"{path}: not a weights file this study wrote ({str(err).strip().splitlines()[0][:200]}); "
+        raise DataError(f"{path}: not a weights file this study wrote ({why(err)}); "
                         f"delete it and run {remake}") from None
     if not isinstance(saved, dict) or "state_dict" not in saved:
         raise DataError(f"{path}: no state_dict inside; delete it and run {remake}")
@@ -105,7 +105,12 @@ def load_model(path: Path, remake: str) -> dict:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file this project wrote; one error naming it when it is not JSON (truncated, edited by hand)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({why(err)}); delete it and run the study again, which remakes it "
+                        "(`dvc status` names the item)") from None
 
 
 def write_result(metrics_path: Path, metrics: dict, record_path: Path, record: dict) -> None:
@@ -150,7 +155,7 @@ class ResumeState:
             saved = (torch.load(self.path, map_location="cpu", weights_only=True) if self._torch
                      else json.loads(self.path.read_text()))
         except Exception as err:   # noqa: BLE001 -- corrupt, truncated or not a state file: start afresh, overwrite it
-            print(f"{self.path}: unreadable ({str(err).strip().splitlines()[0][:200]}); starting afresh", flush=True)
+            print(f"{self.path}: unreadable ({why(err)}); starting afresh", flush=True)
             return {}
         if not isinstance(saved, dict) or saved.get("fingerprint") != self.fingerprint:
             print(f"{self.path}: from other settings, inputs or code; starting afresh", flush=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Protocol
 
+from pipeline.integrity import why
+
 if TYPE_CHECKING:
     from pipeline.outputs import ResumeState
 
@@ -40,8 +42,13 @@ def _where() -> str:
 
 def check_store() -> None:
     """Fail in seconds, with the fix, where MLflow would retry for minutes or print 200 lines:
-    an unreachable server, a corrupt, unreadable or read-only SQLite file."""
+    an unreachable server, a corrupt, unreadable or read-only SQLite file, a file store (a folder of YAML files,
+    which the study's runs -- datasets, system metrics, runs of several processes at once -- outgrow)."""
     uri = tracking_uri()
+    if uri.startswith("file:") or "://" not in uri:
+        raise TrackingError(f"{uri} ({_where()}): a file store; this project tracks into SQLite (unset "
+                            "MLFLOW_TRACKING_URI for sqlite:///mlflow.db, or give sqlite:///<path>) or an MLflow "
+                            "server (http://host:port)")
     if uri.startswith(("http://", "https://")):
         health = f"{uri.rstrip('/')}/health"   # an MLflow server answers 200 "OK" here
         try:
@@ -83,7 +90,7 @@ def create_experiment(study: str) -> None:
         if client.get_experiment_by_name(study) is None:
             client.create_experiment(study)
     except Exception as err:   # noqa: BLE001 -- as in start_run
-        raise TrackingError(f"{tracking_uri()}: MLflow store failed: {str(err).splitlines()[0][:300]}") from err
+        raise TrackingError(f"{tracking_uri()}: MLflow store failed: {why(err, 300)}") from err
 
 
 class Run:
@@ -161,7 +168,7 @@ def start_run(study: str, run_name: str, params: dict[str, Any], tags: dict[str,
         run = Run(client, run_id, lost)
         run.set_tags({**tags, "workspace": workspace(), **({"continues_lost_run": lost} if lost else {})})
     except Exception as err:   # noqa: BLE001 -- MLflow and SQLAlchemy raise many kinds; name the store once
-        raise TrackingError(f"{uri}: MLflow store failed: {str(err).splitlines()[0][:300]}") from err
+        raise TrackingError(f"{uri}: MLflow store failed: {why(err, 300)}") from err
     monitor = _system_metrics(run_id, uri) if system_metrics else None
     try:
         yield run

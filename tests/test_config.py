@@ -190,6 +190,18 @@ def test_yaml_syntax_error_is_one_config_error(tmp_path):
         load_section("train", path)
 
 
+def test_an_alias_bomb_is_refused_before_it_expands(repo, tmp_path):
+    """Nine nested aliases would make train.models 10^9 ids (issue 28: 33-55 s and 2.7 GB before a MemoryError);
+    the first alias is refused, with its place, in no time."""
+    lines = ['a0: &a0 ["resnet-20"]'] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "params.yaml"
+    path.write_text((repo / "params.yaml").read_text().replace("train:\n", "train:\n  bomb:\n" + "".join(
+        f"    {line}\n" for line in lines), 1))
+    with pytest.raises(ConfigError, match=r"params.yaml: a YAML alias \(\*a0\) at line \d+, column \d+; params.yaml "
+                                          r"takes plain values"):
+        load_all(path)
+
+
 def test_stage_reports_bad_input_in_one_line_with_status_2(repo, tmp_path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["dataset"] = "mnist"

@@ -1,4 +1,5 @@
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -238,6 +239,19 @@ def test_every_seeds_step_curve_is_read(tmp_path):
     results = load_results(ITEMS, ResultFolders(metrics, tmp_path / "records", plots))
     assert sorted(results.curves["resnet-20"]) == [0, 1] and "plain-56" not in results.curves
     assert results.curves["resnet-20"][1]["train_error"].iloc[-1] == pytest.approx(0.11)
+
+
+def test_a_malformed_result_is_named_before_anything_is_written(tmp_path):
+    """A metrics file cut short (issue 28): one DataError naming it, not a JSONDecodeError naming no file."""
+    from pipeline.integrity import DataError
+
+    metrics, plots = write_study(tmp_path)
+    broken = metrics / "finetune" / "imagenet-10.json"
+    broken.write_text(broken.read_text()[:40])
+    with pytest.raises(DataError, match=re.escape(f"{broken}: not valid JSON (")):
+        build_report(title="t", study="s", items=ITEMS, folders=ResultFolders(metrics, tmp_path / "records", plots),
+                     out_dir=tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()
 
 
 def test_a_missing_result_of_the_study_is_named(tmp_path):

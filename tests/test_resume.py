@@ -139,7 +139,8 @@ def test_sigkilled_finetune_item_keeps_its_finished_draws(repo, workdir):
                 "--checkpoint", str(out / "p.json")]
 
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    subprocess.run(item("straight"), cwd=workdir, env=env, check=True, capture_output=True)
+    uninterrupted = subprocess.run(item("straight"), cwd=workdir, env=env, capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
     killed = subprocess.Popen(item("killed"), cwd=workdir, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     progress = workdir / "killed" / "p.json"
@@ -150,7 +151,8 @@ def test_sigkilled_finetune_item_keeps_its_finished_draws(repo, workdir):
     killed.wait()
     assert progress.exists() and not (workdir / "killed" / "m.json").exists(), "was not killed mid-item"
 
-    again = subprocess.run(item("killed"), cwd=workdir, env=env, check=True, capture_output=True, text=True)
+    again = subprocess.run(item("killed"), cwd=workdir, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr   # once exited 2 on a loaded machine: why
     assert "p.json: resuming after 1 scratch" in again.stdout
     assert not progress.exists()   # removed once the outputs are written
     straight, resumed = read_json(workdir / "straight" / "m.json"), read_json(workdir / "killed" / "m.json")

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from pipeline import tracking
@@ -63,6 +65,16 @@ def http_server():
 def test_a_server_that_is_not_mlflow_is_refused_at_once(monkeypatch, http_server):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", http_server)
     with pytest.raises(tracking.TrackingError, match=r"/health answered HTTP 404, so this is not an MLflow"):
+        tracking.check_store()
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "/tmp/mlruns", "mlruns"])
+def test_a_file_store_is_refused_before_any_stage_runs(monkeypatch, uri):
+    """MLflow takes a folder as a file store, which failed inside a stage (issue 28); the study command's check
+    refuses it at once, naming the two stores the project uses."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(tracking.TrackingError, match=re.escape(f"{uri} (MLFLOW_TRACKING_URI): a file store; this "
+                                                               "project tracks into SQLite")):
         tracking.check_store()
 
 

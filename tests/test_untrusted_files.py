@@ -77,3 +77,14 @@ def test_every_torch_load_is_weights_only():
     # (tests/test_packaged_weights.py::test_a_changed_weights_file_is_refused)
     assert {rel for rel, _, _ in calls} == {"pipeline/outputs.py", "pipeline/data/loader.py",
                                          "pipeline/models/timm_models.py", "pipeline/models/packaged_weights.py"}
+
+
+@pytest.mark.parametrize("loader", [load_checkpoint, load_model_file], ids=["checkpoint", "model file"])
+def test_an_empty_file_gets_the_one_line_error_too(tmp_path, loader, capsys):
+    """A 0-byte file (a disk that filled mid-write before the atomic writes, a `touch`): torch.load raises a bare
+    EOFError, whose message is empty; the loader still names the file in one line (issue 28)."""
+    path = tmp_path / "train.pt"
+    path.touch()
+    loader(path)
+    out = capsys.readouterr().out
+    assert loader is not load_checkpoint or f"{path}: unreadable (EOFError); starting afresh" in out

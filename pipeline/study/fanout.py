@@ -36,6 +36,7 @@ from pathlib import Path
 
 from pipeline import tracking
 from pipeline.config import ConfigError, FanoutConfig, load_all
+from pipeline.integrity import why
 from pipeline.study.dvc_repo import Graph, run_dvc
 from pipeline.study.item import declared
 
@@ -152,7 +153,7 @@ def connect(address: str, num_cpus: int | None, num_gpus: int | None):
                 socket.create_connection((host, int(port)), timeout=tracking.REACH_TIMEOUT_S).close()
             ray.init(address=address, configure_logging=False)
         except (OSError, ValueError, RuntimeError) as err:   # ConnectionError is an OSError
-            raise ConfigError(f"--ray {address}: no Ray cluster there ({str(err).splitlines()[0][:200]}); start one "
+            raise ConfigError(f"--ray {address}: no Ray cluster there ({why(err)}); start one "
                               "(ray start --head) or use --ray local") from None
     nodes = [n for n in ray.nodes() if n["Alive"]]
     if len(nodes) > 1 and tracking.tracking_uri().startswith("sqlite:"):
@@ -225,7 +226,7 @@ def _run(ray, todo: Plan, cfg: FanoutConfig) -> list[dict]:
                 gone = [r["item"] for r in results if r["status"] != "done" and r["item"] in todo.upstream[item]]
                 r = ({"item": item, "status": "skipped", "because": gone} if gone else
                      {"item": item, "status": "failed", "log": f"{LOGS / item}.log",
-                      "ray_error": str(err).strip().splitlines()[0][:200]})
+                      "ray_error": why(err)})
             results.append(r)
             where = f" in {r['end'] - r['start']:.0f} s on {r['host']}" if "end" in r else ""
             gpus = f", GPU {','.join(r['gpus'])}" if r.get("gpus") else ""

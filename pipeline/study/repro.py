@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import ConfigError, load_all
+from pipeline.integrity import why
 from pipeline.outputs import MiB, OutputError, check_writable
 from pipeline.study.dvc_repo import run_dvc
 from pipeline.tracking import TrackingError, check_store
@@ -69,7 +70,7 @@ def read_lock(path: Path = LOCK) -> dict[str, str]:
     except Exception as err:   # noqa: BLE001 -- YAML and schema errors alike: the file is unusable
         in_git = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], capture_output=True).returncode == 0
         restore = f"git checkout -- {path}" if in_git else f"rm {path} (git has no copy of it)"
-        reason = str(err).strip().splitlines()[0][:150]
+        reason = why(err, 150)
         raise LockError(f"{path}: not a valid DVC lock file ({reason}), most likely cut short by an interrupted "
                         f"dvc; restore it with `{restore}` and run again: the items finished since come back "
                         "from DVC's run cache without retraining") from None
